@@ -1,0 +1,636 @@
+"""The task item in DynamoDB: the only module that knows its keys, attributes, states and writes.
+
+One item per launch (one queueing of one Airflow task instance try). The launcher creates it, the status handler
+moves it along ECS's lifecycle, the executor reads it. Every write is conditional:
+
+- a state never moves backwards within an attempt, and a terminal state (SUCCEEDED, FAILED, CANCELLED) is final;
+- ECS events are applied in ``detail.version`` order: an older or equal version is a late duplicate and is dropped;
+- an event for an earlier attempt (an ECS task that was replaced after an infrastructure failure) is dropped.
+
+Every write bumps ``rev`` and stamps ``changed_at`` (epoch ms), which the ``by_owner_changed`` index sorts by, so
+an executor reads only what changed for its owner since a point: the cost follows the number of changes, not the
+number of running tasks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+import boto3
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from ecs_event_executor.control.messages import CancelRequest, LaunchRequest, TaskKey
+
+
+class TaskState(StrEnum):
+    """Where a launch is. The first three are active, the last three terminal."""
+
+    LAUNCHING = "LAUNCHING"  # claimed by the launcher; no ECS task confirmed yet for this attempt
+    PENDING = "PENDING"  # an ECS task exists and is provisioning, pending or activating
+    RUNNING = "RUNNING"  # the ECS task runs (also while it is being stopped, until an exit code is known)
+    SUCCEEDED = "SUCCEEDED"  # the Airflow container exited 0
+    FAILED = "FAILED"  # exit code != 0, stopped, could not be launched: ``reason`` says which
+    CANCELLED = "CANCELLED"  # revoked or terminated before it finished
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+
+TERMINAL_STATES = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED})
+ACTIVE_STATES = (TaskState.LAUNCHING, TaskState.PENDING, TaskState.RUNNING)
+
+# Allowed transitions. A relaunch (next attempt) is the one way back to LAUNCHING, and it increments ``attempt``.
+TRANSITIONS: Mapping[TaskState, frozenset[TaskState]] = {
+    TaskState.LAUNCHING: frozenset({TaskState.PENDING, TaskState.RUNNING, *TERMINAL_STATES}),
+    TaskState.PENDING: frozenset({TaskState.RUNNING, TaskState.LAUNCHING, *TERMINAL_STATES}),
+    TaskState.RUNNING: frozenset({TaskState.LAUNCHING, *TERMINAL_STATES}),
+    TaskState.SUCCEEDED: frozenset(),
+    TaskState.FAILED: frozenset(),
+    TaskState.CANCELLED: frozenset(),
+}
+
+
+class Attr:
+    """Attribute names of the task item. Nothing outside this module spells them."""
+
+    PK = "pk"  # the launch id
+    OWNER = "owner"  # the executor instance (or team) whose change feed shows this item
+    CHANGED_AT = "changed_at"  # epoch ms of the last write: the change-feed index's sort key
+    REV = "rev"  # write counter: the executor de-duplicates overlapping reads with it
+    STATE = "state"
+    REASON = "reason"  # why the task failed, was cancelled, or is retrying; shown in the task's log
+    ATTEMPT = "attempt"  # 1-based ECS task attempt for this launch
+    MAX_ATTEMPTS = "max_attempts"
+    LEASE_UNTIL = "lease_until"  # epoch ms until which one launcher holds the right to call RunTask
+    TASK_ARN = "task_arn"
+    CLUSTER_ARN = "cluster_arn"
+    ECS_VERSION = "ecs_version"  # detail.version of the last applied ECS event
+    ECS_LAST_STATUS = "ecs_last_status"
+    STOP_CODE = "stop_code"
+    EXIT_CODE = "exit_code"
+    DAG_ID = "dag_id"
+    TASK_ID = "task_id"
+    RUN_ID = "run_id"
+    MAP_INDEX = "map_index"
+    TRY_NUMBER = "try_number"
+    TEAM = "team"
+    REQUEST = "request"  # the launch request JSON, kept so a relaunch needs nothing from the queue
+    QUEUED_AT = "queued_at"  # epoch ms: when the executor queued it
+    LAUNCHED_AT = "launched_at"  # epoch ms: when RunTask returned the task
+    RUNNING_AT = "running_at"  # epoch ms: the first RUNNING event
+    FINISHED_AT = "finished_at"  # epoch ms: the terminal write
+    CANCEL_REQUESTED = "cancel_requested"
+    HISTORY = "history"  # short list of {at, state, ecs, version, reason}: for operators
+    EXPIRES_AT = "expires_at"  # epoch seconds: DynamoDB TTL, set on terminal writes
+
+
+# The change-feed index: partition by owner, sort by change time.
+CHANGE_INDEX = "by_owner_changed"
+# Attributes the executor needs from the change feed, projected into the index (not the bulky request).
+CHANGE_INDEX_ATTRIBUTES: tuple[str, ...] = (
+    Attr.STATE,
+    Attr.REV,
+    Attr.REASON,
+    Attr.ATTEMPT,
+    Attr.TASK_ARN,
+    Attr.EXIT_CODE,
+    Attr.STOP_CODE,
+    Attr.ECS_LAST_STATUS,
+    Attr.DAG_ID,
+    Attr.TASK_ID,
+    Attr.RUN_ID,
+    Attr.MAP_INDEX,
+    Attr.TRY_NUMBER,
+    Attr.QUEUED_AT,
+    Attr.LAUNCHED_AT,
+    Attr.RUNNING_AT,
+    Attr.FINISHED_AT,
+)
+
+# Finished items are kept this long (DynamoDB TTL), for adoption, operators and late duplicates.
+DEFAULT_FINISHED_TTL_SECONDS = 7 * 24 * 3600
+# History is for people, not for the protocol; bound it so a chatty task cannot grow its item.
+HISTORY_LIMIT = 30
+
+_SER = TypeSerializer()
+_DESER = TypeDeserializer()
+
+
+def _to_python(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, list):
+        return [_to_python(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _to_python(v) for k, v in value.items()}
+    return value
+
+
+def _deserialize(raw: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _to_python(_DESER.deserialize(v)) for k, v in raw.items()}
+
+
+def _serialize(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _SER.serialize(v) for k, v in values.items()}
+
+
+@dataclass(frozen=True)
+class TaskItem:
+    """A typed view of one task item (from the table or the change-feed index)."""
+
+    launch_id: str
+    state: TaskState
+    rev: int
+    changed_at: int
+    owner: str | None = None
+    attempt: int = 1
+    max_attempts: int = 1
+    reason: str | None = None
+    task_arn: str | None = None
+    cluster_arn: str | None = None
+    ecs_version: int | None = None
+    ecs_last_status: str | None = None
+    stop_code: str | None = None
+    exit_code: int | None = None
+    key: TaskKey | None = None
+    team: str | None = None
+    request: str | None = None
+    queued_at: int | None = None
+    launched_at: int | None = None
+    running_at: int | None = None
+    finished_at: int | None = None
+    lease_until: int | None = None
+    cancel_requested: bool = False
+    history: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+
+    @classmethod
+    def from_raw(cls, raw: Mapping[str, Any]) -> TaskItem:
+        """Build from a low-level DynamoDB item (``{"pk": {"S": ...}, ...}``)."""
+        v = _deserialize(raw)
+        key = None
+        if all(a in v for a in (Attr.DAG_ID, Attr.TASK_ID, Attr.RUN_ID, Attr.TRY_NUMBER)):
+            key = TaskKey(
+                dag_id=v[Attr.DAG_ID],
+                task_id=v[Attr.TASK_ID],
+                run_id=v[Attr.RUN_ID],
+                map_index=v.get(Attr.MAP_INDEX, -1),
+                try_number=v[Attr.TRY_NUMBER],
+            )
+        return cls(
+            launch_id=v[Attr.PK],
+            state=TaskState(v[Attr.STATE]),
+            rev=v.get(Attr.REV, 0),
+            changed_at=v.get(Attr.CHANGED_AT, 0),
+            owner=v.get(Attr.OWNER),
+            attempt=v.get(Attr.ATTEMPT, 1),
+            max_attempts=v.get(Attr.MAX_ATTEMPTS, 1),
+            reason=v.get(Attr.REASON),
+            task_arn=v.get(Attr.TASK_ARN),
+            cluster_arn=v.get(Attr.CLUSTER_ARN),
+            ecs_version=v.get(Attr.ECS_VERSION),
+            ecs_last_status=v.get(Attr.ECS_LAST_STATUS),
+            stop_code=v.get(Attr.STOP_CODE),
+            exit_code=v.get(Attr.EXIT_CODE),
+            key=key,
+            team=v.get(Attr.TEAM),
+            request=v.get(Attr.REQUEST),
+            queued_at=v.get(Attr.QUEUED_AT),
+            launched_at=v.get(Attr.LAUNCHED_AT),
+            running_at=v.get(Attr.RUNNING_AT),
+            finished_at=v.get(Attr.FINISHED_AT),
+            lease_until=v.get(Attr.LEASE_UNTIL),
+            cancel_requested=bool(v.get(Attr.CANCEL_REQUESTED, False)),
+            history=tuple(v.get(Attr.HISTORY, [])),
+        )
+
+
+class ClaimOutcome(StrEnum):
+    """What the launcher may do after trying to claim a launch attempt."""
+
+    CLAIMED = "claimed"  # call RunTask (with this attempt's client token)
+    BUSY = "busy"  # another launcher holds the lease right now: try again later
+    DONE = "done"  # an ECS task exists for this attempt, or the launch finished or was cancelled: nothing to do
+
+
+@dataclass(frozen=True)
+class Claim:
+    outcome: ClaimOutcome
+    item: TaskItem | None
+
+
+class EventOutcome(StrEnum):
+    """What happened to an ECS event applied to the table."""
+
+    APPLIED = "applied"
+    STALE = "stale"  # an older or duplicate version, an earlier attempt's task, or the task already finished
+    UNKNOWN = "unknown"  # no item for this launch id
+
+
+@dataclass(frozen=True)
+class EcsSnapshot:
+    """The part of an ECS event the table stores, with the state the mapping chose."""
+
+    state: TaskState
+    task_arn: str
+    version: int | None
+    last_status: str
+    cluster_arn: str | None = None
+    reason: str | None = None
+    stop_code: str | None = None
+    exit_code: int | None = None
+
+
+class TaskTable:
+    """Conditional reads and writes of task items. Clients are injectable; the default is created lazily."""
+
+    def __init__(
+        self,
+        table_name: str,
+        *,
+        client: Any | None = None,
+        finished_ttl_seconds: int = DEFAULT_FINISHED_TTL_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.table_name = table_name
+        self._client = client
+        self.finished_ttl_seconds = finished_ttl_seconds
+        self._clock = clock
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = boto3.client("dynamodb")
+        return self._client
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    # ----------------------------------------------------------------- reads
+
+    def get(self, launch_id: str, *, consistent: bool = True) -> TaskItem | None:
+        """Return one item, or None."""
+        resp = self.client.get_item(
+            TableName=self.table_name, Key={Attr.PK: {"S": launch_id}}, ConsistentRead=consistent
+        )
+        return TaskItem.from_raw(resp["Item"]) if "Item" in resp else None
+
+    def get_many(self, launch_ids: Iterable[str]) -> dict[str, TaskItem]:
+        """Return the items that exist among ``launch_ids`` (BatchGetItem, 100 keys a call)."""
+        ids = list(dict.fromkeys(launch_ids))
+        found: dict[str, TaskItem] = {}
+        # DynamoDB reads at most 100 keys per BatchGetItem.
+        for start in range(0, len(ids), 100):
+            request: dict[str, Any] = {
+                self.table_name: {"Keys": [{Attr.PK: {"S": i}} for i in ids[start : start + 100]], "ConsistentRead": True}
+            }
+            while request:
+                resp = self.client.batch_get_item(RequestItems=request)
+                for raw in resp.get("Responses", {}).get(self.table_name, []):
+                    item = TaskItem.from_raw(raw)
+                    found[item.launch_id] = item
+                request = resp.get("UnprocessedKeys") or {}
+        return found
+
+    def changes_since(self, owner: str, since_ms: int) -> Iterator[list[TaskItem]]:
+        """Yield pages of the owner's items whose last write is at or after ``since_ms`` (oldest first).
+
+        The index is eventually consistent and writers' clocks differ, so callers read with an overlap and drop
+        what they saw already by ``rev``.
+        """
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "IndexName": CHANGE_INDEX,
+            "KeyConditionExpression": "#o = :o AND #c >= :c",
+            "ExpressionAttributeNames": {"#o": Attr.OWNER, "#c": Attr.CHANGED_AT},
+            "ExpressionAttributeValues": {":o": {"S": owner}, ":c": {"N": str(since_ms)}},
+        }
+        while True:
+            resp = self.client.query(**kwargs)
+            yield [TaskItem.from_raw(raw) for raw in resp.get("Items", [])]
+            if "LastEvaluatedKey" not in resp:
+                return
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+    def items_by_state(self, owner: str, *, since_ms: int = 0) -> list[TaskItem]:
+        """Return every item of an owner changed since ``since_ms`` (operator tooling; pages through)."""
+        return [item for page in self.changes_since(owner, since_ms) for item in page]
+
+    # ---------------------------------------------------------------- writes
+
+    def _stamp(self, names: dict[str, str], values: dict[str, Any], now: int) -> list[str]:
+        """Return the SET clauses every write carries: a new rev and change time."""
+        names.update({"#rev": Attr.REV, "#chg": Attr.CHANGED_AT})
+        values.update({":one": 1, ":zero": 0, ":now": now})
+        return ["#rev = if_not_exists(#rev, :zero) + :one", "#chg = :now"]
+
+    def _history(self, names: dict[str, str], values: dict[str, Any], entry: dict[str, Any]) -> str:
+        names["#hist"] = Attr.HISTORY
+        values[":hist"] = [{k: v for k, v in entry.items() if v is not None}]
+        values[":empty"] = []
+        return "#hist = list_append(if_not_exists(#hist, :empty), :hist)"
+
+    def _update(
+        self,
+        launch_id: str,
+        *,
+        sets: list[str],
+        condition: str,
+        names: dict[str, str],
+        values: dict[str, Any],
+        removes: Iterable[str] = (),
+    ) -> tuple[bool, TaskItem | None]:
+        """Run one conditional UpdateItem; return (written, the item after, or as it was when the condition failed)."""
+        expression = "SET " + ", ".join(sets)
+        removes = list(removes)
+        if removes:
+            expression += " REMOVE " + ", ".join(removes)
+        try:
+            resp = self.client.update_item(
+                TableName=self.table_name,
+                Key={Attr.PK: {"S": launch_id}},
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=_serialize(values),
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            old = exc.response.get("Item")
+            return False, (TaskItem.from_raw(old) if old else self.get(launch_id))
+        return True, TaskItem.from_raw(resp["Attributes"])
+
+    def _terminal_sets(self, names: dict[str, str], values: dict[str, Any], now: int) -> list[str]:
+        names.update({"#fin": Attr.FINISHED_AT, "#exp": Attr.EXPIRES_AT})
+        values.update({":fin": now, ":exp": now // 1000 + self.finished_ttl_seconds})
+        return ["#fin = :fin", "#exp = :exp"]
+
+    def create_for_launch(self, request: LaunchRequest, *, lease_seconds: float) -> Claim:
+        """Create the item for a new launch, holding the launch lease for attempt 1; or report what exists."""
+        now = self._now_ms()
+        values: dict[str, Any] = {
+            Attr.PK: request.launch_id,
+            Attr.OWNER: request.owner,
+            Attr.STATE: TaskState.LAUNCHING.value,
+            Attr.REV: 1,
+            Attr.CHANGED_AT: now,
+            Attr.ATTEMPT: 1,
+            Attr.MAX_ATTEMPTS: request.max_attempts,
+            Attr.LEASE_UNTIL: now + int(lease_seconds * 1000),
+            Attr.DAG_ID: request.key.dag_id,
+            Attr.TASK_ID: request.key.task_id,
+            Attr.RUN_ID: request.key.run_id,
+            Attr.MAP_INDEX: request.key.map_index,
+            Attr.TRY_NUMBER: request.key.try_number,
+            Attr.REQUEST: request.to_json(),
+            Attr.QUEUED_AT: int(request.queued_at.timestamp() * 1000),
+            Attr.HISTORY: [{"at": now, "state": TaskState.LAUNCHING.value, "attempt": 1}],
+        }
+        if request.team:
+            values[Attr.TEAM] = request.team
+        try:
+            self.client.put_item(
+                TableName=self.table_name,
+                Item=_serialize(values),
+                ConditionExpression="attribute_not_exists(#pk)",
+                ExpressionAttributeNames={"#pk": Attr.PK},
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            # A redelivered or duplicated message: the item exists. Take the lease if its launcher went away.
+            return self.claim_attempt(request.launch_id, 1, lease_seconds=lease_seconds)
+        return Claim(ClaimOutcome.CLAIMED, self.get(request.launch_id))
+
+    def claim_attempt(self, launch_id: str, attempt: int, *, lease_seconds: float) -> Claim:
+        """Take the launch lease for ``attempt`` if no ECS task is known for it and no live lease is held."""
+        now = self._now_ms()
+        names = {"#s": Attr.STATE, "#a": Attr.ATTEMPT, "#l": Attr.LEASE_UNTIL, "#arn": Attr.TASK_ARN}
+        values: dict[str, Any] = {":launching": TaskState.LAUNCHING.value, ":a": attempt, ":lease": now + int(lease_seconds * 1000)}
+        sets = [*self._stamp(names, values, now), "#l = :lease"]
+        condition = (
+            "#s = :launching AND #a = :a AND attribute_not_exists(#arn) "
+            "AND (attribute_not_exists(#l) OR #l < :now)"
+        )
+        written, item = self._update(launch_id, sets=sets, condition=condition, names=names, values=values)
+        if written:
+            return Claim(ClaimOutcome.CLAIMED, item)
+        if item is None:
+            return Claim(ClaimOutcome.DONE, None)
+        live_lease = (
+            item.state is TaskState.LAUNCHING
+            and item.attempt == attempt
+            and item.task_arn is None
+            and item.lease_until is not None
+            and item.lease_until >= now
+        )
+        return Claim(ClaimOutcome.BUSY if live_lease else ClaimOutcome.DONE, item)
+
+    def record_launched(self, launch_id: str, attempt: int, *, task_arn: str, cluster_arn: str | None) -> tuple[bool, TaskItem | None]:
+        """Record the ECS task RunTask returned. Returns (recorded, item); not recorded when the launch was
+        cancelled meanwhile (the caller then stops the task) or an event already recorded it."""
+        now = self._now_ms()
+        names = {"#s": Attr.STATE, "#a": Attr.ATTEMPT, "#arn": Attr.TASK_ARN, "#l": Attr.LEASE_UNTIL, "#at": Attr.LAUNCHED_AT}
+        values: dict[str, Any] = {":a": attempt, ":arn": task_arn, ":launching": TaskState.LAUNCHING.value}
+        sets = [*self._stamp(names, values, now), "#arn = :arn", "#at = if_not_exists(#at, :now)"]
+        if cluster_arn:
+            names["#cl"] = Attr.CLUSTER_ARN
+            values[":cl"] = cluster_arn
+            sets.append("#cl = :cl")
+        # Only a LAUNCHING item moves to PENDING: if an ECS event came first it already holds a later state.
+        names["#st"] = Attr.STATE
+        values[":pending"] = TaskState.PENDING.value
+        sets.append("#st = :pending")
+        sets.append(self._history(names, values, {"at": now, "state": TaskState.PENDING.value, "attempt": attempt, "task": task_arn}))
+        written, item = self._update(
+            launch_id,
+            sets=sets,
+            condition="#s = :launching AND #a = :a",
+            names=names,
+            values=values,
+            removes=["#l"],
+        )
+        if written or item is None or item.state is TaskState.CANCELLED or item.attempt != attempt:
+            return written, item
+        # An ECS event for this attempt arrived before RunTask returned: it holds a later state; add the ARN only.
+        names = {"#a": Attr.ATTEMPT, "#arn": Attr.TASK_ARN, "#at": Attr.LAUNCHED_AT}
+        values = {":a": attempt, ":arn": task_arn}
+        sets = [*self._stamp(names, values, now), "#arn = if_not_exists(#arn, :arn)", "#at = if_not_exists(#at, :now)"]
+        return self._update(launch_id, sets=sets, condition="#a = :a", names=names, values=values)
+
+    def release_lease(self, launch_id: str, attempt: int, *, reason: str) -> None:
+        """Give up the lease after a retryable failure, leaving the reason for operators and the executor."""
+        now = self._now_ms()
+        names = {"#s": Attr.STATE, "#a": Attr.ATTEMPT, "#l": Attr.LEASE_UNTIL, "#r": Attr.REASON}
+        values: dict[str, Any] = {":a": attempt, ":launching": TaskState.LAUNCHING.value, ":r": reason[:2000]}
+        sets = [*self._stamp(names, values, now), "#r = :r"]
+        self._update(launch_id, sets=sets, condition="#s = :launching AND #a = :a", names=names, values=values, removes=["#l"])
+
+    def fail_launch(self, launch_id: str, attempt: int, *, reason: str) -> tuple[bool, TaskItem | None]:
+        """End a launch FAILED before any ECS task ran for it (permanent RunTask error, deadline passed)."""
+        now = self._now_ms()
+        names = {"#s": Attr.STATE, "#a": Attr.ATTEMPT, "#r": Attr.REASON, "#l": Attr.LEASE_UNTIL, "#arn": Attr.TASK_ARN}
+        values: dict[str, Any] = {":a": attempt, ":launching": TaskState.LAUNCHING.value, ":failed": TaskState.FAILED.value, ":r": reason[:2000]}
+        sets = [
+            *self._stamp(names, values, now),
+            "#s = :failed",
+            "#r = :r",
+            *self._terminal_sets(names, values, now),
+            self._history(names, values, {"at": now, "state": TaskState.FAILED.value, "attempt": attempt, "reason": reason[:300]}),
+        ]
+        return self._update(
+            launch_id,
+            sets=sets,
+            condition="#s = :launching AND #a = :a AND attribute_not_exists(#arn)",
+            names=names,
+            values=values,
+            removes=["#l"],
+        )
+
+    def apply_ecs_event(self, launch_id: str, attempt: int, snap: EcsSnapshot) -> tuple[EventOutcome, TaskItem | None]:
+        """Apply one ECS event to the item, in ``detail.version`` order, for the attempt that started the task."""
+        now = self._now_ms()
+        names = {
+            "#s": Attr.STATE,
+            "#a": Attr.ATTEMPT,
+            "#v": Attr.ECS_VERSION,
+            "#ls": Attr.ECS_LAST_STATUS,
+            "#arn": Attr.TASK_ARN,
+        }
+        values: dict[str, Any] = {
+            ":a": attempt,
+            ":ns": snap.state.value,
+            ":ls": snap.last_status,
+            ":arn": snap.task_arn,
+            ":active": [s.value for s in ACTIVE_STATES],
+        }
+        sets = [*self._stamp(names, values, now), "#s = :ns", "#ls = :ls", "#arn = :arn"]
+        # Versions order events; an event without one (partial) may only be the first we apply.
+        if snap.version is not None:
+            values[":v"] = snap.version
+            sets.append("#v = :v")
+            version_ok = "(attribute_not_exists(#v) OR #v < :v)"
+        else:
+            version_ok = "attribute_not_exists(#v)"
+        for attr, placeholder, value in (
+            (Attr.CLUSTER_ARN, ":cl", snap.cluster_arn),
+            (Attr.REASON, ":r", snap.reason[:2000] if snap.reason else None),
+            (Attr.STOP_CODE, ":sc", snap.stop_code),
+            (Attr.EXIT_CODE, ":ec", snap.exit_code),
+        ):
+            if value is not None:
+                names["#" + placeholder[1:]] = attr
+                values[placeholder] = value
+                sets.append(f"#{placeholder[1:]} = {placeholder}")
+        if snap.state is TaskState.RUNNING:
+            names["#ra"] = Attr.RUNNING_AT
+            sets.append("#ra = if_not_exists(#ra, :now)")
+        if snap.state.terminal:
+            sets.extend(self._terminal_sets(names, values, now))
+        sets.append(
+            self._history(
+                names,
+                values,
+                {"at": now, "state": snap.state.value, "ecs": snap.last_status, "version": snap.version, "attempt": attempt, "reason": (snap.reason or "")[:300] or None},
+            )
+        )
+        # The state sets in this attempt only move forward: LAUNCHING < PENDING < RUNNING < terminal.
+        rank_ok = "#s IN (:active_0, :active_1, :active_2)"
+        for i, state in enumerate(ACTIVE_STATES):
+            values[f":active_{i}"] = state.value
+        del values[":active"]
+        if snap.state is TaskState.PENDING:
+            values[":running"] = TaskState.RUNNING.value
+            rank_ok += " AND #s <> :running"
+        condition = f"#a = :a AND {rank_ok} AND {version_ok}"
+        written, item = self._update(launch_id, sets=sets, condition=condition, names=names, values=values)
+        if written:
+            return EventOutcome.APPLIED, item
+        return (EventOutcome.UNKNOWN if item is None else EventOutcome.STALE), item
+
+    def schedule_relaunch(self, launch_id: str, attempt: int, snap: EcsSnapshot) -> tuple[bool, TaskItem | None]:
+        """Move to the next attempt after an infrastructure failure: LAUNCHING again, attempt + 1, task fields cleared.
+
+        Conditional on the same attempt and an older ECS version, so a duplicate of the failing event cannot
+        relaunch twice.
+        """
+        now = self._now_ms()
+        names = {"#s": Attr.STATE, "#a": Attr.ATTEMPT, "#v": Attr.ECS_VERSION, "#r": Attr.REASON}
+        values: dict[str, Any] = {
+            ":a": attempt,
+            ":next": attempt + 1,
+            ":launching": TaskState.LAUNCHING.value,
+            ":r": f"attempt {attempt} failed, relaunching: {snap.reason or ''}"[:2000],
+            ":active_0": TaskState.LAUNCHING.value,
+            ":active_1": TaskState.PENDING.value,
+            ":active_2": TaskState.RUNNING.value,
+        }
+        sets = [
+            *self._stamp(names, values, now),
+            "#s = :launching",
+            "#a = :next",
+            "#r = :r",
+            self._history(
+                names,
+                values,
+                {"at": now, "state": TaskState.LAUNCHING.value, "ecs": snap.last_status, "version": snap.version, "attempt": attempt + 1, "reason": (snap.reason or "")[:300] or None},
+            ),
+        ]
+        if snap.version is not None:
+            values[":v"] = snap.version
+            version_ok = "(attribute_not_exists(#v) OR #v < :v)"
+        else:
+            version_ok = "attribute_not_exists(#v)"
+        removes = ["#v"]
+        for i, attr in enumerate((Attr.TASK_ARN, Attr.CLUSTER_ARN, Attr.ECS_LAST_STATUS, Attr.STOP_CODE, Attr.EXIT_CODE, Attr.LEASE_UNTIL, Attr.LAUNCHED_AT, Attr.RUNNING_AT)):
+            names[f"#rm{i}"] = attr
+            removes.append(f"#rm{i}")
+        condition = f"#a = :a AND #s IN (:active_0, :active_1, :active_2) AND {version_ok}"
+        return self._update(launch_id, sets=sets, condition=condition, names=names, values=values, removes=removes)
+
+    def finish_cancelled(self, request: CancelRequest) -> tuple[bool, TaskItem | None]:
+        """Cancel a launch that has no ECS task yet (creating a CANCELLED item if the launch has not arrived)."""
+        now = self._now_ms()
+        names = {"#s": Attr.STATE, "#arn": Attr.TASK_ARN, "#r": Attr.REASON, "#o": Attr.OWNER, "#l": Attr.LEASE_UNTIL}
+        values: dict[str, Any] = {
+            ":cancelled": TaskState.CANCELLED.value,
+            ":launching": TaskState.LAUNCHING.value,
+            ":r": request.reason,
+            ":o": request.owner,
+        }
+        sets = [
+            *self._stamp(names, values, now),
+            "#s = :cancelled",
+            "#r = :r",
+            "#o = if_not_exists(#o, :o)",
+            *self._terminal_sets(names, values, now),
+            self._history(names, values, {"at": now, "state": TaskState.CANCELLED.value, "reason": request.reason[:300]}),
+        ]
+        # A missing item is created CANCELLED, so a launch message that arrives later finds it and does nothing.
+        condition = "attribute_not_exists(#s) OR (#s = :launching AND attribute_not_exists(#arn))"
+        return self._update(request.launch_id, sets=sets, condition=condition, names=names, values=values, removes=["#l"])
+
+    def mark_cancel_requested(self, launch_id: str, *, reason: str) -> tuple[bool, TaskItem | None]:
+        """Note that a running launch is being stopped (the ECS STOPPED event ends it)."""
+        now = self._now_ms()
+        names = {"#s": Attr.STATE, "#c": Attr.CANCEL_REQUESTED, "#r": Attr.REASON}
+        values: dict[str, Any] = {":t": True, ":r": reason, ":active_0": TaskState.LAUNCHING.value, ":active_1": TaskState.PENDING.value, ":active_2": TaskState.RUNNING.value}
+        sets = [*self._stamp(names, values, now), "#c = :t", "#r = :r"]
+        return self._update(launch_id, sets=sets, condition="#s IN (:active_0, :active_1, :active_2)", names=names, values=values)
+
+    def set_owner(self, launch_id: str, owner: str) -> tuple[bool, TaskItem | None]:
+        """Move an item to a new owner; the write also re-stamps it, so the new owner's change feed shows it."""
+        now = self._now_ms()
+        names = {"#o": Attr.OWNER}
+        values: dict[str, Any] = {":o": owner}
+        sets = [*self._stamp(names, values, now), "#o = :o"]
+        return self._update(launch_id, sets=sets, condition="attribute_exists(#o)", names=names, values=values)
