@@ -7,6 +7,7 @@ exactly these kinds; anything else is a poison message and goes to the dead-lett
 - ``relaunch`` start the next attempt after an infrastructure failure (sent by the status handler via the bus).
 - ``cancel``   revoke or terminate: do not launch, or stop the ECS task if it already runs (sent by the executor).
 - ``adopt``    move a task to another owner, so the adopting scheduler's change feed sees it (sent by the executor).
+- ``ping``     a health check from the executor; acknowledged and dropped.
 """
 
 from __future__ import annotations
@@ -94,19 +95,29 @@ class AdoptRequest(_Message):
     owner: str = Field(min_length=1, max_length=200)
 
 
-ControlMessage = Annotated[
-    LaunchRequest | RelaunchRequest | CancelRequest | AdoptRequest, Field(discriminator="kind")
-]
-_CONTROL_MESSAGE: TypeAdapter[LaunchRequest | RelaunchRequest | CancelRequest | AdoptRequest] = TypeAdapter(
-    ControlMessage
-)
+class PingRequest(BaseModel):
+    """A health check: proves the sender may write to the queue; the launcher acknowledges it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: Literal[1] = Field(default=SCHEMA_VERSION, alias="schema")
+    kind: Literal["ping"] = "ping"
+    owner: str = Field(min_length=1, max_length=200)
+
+    def to_json(self) -> str:
+        return self.model_dump_json(by_alias=True, exclude_none=True)
+
+
+AnyMessage = LaunchRequest | RelaunchRequest | CancelRequest | AdoptRequest | PingRequest
+ControlMessage = Annotated[AnyMessage, Field(discriminator="kind")]
+_CONTROL_MESSAGE: TypeAdapter[AnyMessage] = TypeAdapter(ControlMessage)
 
 
 class MalformedMessage(ValueError):
     """A queue message that does not follow this contract; the text says why."""
 
 
-def parse_message(body: str) -> LaunchRequest | RelaunchRequest | CancelRequest | AdoptRequest:
+def parse_message(body: str) -> AnyMessage:
     """Parse one queue message body, raising MalformedMessage with a readable reason."""
     try:
         data = json.loads(body)

@@ -1,0 +1,62 @@
+"""Events the control plane publishes to its own EventBridge bus, so users route alerts with ordinary rules.
+
+All have ``source`` = SOURCE. ``RELAUNCH_REQUESTED`` also drives the control plane itself: a rule on the bus
+sends its ``detail`` (a ``relaunch`` queue message) to the launch queue, because the status handler may only
+write the table and publish to the bus.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import boto3
+
+SOURCE = "airflow.ecs-event-executor"
+TASK_LAUNCHED = "Airflow Task Launched"
+LAUNCH_FAILED = "Airflow Task Launch Failed"
+TASK_FINISHED = "Airflow Task Finished"
+RELAUNCH_REQUESTED = "Airflow Task Relaunch Requested"
+DETAIL_TYPES = (TASK_LAUNCHED, LAUNCH_FAILED, TASK_FINISHED, RELAUNCH_REQUESTED)
+
+log = logging.getLogger(__name__)
+
+
+class ControlPlaneBus:
+    """Publish control-plane events; with no bus configured, publishing is a no-op."""
+
+    def __init__(self, bus_name: str | None, *, client: Any | None = None) -> None:
+        self.bus_name = bus_name
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = boto3.client("events")
+        return self._client
+
+    def publish(self, detail_type: str, detail: Mapping[str, Any], *, required: bool = False) -> None:
+        """Publish one event. Notifications are best effort; a ``required`` event raises if it was not accepted."""
+        if not self.bus_name:
+            if required:
+                raise RuntimeError(f"no EVENT_BUS_NAME configured to publish {detail_type!r}")
+            return
+        try:
+            resp = self.client.put_events(
+                Entries=[
+                    {
+                        "Source": SOURCE,
+                        "DetailType": detail_type,
+                        "Detail": json.dumps(detail, default=str),
+                        "EventBusName": self.bus_name,
+                    }
+                ]
+            )
+            if resp.get("FailedEntryCount"):
+                raise RuntimeError(f"EventBridge refused {detail_type!r}: {resp.get('Entries')}")
+        except Exception:
+            if required:
+                raise
+            log.warning("could not publish %s", detail_type, exc_info=True)
