@@ -1,0 +1,72 @@
+"""Everything that depends on the Airflow version's executor API, in one place (written against Airflow 3.3).
+
+- workloads: ``airflow.executors.workloads.ExecuteTask`` (task instances) and ``ExecuteCallback`` (3.3 executor
+  callbacks, keyed by ``CallbackKey``); both are run in the container by ``airflow.sdk.execution_time.execute_workload``.
+- queued workloads live in ``BaseExecutor.queued_tasks`` / ``queued_callbacks`` (3.4 moves them to
+  ``executor_queues``; add that branch here when 3.4 is supported).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ecs_event_executor.control.messages import TaskKey
+
+if TYPE_CHECKING:
+    from airflow.executors.base_executor import BaseExecutor
+
+# The container entry point for an Airflow 3 workload, as Airflow's own remote executors invoke it.
+EXECUTE_WORKLOAD_MODULE = "airflow.sdk.execution_time.execute_workload"
+
+# Callbacks have no dag/task/run in their key; the launch message still needs a TaskKey to name the launch.
+CALLBACK_DAG_ID = "__executor_callback__"
+
+
+@dataclass(frozen=True)
+class QueuedWork:
+    """One workload taken from the executor's queue, in the terms the control plane needs."""
+
+    key: Any  # TaskInstanceKey or CallbackKey: what success / fail / running_state take
+    task_key: TaskKey
+    command: list[str]
+    executor_config: Any
+
+
+def workload_command(workload: Any) -> list[str]:
+    """Return the container argv that runs ``workload`` with the Task SDK."""
+    return ["python", "-m", EXECUTE_WORKLOAD_MODULE, "--json-string", workload.model_dump_json()]
+
+
+def task_key_of(key: Any) -> TaskKey:
+    """Return the contract's TaskKey for an Airflow TaskInstanceKey or CallbackKey."""
+    if hasattr(key, "dag_id"):
+        return TaskKey(
+            dag_id=key.dag_id,
+            task_id=key.task_id,
+            run_id=key.run_id,
+            map_index=key.map_index,
+            try_number=key.try_number,
+        )
+    return TaskKey(dag_id=CALLBACK_DAG_ID, task_id=str(key.id), run_id="callback", try_number=0)
+
+
+def is_task_instance_key(key: Any) -> bool:
+    return hasattr(key, "dag_id") and hasattr(key, "try_number")
+
+
+def take_workload(executor: BaseExecutor, workload: Any) -> QueuedWork:
+    """Remove ``workload`` from the executor's queue and describe it; ValueError for an unsupported type."""
+    from airflow.executors import workloads
+
+    if isinstance(workload, workloads.ExecuteTask):
+        ti_key = workload.ti.key
+        executor.queued_tasks.pop(ti_key, None)
+        return QueuedWork(
+            ti_key, task_key_of(ti_key), workload_command(workload), workload.ti.executor_config
+        )
+    if isinstance(workload, workloads.ExecuteCallback):
+        callback_key = workload.callback.key
+        executor.queued_callbacks.pop(callback_key, None)
+        return QueuedWork(callback_key, task_key_of(callback_key), workload_command(workload), None)
+    raise ValueError(f"cannot run workloads of type {type(workload).__name__}")

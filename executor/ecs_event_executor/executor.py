@@ -1,0 +1,557 @@
+"""EcsEventExecutor: Airflow tasks out as launch messages on SQS, their states in from the DynamoDB change feed.
+
+The executor never calls ECS and never writes DynamoDB. Everything it wants done (launch, cancel, adopt) is a
+message on the launch queue; everything it learns comes from the task table: one Query per scheduler loop on the
+owner's change index when nothing changed, whatever the number of running tasks.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow.executors.base_executor import BaseExecutor
+
+from ecs_event_executor.airflow_compat import is_task_instance_key, take_workload
+from ecs_event_executor.aws import AwsClients, ClientFactory, connection_client_factory
+from ecs_event_executor.change_feed import ChangeFeed
+from ecs_event_executor.config import ExecutorSettings, ExecutorSettingsError, load_settings
+from ecs_event_executor.control.aws_errors import ErrorKind, classify, error_text
+from ecs_event_executor.control.messages import (
+    AdoptRequest,
+    CancelRequest,
+    LaunchRequest,
+    PingRequest,
+    new_launch_id,
+)
+from ecs_event_executor.control.run_task import ExecutorConfigError, LaunchConfig, build_run_task_kwargs
+from ecs_event_executor.control.task_item import TaskItem, TaskState, TaskTable
+from ecs_event_executor.launch_queue import LaunchQueue, OutgoingMessage, SendResult
+from ecs_event_executor.logs import control_plane_summary, read_stream, stream_name, task_arns
+
+if TYPE_CHECKING:
+    from airflow.models.taskinstance import TaskInstance
+
+# Credential failures back off up to this long between attempts (the scheduler keeps looping meanwhile).
+MAX_BACKOFF_SECONDS = 60.0
+# How often end() polls the change feed while waiting for tasks to finish.
+END_POLL_SECONDS = 2.0
+# A launch id as long as the contract allows: the size check at queue time counts the longest environment.
+_LONGEST_LAUNCH_ID = "0" * 56
+
+
+class EcsEventExecutorError(RuntimeError):
+    """The executor cannot work as configured (start or health check); the message says what to fix."""
+
+
+@dataclass
+class Tracked:
+    """A launch this executor is responsible for."""
+
+    key: Any  # TaskInstanceKey or CallbackKey
+    launch_id: str
+    deadline: datetime | None = None  # after this the launcher will not start it
+    running_reported: bool = False
+    last_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What an item means for Airflow: ``running``, ``success`` or ``failed`` (with why), or nothing yet."""
+
+    action: str | None
+    info: str | None = None
+
+
+def outcome_of(item: TaskItem) -> Outcome:
+    """Map a task item to what the executor reports for it."""
+    if item.state is TaskState.RUNNING:
+        return Outcome("running")
+    if item.state is TaskState.SUCCEEDED:
+        return Outcome("success")
+    if item.state is TaskState.FAILED:
+        return Outcome("failed", failure_text(item))
+    if item.state is TaskState.CANCELLED:
+        return Outcome("failed", f"cancelled: {item.reason or 'by the control plane'}")
+    return Outcome(None, item.reason)
+
+
+def failure_text(item: TaskItem) -> str:
+    """Return why a launch failed, in the control plane's words plus the ECS facts it recorded."""
+    parts = [item.reason or "the ECS task failed"]
+    if item.exit_code is not None:
+        parts.append(f"exit code {item.exit_code}")
+    if item.stop_code:
+        parts.append(f"stop code {item.stop_code}")
+    if item.attempt > 1:
+        parts.append(f"attempt {item.attempt} of {item.max_attempts}")
+    if item.task_arn:
+        parts.append(f"ECS task {item.task_arn}")
+    return "; ".join(parts)
+
+
+class EcsEventExecutor(BaseExecutor):
+    """Run each Airflow task as an ECS task, through the event-driven control plane.
+
+    Settings: the ``[ecs_event_executor]`` section (see docs/executor.md). ``__init__`` is cheap and makes no AWS
+    call: the API server builds executors just to read task logs.
+    """
+
+    supports_multi_team: bool = True
+    supports_callbacks: bool = True
+
+    def __init__(
+        self,
+        *args: Any,
+        client_factory: ClientFactory | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self._client_factory = client_factory
+        self._clock = clock
+        self._sleep = sleep
+        self._settings: ExecutorSettings | None = None
+        self._clients: AwsClients | None = None
+        self._table: TaskTable | None = None
+        self._table_generation = -1
+        self.owner: str | None = None
+        self._feed: ChangeFeed | None = None
+        self._tracked: dict[str, Tracked] = {}  # launch id -> what it is
+        self._launch_of: dict[Any, str] = {}  # Airflow key -> launch id
+        self._outbox: list[OutgoingMessage] = []  # messages SQS has not accepted yet
+        self._failures_in_row = 0
+        self._next_attempt_at = 0.0
+        self._next_reconcile_at = 0.0
+
+    # ------------------------------------------------------------------ wiring
+
+    @property
+    def settings(self) -> ExecutorSettings:
+        if self._settings is None:
+            self._settings = load_settings(self.conf, self.team_name)
+        return self._settings
+
+    @property
+    def clients(self) -> AwsClients:
+        if self._clients is None:
+            factory = self._client_factory or connection_client_factory(
+                self.settings.conn_id, self.settings.region_name
+            )
+            self._clients = AwsClients(factory)
+        return self._clients
+
+    @property
+    def table(self) -> TaskTable:
+        """The task table, read-only here; rebuilt with fresh clients after a credential failure."""
+        if self._table is None or self._table_generation != self.clients.generation:
+            self._table = TaskTable(self.settings.table_name, client=self.clients.client("dynamodb"))
+            self._table_generation = self.clients.generation
+        return self._table
+
+    @property
+    def queue(self) -> LaunchQueue:
+        return LaunchQueue(
+            self.clients.client("sqs"), self.settings.queue_url, resend_rounds=self.settings.send_retries
+        )
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    def _ensure_owner(self) -> str:
+        if self.owner is None:
+            self.owner = (
+                self.settings.owner or f"{self.team_name or 'default'}:{self.job_id or secrets.token_hex(6)}"
+            )
+        return self.owner
+
+    def _ensure_feed(self) -> ChangeFeed:
+        if self._feed is None:
+            overlap_ms = int(self.settings.sync_overlap_seconds * 1000)
+            self._feed = ChangeFeed(self._ensure_owner(), start_ms=self._now_ms(), overlap_ms=overlap_ms)
+        return self._feed
+
+    # ------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        """Validate the settings, fix this executor's owner and, if configured, check that AWS is reachable."""
+        try:
+            settings = self.settings
+        except ExecutorSettingsError as exc:
+            raise EcsEventExecutorError(f"EcsEventExecutor is misconfigured: {exc}") from exc
+        owner = self._ensure_owner()
+        self._ensure_feed()
+        self._next_reconcile_at = self._clock() + settings.reconcile_interval_seconds
+        self.log.info(
+            "EcsEventExecutor starting: owner %s, queue %s, table %s",
+            owner,
+            settings.queue_url,
+            settings.table_name,
+        )
+        if settings.check_health_on_startup:
+            self.check_health()
+
+    def check_health(self) -> None:
+        """Check that the task table can be read and the launch queue written with the configured identity."""
+        owner = self._ensure_owner()
+        problems = []
+        try:
+            # One Query on the change index proves the table, the index and the read permission.
+            next(iter(self.table.changes_since(owner, self._now_ms())), None)
+        except Exception as exc:
+            problems.append(f"the task table {self.settings.table_name!r} is not readable: {error_text(exc)}")
+        result = self.queue.send([PingRequest(owner=owner)])
+        if result.unsent:
+            problems.append(
+                f"the launch queue {self.settings.queue_url!r} is not writable: {result.unsent[0].reason}"
+            )
+        # TODO(stack): once the control plane writes its heartbeat item, check its age here too.
+        if problems:
+            raise EcsEventExecutorError(
+                "EcsEventExecutor health check failed: "
+                + "; ".join(problems)
+                + ". The executor cannot run tasks until this is fixed."
+            )
+        self.log.info("EcsEventExecutor health check succeeded")
+
+    # -------------------------------------------------------------- queueing
+
+    def _process_workloads(self, workload_items: Sequence[Any]) -> None:
+        """Turn workloads into launch messages and send them (10 per SQS call); never raises."""
+        messages: list[OutgoingMessage] = []
+        for workload in workload_items:
+            try:
+                request = self._launch_request(workload)
+            except Exception:
+                self.log.exception(
+                    "EcsEventExecutor could not queue workload %s", getattr(workload, "key", workload)
+                )
+                continue
+            if request is not None:
+                messages.append(request)
+        if messages:
+            self._send(messages)
+
+    def _launch_request(self, workload: Any) -> LaunchRequest | None:
+        work = take_workload(self, workload)
+        settings = self.settings
+        try:
+            executor_config = dict(work.executor_config or {}) if work.executor_config is not None else {}
+            # The launcher's own check, with the launcher's size budget, run now: a bad config fails at once.
+            # Placeholder cluster and task definition: only the overrides are measured; the launcher owns the rest.
+            probe = LaunchConfig(cluster="-", task_definition="-", container_name=settings.container_name)
+            build_run_task_kwargs(
+                probe,
+                launch_id=_LONGEST_LAUNCH_ID,
+                attempt=settings.max_run_task_attempts,
+                command=work.command,
+                executor_config=executor_config,
+            )
+        except (ExecutorConfigError, TypeError, ValueError) as exc:
+            message = f"EcsEventExecutor refused the task's executor_config: {exc}"
+            self.log.error("%s (task %s)", message, work.key)
+            self._task_event(work.key, "ecs task invalid executor_config", message)
+            self.fail(work.key, info=message)
+            return None
+        queued_at = datetime.now(UTC)
+        request = LaunchRequest(
+            launch_id=new_launch_id(work.task_key),
+            owner=self._ensure_owner(),
+            team=self.team_name,
+            key=work.task_key,
+            command=work.command,
+            executor_config=executor_config,
+            queued_at=queued_at,
+            launch_deadline=queued_at + timedelta(seconds=settings.task_queued_timeout_seconds),
+            max_attempts=settings.max_run_task_attempts,
+        )
+        self._track(Tracked(key=work.key, launch_id=request.launch_id, deadline=request.launch_deadline))
+        self.running.add(work.key)
+        # The launch id becomes the task instance's external_executor_id: what another scheduler adopts by.
+        self.running_state(work.key, request.launch_id)
+        return request
+
+    def _track(self, tracked: Tracked) -> None:
+        previous = self._launch_of.get(tracked.key)
+        if previous is not None and previous != tracked.launch_id:
+            self._tracked.pop(previous, None)
+        self._tracked[tracked.launch_id] = tracked
+        self._launch_of[tracked.key] = tracked.launch_id
+
+    def _untrack(self, launch_id: str) -> Tracked | None:
+        tracked = self._tracked.pop(launch_id, None)
+        if tracked is not None and self._launch_of.get(tracked.key) == launch_id:
+            del self._launch_of[tracked.key]
+        return tracked
+
+    def _send(self, messages: Sequence[OutgoingMessage]) -> SendResult:
+        """Send messages; keep what SQS did not take in the outbox for the next loop (or fail it if hopeless)."""
+        result = self.queue.send(messages)
+        for unsent in result.unsent:
+            if unsent.kind is ErrorKind.PERMANENT and isinstance(unsent.message, LaunchRequest):
+                self._fail_launch(
+                    unsent.message.launch_id, f"the launch queue refused the launch message: {unsent.reason}"
+                )
+            else:
+                self._outbox.append(unsent.message)
+        if result.unsent:
+            self.log.warning(
+                "EcsEventExecutor: %d of %d messages not sent yet (%s); retrying next loop",
+                len(result.unsent),
+                len(messages),
+                result.unsent[0].reason,
+            )
+        if result.credentials_failed:
+            self._credentials_failed(result.unsent[0].reason)
+        return result
+
+    def _flush_outbox(self) -> None:
+        if not self._outbox:
+            return
+        now = datetime.now(UTC)
+        pending, self._outbox = self._outbox, []
+        keep: list[OutgoingMessage] = []
+        for message in pending:
+            if isinstance(message, LaunchRequest):
+                if message.launch_id not in self._tracked:
+                    continue  # revoked meanwhile: never sent, nothing to cancel
+                if message.launch_deadline is not None and message.launch_deadline < now:
+                    self._fail_launch(
+                        message.launch_id,
+                        "the launch message could not be sent to the launch queue before the task's queued timeout",
+                    )
+                    continue
+            keep.append(message)
+        if keep:
+            self._send(keep)
+
+    def _fail_launch(self, launch_id: str, reason: str) -> None:
+        tracked = self._untrack(launch_id)
+        if tracked is None:
+            return
+        self.log.error("EcsEventExecutor: task %s failed: %s", tracked.key, reason)
+        self._task_event(tracked.key, "ecs task launch failure", reason)
+        self.fail(tracked.key, info=reason)
+
+    def _task_event(self, key: Any, event: str, extra: str) -> None:
+        if is_task_instance_key(key):
+            self.log_task_event(event=event, extra=extra, ti_key=key)
+
+    # ------------------------------------------------------------------- sync
+
+    def sync(self) -> None:
+        """Send what is waiting, read what changed for this executor and report it; never raises."""
+        if self._clock() < self._next_attempt_at:
+            return
+        try:
+            self._flush_outbox()
+            feed = self._ensure_feed()
+            read = feed.read(self.table)
+            for item in read.items:
+                self._apply(item)
+            if self.settings.reconcile_interval_seconds and self._clock() >= self._next_reconcile_at:
+                self._reconcile()
+            self._failures_in_row = 0
+        except Exception as exc:
+            kind = classify(exc)
+            if kind is ErrorKind.CREDENTIALS:
+                self._credentials_failed(error_text(exc))
+            else:
+                self.log.warning(
+                    "EcsEventExecutor sync failed (%s, retrying next loop): %s", kind.value, error_text(exc)
+                )
+
+    def _credentials_failed(self, reason: str) -> None:
+        self._failures_in_row += 1
+        delay = min(MAX_BACKOFF_SECONDS, 2.0 ** (self._failures_in_row - 1))
+        self._next_attempt_at = self._clock() + delay
+        if self._clients is not None:
+            self._clients.reset()
+        self.log.warning(
+            "EcsEventExecutor: AWS credentials failed (%s); rebuilding clients, next try in %.0fs",
+            reason,
+            delay,
+        )
+
+    def _apply(self, item: TaskItem) -> None:
+        """Report one changed item to Airflow, if it is one of ours."""
+        tracked = self._tracked.get(item.launch_id)
+        if tracked is None:
+            return
+        outcome = outcome_of(item)
+        if outcome.action == "running":
+            if not tracked.running_reported:
+                tracked.running_reported = True
+                self.running_state(tracked.key, item.launch_id)
+        elif outcome.action == "success":
+            self._untrack(item.launch_id)
+            self.success(tracked.key)
+        elif outcome.action == "failed":
+            self._untrack(item.launch_id)
+            self.log.warning("EcsEventExecutor: task %s failed: %s", tracked.key, outcome.info)
+            self._task_event(tracked.key, "ecs task failed", outcome.info or "")
+            self.fail(tracked.key, info=outcome.info)
+        elif outcome.info and outcome.info != tracked.last_reason:
+            # Launching again or waiting for capacity: worth a line, once per new reason.
+            tracked.last_reason = outcome.info
+            self.log.info("EcsEventExecutor: task %s is %s: %s", tracked.key, item.state.value, outcome.info)
+
+    def _reconcile(self) -> None:
+        """Read every tracked item directly: a safety net for a change the feed could have missed."""
+        self._next_reconcile_at = self._clock() + self.settings.reconcile_interval_seconds
+        if not self._tracked:
+            return
+        items = self.table.get_many(list(self._tracked))
+        for item in items.values():
+            self._apply(item)
+
+    # --------------------------------------------------------------- adoption
+
+    def try_adopt_task_instances(self, tis: Sequence[TaskInstance]) -> Sequence[TaskInstance]:
+        """Adopt task instances whose launch id (external_executor_id) is in the task table; no ECS call."""
+        candidates = {ti.external_executor_id: ti for ti in tis if ti.external_executor_id}
+        if not candidates:
+            return list(tis)
+        owner = self._ensure_owner()
+        try:
+            items = self.table.get_many(list(candidates))
+        except Exception as exc:
+            self.log.warning(
+                "EcsEventExecutor could not read the task table to adopt tasks: %s", error_text(exc)
+            )
+            if classify(exc) is ErrorKind.CREDENTIALS:
+                self._credentials_failed(error_text(exc))
+            return list(tis)
+        adopted: set[str] = set()
+        adopt_messages: list[OutgoingMessage] = []
+        for launch_id, item in items.items():
+            ti = candidates[launch_id]
+            if item.key is not None and (
+                item.key.dag_id,
+                item.key.task_id,
+                item.key.run_id,
+                item.key.map_index,
+            ) != (
+                ti.dag_id,
+                ti.task_id,
+                ti.run_id,
+                ti.map_index,
+            ):
+                continue
+            key = ti.key
+            self._track(
+                Tracked(key=key, launch_id=launch_id, running_reported=item.state is TaskState.RUNNING)
+            )
+            adopted.add(launch_id)
+            if item.state.terminal:
+                # It finished while nobody watched: report it now, nothing to move.
+                self.running.add(key)
+                self._apply(item)
+                continue
+            self.running.add(key)
+            adopt_messages.append(AdoptRequest(launch_id=launch_id, owner=owner))
+        if adopt_messages:
+            self._send(adopt_messages)
+        if adopted:
+            self.log.info("EcsEventExecutor adopted %d task instances: %s", len(adopted), sorted(adopted))
+        return [ti for ti in tis if ti.external_executor_id not in adopted]
+
+    # ----------------------------------------------------------- revoke, end
+
+    def revoke_task(self, *, ti: TaskInstance) -> None:
+        """Cancel a task (not launched: never launched; launched: stopped); Airflow requeues it. Never raises."""
+        try:
+            key = ti.key
+            launch_id = self._launch_of.get(key) or ti.external_executor_id
+            self.queued_tasks.pop(key, None)
+            self.running.discard(key)
+            if not launch_id:
+                return
+            self._untrack(launch_id)
+            unsent = [m for m in self._outbox if isinstance(m, LaunchRequest) and m.launch_id == launch_id]
+            if unsent:
+                # SQS never took the launch: dropping it is the whole cancellation.
+                self._outbox = [m for m in self._outbox if m not in unsent]
+                return
+            reason = "revoked by the Airflow scheduler (task stuck in queued)"
+            self._send([CancelRequest(launch_id=launch_id, owner=self._ensure_owner(), reason=reason)])
+            self.log.info("EcsEventExecutor revoked task %s (launch %s)", key, launch_id)
+        except Exception:
+            self.log.exception("EcsEventExecutor could not revoke %s", getattr(ti, "key", ti))
+
+    def end(self) -> None:
+        """Wait, at most ``end_wait_timeout_seconds``, for this executor's tasks to finish."""
+        try:
+            deadline = self._clock() + self.settings.end_wait_timeout_seconds
+            while True:
+                self.sync()
+                if not self._tracked and not self._outbox:
+                    return
+                if self._clock() >= deadline:
+                    self.log.warning(
+                        "EcsEventExecutor: stopped waiting for %d tasks after %.0fs; they keep running on ECS "
+                        "and another scheduler can adopt them",
+                        len(self._tracked),
+                        self.settings.end_wait_timeout_seconds,
+                    )
+                    return
+                self._sleep(min(END_POLL_SECONDS, max(0.0, deadline - self._clock())))
+        except Exception:
+            self.log.exception("EcsEventExecutor failed while ending")
+
+    def terminate(self) -> None:
+        """Stop every task of this executor through the control plane, then wait (bounded) for them to end."""
+        try:
+            owner = self._ensure_owner()
+            reason = "terminated: the Airflow executor was asked to stop all its tasks"
+            messages: list[OutgoingMessage] = [
+                CancelRequest(launch_id=launch_id, owner=owner, reason=reason) for launch_id in self._tracked
+            ]
+            if messages:
+                self._send(messages)
+            self.end()
+        except Exception:
+            self.log.exception("EcsEventExecutor failed while terminating")
+
+    # ------------------------------------------------------------------- logs
+
+    def get_task_log(self, ti: TaskInstance, try_number: int) -> tuple[list[str], list[str]]:
+        """Return (messages, log lines): the control plane's record of the try, then its container's awslogs."""
+        messages: list[str] = []
+        lines: list[str] = []
+        try:
+            launch_id = self._launch_of.get(ti.key) or ti.external_executor_id
+            if not launch_id:
+                return messages, lines
+            item = self.table.get(launch_id, consistent=False)
+            if item is None:
+                return [f"ECS event executor: no record of launch {launch_id}"], lines
+            if item.key is not None and item.key.try_number != try_number:
+                return messages, lines
+            messages.extend(control_plane_summary(item))
+            settings = self.settings
+            if not settings.log_group:
+                messages.append("[ecs_event_executor] log_group is not set: container logs are not read")
+                return messages, lines
+            for arn in task_arns(item):
+                stream = stream_name(settings.log_stream_prefix, settings.container_name, arn)
+                messages.append(f"Reading CloudWatch Logs {settings.log_group}/{stream}")
+                try:
+                    lines.extend(read_stream(self.clients.client("logs"), settings.log_group, stream))
+                except Exception as exc:
+                    messages.append(f"Could not read {settings.log_group}/{stream}: {error_text(exc)}")
+        except Exception as exc:
+            messages.append(f"ECS event executor could not read the task's log: {error_text(exc)}")
+        return messages, lines
+
+    # --------------------------------------------------------------- helpers
+
+    @property
+    def tracked_launches(self) -> dict[str, Any]:
+        """Launch id -> Airflow key of every launch this executor watches (for operators and tests)."""
+        return {launch_id: t.key for launch_id, t in self._tracked.items()}
