@@ -634,3 +634,27 @@ class TaskTable:
         values: dict[str, Any] = {":o": owner}
         sets = [*self._stamp(names, values, now), "#o = :o"]
         return self._update(launch_id, sets=sets, condition="attribute_exists(#o)", names=names, values=values)
+
+
+def table_definition(table_name: str) -> dict[str, Any]:
+    """Return CreateTable arguments for the tasks table (the stack defines the same keys, index and projection)."""
+    return {
+        "TableName": table_name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [
+            {"AttributeName": Attr.PK, "AttributeType": "S"},
+            {"AttributeName": Attr.OWNER, "AttributeType": "S"},
+            {"AttributeName": Attr.CHANGED_AT, "AttributeType": "N"},
+        ],
+        "KeySchema": [{"AttributeName": Attr.PK, "KeyType": "HASH"}],
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": CHANGE_INDEX,
+                "KeySchema": [
+                    {"AttributeName": Attr.OWNER, "KeyType": "HASH"},
+                    {"AttributeName": Attr.CHANGED_AT, "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(CHANGE_INDEX_ATTRIBUTES)},
+            }
+        ],
+    }

@@ -1,0 +1,268 @@
+"""Turn launch-queue messages into ECS tasks: exactly one task per launch attempt, whatever SQS redelivers.
+
+Two guards make a redelivered or duplicated message harmless: a conditional claim (a lease) on the task item, so
+only one launcher calls RunTask for an attempt at a time and none after the task is recorded; and a
+deterministic RunTask ``clientToken``, so a launcher that crashed between RunTask and recording the task gets the
+same task back when the message returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ecs_event_executor.control import bus as bus_events
+from ecs_event_executor.control.aws_errors import (
+    ErrorKind,
+    classify,
+    describe_failures,
+    error_code,
+    error_text,
+    run_task_failure_is_retryable,
+)
+from ecs_event_executor.control.bus import ControlPlaneBus
+from ecs_event_executor.control.messages import (
+    AdoptRequest,
+    CancelRequest,
+    LaunchRequest,
+    PingRequest,
+    RelaunchRequest,
+    parse_message,
+)
+from ecs_event_executor.control.run_task import ExecutorConfigError, LaunchConfig, LaunchConfigError, build_run_task_kwargs
+from ecs_event_executor.control.task_item import DEFAULT_FINISHED_TTL_SECONDS, Claim, ClaimOutcome, TaskItem, TaskState, TaskTable
+
+log = logging.getLogger(__name__)
+
+
+class RetryLater(Exception):
+    """The message should come back after ``delay_seconds`` (throttling, capacity, a lease held elsewhere)."""
+
+    def __init__(self, reason: str, delay_seconds: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.delay_seconds = delay_seconds
+
+
+class Result(StrEnum):
+    """What the launcher did with one message (logged and counted as a metric)."""
+
+    LAUNCHED = "Launched"
+    DUPLICATE = "Duplicate"
+    LAUNCH_FAILED = "LaunchFailed"
+    CANCELLED = "Cancelled"
+    STOP_REQUESTED = "StopRequested"
+    ADOPTED = "Adopted"
+    IGNORED = "Ignored"
+
+
+@dataclass(frozen=True)
+class LauncherSettings:
+    """The launcher's whole configuration, read once from its environment."""
+
+    launch: LaunchConfig
+    table_name: str
+    event_bus_name: str | None = None
+    finished_ttl_seconds: int = DEFAULT_FINISHED_TTL_SECONDS
+    # How long one launcher may hold an attempt before another may take it over (covers RunTask + the write).
+    lease_seconds: int = 60
+    backoff_base_seconds: int = 2
+    backoff_max_seconds: int = 120
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> LauncherSettings:
+        env = os.environ if env is None else env
+        table = env.get("TASKS_TABLE_NAME", "").strip()
+        if not table:
+            raise LaunchConfigError("TASKS_TABLE_NAME is required and not set")
+
+        def integer(name: str, default: int) -> int:
+            raw = env.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                value = int(raw)
+            except ValueError as exc:
+                raise LaunchConfigError(f"{name} must be a whole number, got {raw!r}") from exc
+            if value <= 0:
+                raise LaunchConfigError(f"{name} must be positive, got {value}")
+            return value
+
+        return cls(
+            launch=LaunchConfig.from_env(env),
+            table_name=table,
+            event_bus_name=env.get("EVENT_BUS_NAME") or None,
+            finished_ttl_seconds=integer("FINISHED_TTL_SECONDS", DEFAULT_FINISHED_TTL_SECONDS),
+            lease_seconds=integer("LAUNCH_LEASE_SECONDS", 60),
+            backoff_max_seconds=integer("LAUNCH_BACKOFF_MAX_SECONDS", 120),
+        )
+
+
+class Launcher:
+    """Apply launch-queue messages. Clients are injectable; defaults are created on first use."""
+
+    def __init__(
+        self,
+        settings: LauncherSettings,
+        *,
+        ecs: Any | None = None,
+        table: TaskTable | None = None,
+        bus: ControlPlaneBus | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self._ecs = ecs
+        self.table = table or TaskTable(settings.table_name, finished_ttl_seconds=settings.finished_ttl_seconds, clock=clock)
+        self.bus = bus or ControlPlaneBus(settings.event_bus_name)
+        self._clock = clock
+
+    @property
+    def ecs(self) -> Any:
+        if self._ecs is None:
+            self._ecs = boto3.client("ecs")
+        return self._ecs
+
+    def handle(self, body: str, *, receive_count: int = 1) -> Result:
+        """Apply one message body. Raises MalformedMessage (poison) or RetryLater (come back later)."""
+        message = parse_message(body)
+        if isinstance(message, LaunchRequest):
+            return self._launch(message, receive_count)
+        if isinstance(message, RelaunchRequest):
+            return self._relaunch(message, receive_count)
+        if isinstance(message, CancelRequest):
+            return self._cancel(message)
+        if isinstance(message, AdoptRequest):
+            written, _ = self.table.set_owner(message.launch_id, message.owner)
+            return Result.ADOPTED if written else Result.IGNORED
+        assert isinstance(message, PingRequest)
+        return Result.IGNORED
+
+    # ------------------------------------------------------------------ launch
+
+    def _launch(self, request: LaunchRequest, receive_count: int) -> Result:
+        claim = self.table.create_for_launch(request, lease_seconds=self.settings.lease_seconds)
+        return self._run_claimed(claim, request, receive_count)
+
+    def _relaunch(self, message: RelaunchRequest, receive_count: int) -> Result:
+        claim = self.table.claim_attempt(message.launch_id, message.attempt, lease_seconds=self.settings.lease_seconds)
+        if claim.outcome is not ClaimOutcome.CLAIMED or claim.item is None or claim.item.request is None:
+            return self._run_claimed(claim, None, receive_count)
+        return self._run_claimed(claim, LaunchRequest.model_validate_json(claim.item.request), receive_count)
+
+    def _run_claimed(self, claim: Claim, request: LaunchRequest | None, receive_count: int) -> Result:
+        if claim.outcome is ClaimOutcome.DONE:
+            return Result.DUPLICATE
+        item = claim.item
+        assert item is not None
+        if claim.outcome is ClaimOutcome.BUSY:
+            wait = max(1, int(((item.lease_until or 0) - self._clock() * 1000) / 1000) + 1)
+            raise RetryLater(f"attempt {item.attempt} is being launched by another invocation", wait)
+        assert request is not None
+        return self._run_task(item, request, receive_count)
+
+    def _run_task(self, item: TaskItem, request: LaunchRequest, receive_count: int) -> Result:
+        attempt = item.attempt
+        if request.launch_deadline and self._clock() > request.launch_deadline.timestamp():
+            return self._fail(
+                item,
+                attempt,
+                "not launched before the workload's deadline: an Airflow 3 workload token expires after "
+                "[scheduler] task_queued_timeout, so a later start could not run the task"
+                + (f" (last launch problem: {item.reason})" if item.reason else ""),
+            )
+        try:
+            kwargs = build_run_task_kwargs(
+                self.settings.launch,
+                launch_id=item.launch_id,
+                attempt=attempt,
+                command=request.command,
+                executor_config=request.executor_config,
+            )
+        except ExecutorConfigError as exc:
+            return self._fail(item, attempt, str(exc))
+        try:
+            response = self.ecs.run_task(**kwargs)
+        except (ClientError, BotoCoreError) as exc:
+            kind = classify(exc)
+            if kind is ErrorKind.PERMANENT:
+                return self._fail(item, attempt, f"ECS RunTask refused the task: {error_text(exc)}")
+            return self._retry(item, attempt, f"RunTask: {error_text(exc)}", receive_count)
+        tasks = response.get("tasks") or []
+        if tasks:
+            return self._record(item, attempt, tasks[0])
+        failures = response.get("failures") or []
+        reason = describe_failures(failures) or "RunTask returned no task and no failure"
+        if failures and all(run_task_failure_is_retryable(f) for f in failures):
+            return self._retry(item, attempt, f"RunTask capacity: {reason}", receive_count)
+        return self._fail(item, attempt, f"ECS could not place the task: {reason}")
+
+    def _record(self, item: TaskItem, attempt: int, task: Mapping[str, Any]) -> Result:
+        task_arn = task["taskArn"]
+        recorded, current = self.table.record_launched(
+            item.launch_id, attempt, task_arn=task_arn, cluster_arn=task.get("clusterArn")
+        )
+        if not recorded and current is not None and current.state is TaskState.CANCELLED:
+            # Revoked while RunTask was in flight: the task must not run.
+            self._stop(task.get("clusterArn") or self.settings.launch.cluster, task_arn, current.reason or "cancelled")
+            return Result.CANCELLED
+        log.info("launched", extra={"launch_id": item.launch_id, "attempt": attempt, "task_arn": task_arn})
+        self.bus.publish(bus_events.TASK_LAUNCHED, _event_detail(current or item, task_arn=task_arn))
+        return Result.LAUNCHED
+
+    def _fail(self, item: TaskItem, attempt: int, reason: str) -> Result:
+        written, current = self.table.fail_launch(item.launch_id, attempt, reason=reason)
+        log.warning("launch failed", extra={"launch_id": item.launch_id, "attempt": attempt, "reason": reason})
+        if written:
+            self.bus.publish(bus_events.LAUNCH_FAILED, _event_detail(current or item, reason=reason))
+        return Result.LAUNCH_FAILED
+
+    def _retry(self, item: TaskItem, attempt: int, reason: str, receive_count: int) -> Result:
+        self.table.release_lease(item.launch_id, attempt, reason=f"retrying: {reason}")
+        raise RetryLater(reason, self.backoff_seconds(receive_count))
+
+    def backoff_seconds(self, receive_count: int) -> int:
+        """Exponential backoff with jitter, capped: spreads retried launches over the RunTask quota."""
+        ceiling = min(self.settings.backoff_max_seconds, self.settings.backoff_base_seconds * 2 ** max(0, receive_count - 1))
+        return max(1, int(ceiling * random.uniform(0.5, 1.0)))
+
+    # ------------------------------------------------------------------ cancel
+
+    def _cancel(self, message: CancelRequest) -> Result:
+        cancelled, item = self.table.finish_cancelled(message)
+        if cancelled:
+            return Result.CANCELLED
+        if item is None or item.state.terminal:
+            return Result.IGNORED
+        if item.task_arn is None:
+            # Another invocation holds the lease with RunTask in flight; it stops the task when it sees CANCELLED.
+            raise RetryLater("the launch is in flight; cancelling once it is recorded", 2)
+        self.table.mark_cancel_requested(item.launch_id, reason=message.reason)
+        self._stop(item.cluster_arn or self.settings.launch.cluster, item.task_arn, message.reason)
+        return Result.STOP_REQUESTED
+
+    def _stop(self, cluster: str, task_arn: str, reason: str) -> None:
+        try:
+            self.ecs.stop_task(cluster=cluster, task=task_arn, reason=reason[:255])
+        except ClientError as exc:
+            # A task ECS no longer knows (stopped long ago) needs no stop.
+            if classify(exc) is ErrorKind.PERMANENT:
+                log.info("stop_task ignored", extra={"task_arn": task_arn, "error": error_code(exc)})
+                return
+            raise RetryLater(f"StopTask: {error_text(exc)}", 5) from exc
+
+
+def _event_detail(item: TaskItem, **extra: Any) -> dict[str, Any]:
+    detail: dict[str, Any] = {"launch_id": item.launch_id, "attempt": item.attempt, "state": item.state.value}
+    if item.key is not None:
+        detail.update(item.key.model_dump())
+    detail.update({k: v for k, v in extra.items() if v is not None})
+    return detail

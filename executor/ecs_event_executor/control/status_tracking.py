@@ -1,0 +1,168 @@
+"""Apply ECS "Task State Change" events to task items: one conditional write per event, in version order.
+
+The item is found from what the event itself carries (the launch id and attempt in the container override's
+environment), so an event that arrives before the launcher recorded the task ARN still lands. Events for tasks
+this control plane did not start are ignored.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import Any
+
+from pydantic import ValidationError
+
+from ecs_event_executor.control import bus as bus_events
+from ecs_event_executor.control.bus import ControlPlaneBus
+from ecs_event_executor.control.ecs_state import (
+    ATTEMPT_ENV,
+    LAUNCH_ID_ENV,
+    STARTED_BY,
+    Failure,
+    Outcome,
+    TaskStateChange,
+    map_event,
+)
+from ecs_event_executor.control.messages import RelaunchRequest
+from ecs_event_executor.control.task_item import EcsSnapshot, EventOutcome, TaskState, TaskTable
+
+log = logging.getLogger(__name__)
+
+
+class StatusResult(StrEnum):
+    """What one event did (logged and counted as a metric)."""
+
+    APPLIED = "Applied"
+    FINISHED = "Finished"
+    RELAUNCHED = "Relaunched"
+    STALE = "Stale"  # late, duplicate, or for an earlier attempt
+    UNKNOWN_TASK = "UnknownTask"  # carries our marks but no item exists (expired, or another deployment)
+    NOT_OURS = "NotOurs"
+    MALFORMED = "Malformed"
+
+
+@dataclass(frozen=True)
+class StatusSettings:
+    table_name: str
+    container_name: str
+    cluster: str | None = None
+    event_bus_name: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> StatusSettings:
+        missing = [n for n in ("TASKS_TABLE_NAME", "CONTAINER_NAME") if not env.get(n, "").strip()]
+        if missing:
+            raise ValueError(f"{', '.join(missing)} required and not set")
+        return cls(
+            table_name=env["TASKS_TABLE_NAME"].strip(),
+            container_name=env["CONTAINER_NAME"].strip(),
+            cluster=(env.get("CLUSTER") or "").strip() or None,
+            event_bus_name=(env.get("EVENT_BUS_NAME") or "").strip() or None,
+        )
+
+
+class StatusTracker:
+    """Map ECS events to task-item writes. Clients are injectable."""
+
+    def __init__(self, settings: StatusSettings, *, table: TaskTable | None = None, bus: ControlPlaneBus | None = None) -> None:
+        self.settings = settings
+        self.table = table or TaskTable(settings.table_name)
+        self.bus = bus or ControlPlaneBus(settings.event_bus_name)
+
+    def handle(self, event: Mapping[str, Any]) -> StatusResult:
+        """Apply one EventBridge event; never raises for a bad event (only for AWS failures, to be retried)."""
+        try:
+            change = TaskStateChange.model_validate(event)
+        except ValidationError as exc:
+            log.warning("malformed ECS event", extra={"reason": _summarize(exc), "event_id": event.get("id") if isinstance(event, Mapping) else None})
+            return StatusResult.MALFORMED
+        detail = change.detail
+        env = detail.environment()
+        launch_id = env.get(LAUNCH_ID_ENV)
+        if detail.started_by != STARTED_BY or not launch_id or not self._our_cluster(detail.cluster_arn):
+            return StatusResult.NOT_OURS
+        try:
+            attempt = int(env.get(ATTEMPT_ENV, "1"))
+        except ValueError:
+            log.warning("malformed attempt in ECS event", extra={"launch_id": launch_id, "value": env.get(ATTEMPT_ENV)})
+            return StatusResult.MALFORMED
+        outcome = map_event(detail, self.settings.container_name)
+        snap = EcsSnapshot(
+            state=outcome.state,
+            task_arn=detail.task_arn,
+            version=detail.version,
+            last_status=detail.last_status,
+            cluster_arn=detail.cluster_arn,
+            reason=outcome.reason,
+            stop_code=detail.stop_code,
+            exit_code=outcome.exit_code,
+        )
+        if outcome.state is TaskState.FAILED:
+            special = self._failed(launch_id, attempt, outcome, snap)
+            if isinstance(special, StatusResult):
+                return special
+            snap = special
+        result, item = self.table.apply_ecs_event(launch_id, attempt, snap)
+        log.info(
+            "ecs event",
+            extra={"launch_id": launch_id, "attempt": attempt, "ecs": detail.last_status, "version": detail.version, "result": result.value},
+        )
+        if result is EventOutcome.UNKNOWN:
+            return StatusResult.UNKNOWN_TASK
+        if result is EventOutcome.STALE:
+            return StatusResult.STALE
+        if snap.state.terminal and item is not None:
+            detail_out: dict[str, Any] = {
+                "launch_id": launch_id,
+                "attempt": attempt,
+                "state": snap.state.value,
+                "reason": snap.reason,
+                "exit_code": snap.exit_code,
+                "task_arn": detail.task_arn,
+            }
+            if item.key is not None:
+                detail_out.update(item.key.model_dump())
+            self.bus.publish(bus_events.TASK_FINISHED, detail_out)
+            return StatusResult.FINISHED
+        return StatusResult.APPLIED
+
+    def _failed(self, launch_id: str, attempt: int, outcome: Outcome, snap: EcsSnapshot) -> StatusResult | EcsSnapshot:
+        """Decide what a failed ECS task means: relaunch, cancelled by us, or failed (with the attempt count)."""
+        item = self.table.get(launch_id)
+        if item is None:
+            return StatusResult.UNKNOWN_TASK
+        if outcome.failure is Failure.USER_STOPPED and item.cancel_requested:
+            return replace(snap, state=TaskState.CANCELLED, reason=f"{item.reason or 'cancelled'} ({outcome.reason})")
+        if not outcome.infrastructure_failure:
+            return snap
+        if item.attempt == attempt and attempt < item.max_attempts and not item.state.terminal and not item.cancel_requested:
+            relaunched, _ = self.table.schedule_relaunch(launch_id, attempt, snap)
+            if relaunched:
+                self._request_relaunch(launch_id, attempt + 1)
+                return StatusResult.RELAUNCHED
+            return StatusResult.STALE
+        if item.attempt == attempt + 1 and item.state is TaskState.LAUNCHING and item.task_arn is None:
+            # A retried delivery of the event whose relaunch was written but perhaps never published.
+            self._request_relaunch(launch_id, attempt + 1)
+            return StatusResult.RELAUNCHED
+        if attempt >= item.max_attempts:
+            return replace(snap, reason=f"{outcome.reason} (gave up after {attempt} of {item.max_attempts} attempts)")
+        return snap
+
+    def _request_relaunch(self, launch_id: str, attempt: int) -> None:
+        message = RelaunchRequest(launch_id=launch_id, attempt=attempt)
+        # Required: if the bus refuses it, the handler fails and EventBridge retries the whole event.
+        self.bus.publish(bus_events.RELAUNCH_REQUESTED, message.model_dump(by_alias=True, mode="json"), required=True)
+
+    def _our_cluster(self, cluster_arn: str | None) -> bool:
+        wanted = self.settings.cluster
+        if not wanted or not cluster_arn:
+            return True
+        return cluster_arn == wanted or cluster_arn.rsplit("/", 1)[-1] == wanted.rsplit("/", 1)[-1]
+
+
+def _summarize(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])

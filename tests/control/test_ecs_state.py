@@ -1,0 +1,155 @@
+"""The ECS → state mapping, one outcome per test, plus the real events from the AWS documentation."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from ecs_event_executor.control.ecs_state import Container, Failure, TaskStateChange, map_ecs_task, map_event
+from ecs_event_executor.control.task_item import TaskState
+
+EVENTS = Path(__file__).resolve().parents[2].parent / "shared" / "events"
+STARTED = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def outcome(last: str, desired: str = "RUNNING", *, stop_code: str | None = None, reason: str | None = None, exit_code: int | None = None, started: bool = True, containers: list[Container] | None = None):  # type: ignore[no-untyped-def]
+    if containers is None:
+        containers = [Container(name="base", exitCode=exit_code)]
+    return map_ecs_task(
+        last_status=last,
+        desired_status=desired,
+        stop_code=stop_code,
+        stopped_reason=reason,
+        containers=containers,
+        started_at=STARTED if started else None,
+        container_name="base",
+    )
+
+
+@pytest.mark.parametrize("last", ["PROVISIONING", "PENDING", "ACTIVATING"])
+def test_not_yet_running_is_pending(last: str) -> None:
+    assert outcome(last, started=False).state is TaskState.PENDING
+
+
+def test_running_is_running() -> None:
+    result = outcome("RUNNING")
+    assert result.state is TaskState.RUNNING
+    assert result.reason is None
+
+
+def test_exit_zero_succeeds() -> None:
+    result = outcome("STOPPED", "STOPPED", stop_code="EssentialContainerExited", exit_code=0)
+    assert (result.state, result.exit_code, result.failure) == (TaskState.SUCCEEDED, 0, None)
+
+
+def test_nonzero_exit_fails_with_code_and_is_not_relaunched() -> None:
+    result = outcome("STOPPED", "STOPPED", stop_code="EssentialContainerExited", reason="Essential container in task exited", exit_code=1)
+    assert result.state is TaskState.FAILED
+    assert result.exit_code == 1
+    assert result.failure is Failure.EXIT_CODE
+    assert not result.infrastructure_failure
+    assert "exited with code 1" in (result.reason or "")
+
+
+def test_exit_code_at_deprovisioning_finishes_early() -> None:
+    assert outcome("DEPROVISIONING", "STOPPED", exit_code=0).state is TaskState.SUCCEEDED
+    assert outcome("DEPROVISIONING", "STOPPED", exit_code=3).state is TaskState.FAILED
+
+
+def test_deprovisioning_without_exit_code_is_not_terminal() -> None:
+    assert outcome("DEPROVISIONING", "STOPPED").state is TaskState.RUNNING
+    assert outcome("DEPROVISIONING", "STOPPED", started=False).state is TaskState.PENDING
+
+
+def test_task_failed_to_start_is_an_infrastructure_failure() -> None:
+    result = outcome("STOPPED", "STOPPED", stop_code="TaskFailedToStart", reason="CannotPullContainerError: pull access denied", started=False)
+    assert result.state is TaskState.FAILED
+    assert result.failure is Failure.FAILED_TO_START
+    assert result.infrastructure_failure
+    assert "CannotPullContainerError" in (result.reason or "")
+
+
+def test_stopped_without_ever_starting_is_relaunchable() -> None:
+    result = outcome("STOPPED", "STOPPED", reason="Timeout waiting for network interface provisioning", started=False)
+    assert result.failure is Failure.STOPPED_BEFORE_START
+    assert result.infrastructure_failure
+    assert "before it started" in (result.reason or "")
+
+
+def test_user_initiated_stop_fails_with_reason() -> None:
+    result = outcome("STOPPED", "STOPPED", stop_code="UserInitiated", reason="revoked by the Airflow executor")
+    assert result.state is TaskState.FAILED
+    assert result.failure is Failure.USER_STOPPED
+    assert not result.infrastructure_failure
+    assert "revoked by the Airflow executor" in (result.reason or "")
+
+
+def test_essential_sidecar_exit_fails_the_task() -> None:
+    result = outcome(
+        "STOPPED",
+        "STOPPED",
+        stop_code="EssentialContainerExited",
+        reason="Essential container in task exited",
+        containers=[Container(name="base"), Container(name="log-router", exitCode=1)],
+    )
+    assert result.failure is Failure.ESSENTIAL_CONTAINER_EXITED
+    assert "essential container" in (result.reason or "")
+
+
+@pytest.mark.parametrize("code", ["SpotInterruption", "TerminationNotice"])
+def test_spot_warning_is_not_terminal(code: str) -> None:
+    result = outcome("RUNNING", "STOPPED", stop_code=code, reason="Your Spot Task was interrupted.")
+    assert result.state is TaskState.RUNNING
+    assert "Spot" in (result.reason or "")
+
+
+def test_spot_stop_after_start_fails_without_relaunch() -> None:
+    result = outcome("STOPPED", "STOPPED", stop_code="SpotInterruption", reason="Your Spot Task was interrupted.")
+    assert result.failure is Failure.SPOT_INTERRUPTION
+    assert not result.infrastructure_failure
+
+
+def test_spot_stop_before_start_is_relaunchable() -> None:
+    result = outcome("STOPPED", "STOPPED", stop_code="SpotInterruption", reason="Your Spot Task was interrupted.", started=False)
+    assert result.failure is Failure.SPOT_INTERRUPTION
+    assert result.infrastructure_failure
+
+
+def test_sidecar_exit_code_never_decides() -> None:
+    containers = [Container(name="xray", exitCode=0), Container(name="base", exitCode=2)]
+    assert outcome("STOPPED", "STOPPED", containers=containers).state is TaskState.FAILED
+    containers = [Container(name="xray", exitCode=1), Container(name="base", exitCode=0)]
+    assert outcome("STOPPED", "STOPPED", containers=containers).state is TaskState.SUCCEEDED
+
+
+def test_stopped_after_start_without_exit_code_fails() -> None:
+    result = outcome("STOPPED", "STOPPED", reason="Task stopped by scheduler")
+    assert result.failure is Failure.STOPPED
+    assert not result.infrastructure_failure
+
+
+def _load(name: str) -> TaskStateChange:
+    return TaskStateChange.model_validate(json.loads((EVENTS / name).read_text()))
+
+
+def test_documented_fargate_running_event() -> None:
+    event = _load("fargate_task_running.json")
+    assert event.detail.version == 4
+    assert map_event(event.detail, "FargateApp").state is TaskState.RUNNING
+
+
+def test_documented_sidecar_stop_keeps_the_task_running() -> None:
+    # A sidecar (xray) stopped with exit code 0 while the task runs: not the Airflow container, not finished.
+    event = _load("ec2_task_running_sidecar_stopped.json")
+    assert map_event(event.detail, "base").state is TaskState.RUNNING
+    assert map_event(event.detail, "xray").state is TaskState.RUNNING
+
+
+def test_documented_spot_warning_is_not_terminal() -> None:
+    event = _load("spot_interruption_warning_termination_notice_partial.json")
+    result = map_event(event.detail, "base")
+    assert result.state is TaskState.RUNNING
+    assert "TerminationNotice" in (result.reason or "")

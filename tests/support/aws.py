@@ -1,0 +1,189 @@
+"""Test harness around moto: resources, Lambda event shapes, request counting and RunTask clientToken semantics.
+
+moto ignores RunTask's clientToken. AWS documents that the same token with the same parameters returns the task
+the first call started; ``ClientTokenSemantics`` emulates exactly that at the botocore level, in tests only.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+from botocore.awsrequest import AWSResponse
+
+from ecs_event_executor.control.task_item import table_definition
+
+REGION = "us-east-1"
+CONTAINER = "base"
+
+
+@dataclass
+class EcsSetup:
+    cluster: str
+    cluster_arn: str
+    task_definition: str
+    subnets: list[str]
+    security_groups: list[str]
+
+
+def create_ecs(container_name: str = CONTAINER) -> EcsSetup:
+    """Create a VPC (DNS hostnames on), subnet, security group, cluster and task definition in moto."""
+    ec2 = boto3.client("ec2", region_name=REGION)
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+    sg = ec2.create_security_group(GroupName="airflow-tasks", Description="tasks", VpcId=vpc)["GroupId"]
+    ecs = boto3.client("ecs", region_name=REGION)
+    cluster_arn = ecs.create_cluster(clusterName="airflow")["cluster"]["clusterArn"]
+    td = ecs.register_task_definition(
+        family="airflow-worker",
+        networkMode="awsvpc",
+        requiresCompatibilities=["FARGATE"],
+        cpu="256",
+        memory="512",
+        containerDefinitions=[{"name": container_name, "image": "apache/airflow:3.3.2", "memory": 512, "essential": True}],
+    )["taskDefinition"]["taskDefinitionArn"]
+    return EcsSetup("airflow", cluster_arn, td, [subnet], [sg])
+
+
+def create_table(name: str = "airflow-tasks") -> str:
+    boto3.client("dynamodb", region_name=REGION).create_table(**table_definition(name))
+    return name
+
+
+def create_queues(name: str = "airflow-launch") -> tuple[str, str, str]:
+    """Create the launch queue and its DLQ; return (queue url, queue arn, dlq url)."""
+    sqs = boto3.client("sqs", region_name=REGION)
+    dlq = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    url = sqs.create_queue(
+        QueueName=name,
+        Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "50"})},
+    )["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    return url, arn, dlq
+
+
+def launcher_environment(ecs: EcsSetup, table: str, queue_url: str, dlq_url: str, **extra: str) -> dict[str, str]:
+    env = {
+        "TASKS_TABLE_NAME": table,
+        "CLUSTER": ecs.cluster,
+        "TASK_DEFINITION": ecs.task_definition,
+        "CONTAINER_NAME": CONTAINER,
+        "LAUNCH_TYPE": "FARGATE",
+        "SUBNETS": ",".join(ecs.subnets),
+        "SECURITY_GROUPS": ",".join(ecs.security_groups),
+        "ASSIGN_PUBLIC_IP": "false",
+        "LAUNCH_QUEUE_URL": queue_url,
+        "DEAD_LETTER_QUEUE_URL": dlq_url,
+        "POWERTOOLS_METRICS_NAMESPACE": "Tests",
+    }
+    env.update(extra)
+    return env
+
+
+def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
+    """Return a Lambda SQS event for messages received from SQS (ReceiveMessage output)."""
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": {
+                    "ApproximateReceiveCount": m.get("Attributes", {}).get("ApproximateReceiveCount", "1"),
+                    "SentTimestamp": m.get("Attributes", {}).get("SentTimestamp", "0"),
+                    "SenderId": "test",
+                    "ApproximateFirstReceiveTimestamp": "0",
+                },
+                "messageAttributes": {},
+                "md5OfBody": m.get("MD5OfBody", ""),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": REGION,
+            }
+            for m in messages
+        ]
+    }
+
+
+def body_event(bodies: list[str], queue_arn: str, receive_count: int = 1) -> dict[str, Any]:
+    """Return a Lambda SQS event for raw bodies (not received from a queue)."""
+    return sqs_event(
+        [
+            {"MessageId": str(uuid.uuid4()), "ReceiptHandle": str(uuid.uuid4()), "Body": b, "Attributes": {"ApproximateReceiveCount": str(receive_count)}}
+            for b in bodies
+        ],
+        queue_arn,
+    )
+
+
+class LambdaContextStub:
+    """The attributes Powertools reads from a Lambda context object."""
+
+    function_name = "test"
+    memory_limit_in_mb = 256
+    invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:test"
+    aws_request_id = "test-request"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 300_000
+
+
+@dataclass
+class CallCounter:
+    """Count API calls a botocore client makes, by operation name."""
+
+    calls: Counter[str] = field(default_factory=Counter)
+
+    def attach(self, client: Any) -> CallCounter:
+        client.meta.events.register("provide-client-params", self._count)
+        return self
+
+    def _count(self, model: Any, **_: Any) -> None:
+        self.calls[model.name] += 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.calls.values())
+
+
+class ClientTokenSemantics:
+    """Emulate RunTask's documented idempotency on a moto-backed ECS client (moto ignores clientToken)."""
+
+    def __init__(self) -> None:
+        self.responses: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+        self.replayed = 0
+
+    def attach(self, client: Any) -> ClientTokenSemantics:
+        client.meta.events.register("before-call.ecs.RunTask", self._before)
+        client.meta.events.register("after-call.ecs.RunTask", self._after)
+        return self
+
+    @staticmethod
+    def _key(request_dict: dict[str, Any]) -> tuple[tuple[str, str] | None, str]:
+        # before-call and after-call see the serialized request; ECS speaks JSON, so the body is the parameters.
+        params = json.loads(request_dict["body"] or b"{}")
+        token = params.get("clientToken")
+        fingerprint = json.dumps(params, sort_keys=True)
+        return ((params.get("cluster", "default"), token) if token else None), fingerprint
+
+    def _before(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> Any:
+        key, fingerprint = self._key(params)
+        context["client_token_key"] = (key, fingerprint)
+        if key and key in self.responses:
+            first_fingerprint, parsed = self.responses[key]
+            if first_fingerprint != fingerprint:
+                raise AssertionError("same clientToken with different parameters (AWS would refuse it)")
+            self.replayed += 1
+            return AWSResponse("https://ecs.amazonaws.com/", 200, {}, None), parsed
+        return None
+
+    def _after(self, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        key, fingerprint = context.get("client_token_key", (None, ""))
+        if key and parsed.get("tasks"):
+            self.responses.setdefault(key, (fingerprint, parsed))
