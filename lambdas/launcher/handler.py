@@ -9,14 +9,16 @@ import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from ecs_event_executor.control.launching import Launcher, LauncherSettings, RetryLater
 from ecs_event_executor.control.messages import MalformedMessage
 
 logger = Logger(service="ecs-event-launcher")
-metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "AirflowEcsEventExecutor"), service="launcher")
+metrics = Metrics(
+    namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "AirflowEcsEventExecutor"), service="launcher"
+)
 # Report every failed record (even a wholly failed batch) as a batch item failure; never fail the invocation.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
@@ -75,9 +77,14 @@ def record_handler(record: SQSRecord) -> None:
         return
     except RetryLater as exc:
         metrics.add_metric(name="LaunchRetries", unit=MetricUnit.Count, value=1)
-        logger.info("launch retried later", extra={"reason": exc.reason, "delay": exc.delay_seconds, "message_id": record.message_id})
+        logger.info(
+            "launch retried later",
+            extra={"reason": exc.reason, "delay": exc.delay_seconds, "message_id": record.message_id},
+        )
         sqs().change_message_visibility(
-            QueueUrl=_queue_url(record), ReceiptHandle=record.receipt_handle, VisibilityTimeout=exc.delay_seconds
+            QueueUrl=_queue_url(record),
+            ReceiptHandle=record.receipt_handle,
+            VisibilityTimeout=exc.delay_seconds,
         )
         raise
     metrics.add_metric(name=result.value, unit=MetricUnit.Count, value=1)
@@ -85,5 +92,7 @@ def record_handler(record: SQSRecord) -> None:
 
 @metrics.log_metrics
 @logger.inject_lambda_context
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

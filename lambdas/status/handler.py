@@ -8,11 +8,12 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from ecs_event_executor.control.status_tracking import StatusSettings, StatusTracker
 
 logger = Logger(service="ecs-event-status")
-metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "AirflowEcsEventExecutor"), service="status")
+metrics = Metrics(
+    namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "AirflowEcsEventExecutor"), service="status"
+)
 
 _tracker: StatusTracker | None = None
 

@@ -7,15 +7,30 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-
-from ecs_event_executor.control.ecs_state import Container, Failure, TaskStateChange, map_ecs_task, map_event
+from ecs_event_executor.control.ecs_state import (
+    Container,
+    Failure,
+    Outcome,
+    TaskStateChange,
+    map_ecs_task,
+    map_event,
+)
 from ecs_event_executor.control.task_item import TaskState
 
 EVENTS = Path(__file__).resolve().parents[2].parent / "shared" / "events"
 STARTED = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def outcome(last: str, desired: str = "RUNNING", *, stop_code: str | None = None, reason: str | None = None, exit_code: int | None = None, started: bool = True, containers: list[Container] | None = None):  # type: ignore[no-untyped-def]
+def outcome(
+    last: str,
+    desired: str = "RUNNING",
+    *,
+    stop_code: str | None = None,
+    reason: str | None = None,
+    exit_code: int | None = None,
+    started: bool = True,
+    containers: list[Container] | None = None,
+) -> Outcome:
     if containers is None:
         containers = [Container(name="base", exitCode=exit_code)]
     return map_ecs_task(
@@ -46,7 +61,13 @@ def test_exit_zero_succeeds() -> None:
 
 
 def test_nonzero_exit_fails_with_code_and_is_not_relaunched() -> None:
-    result = outcome("STOPPED", "STOPPED", stop_code="EssentialContainerExited", reason="Essential container in task exited", exit_code=1)
+    result = outcome(
+        "STOPPED",
+        "STOPPED",
+        stop_code="EssentialContainerExited",
+        reason="Essential container in task exited",
+        exit_code=1,
+    )
     assert result.state is TaskState.FAILED
     assert result.exit_code == 1
     assert result.failure is Failure.EXIT_CODE
@@ -65,7 +86,13 @@ def test_deprovisioning_without_exit_code_is_not_terminal() -> None:
 
 
 def test_task_failed_to_start_is_an_infrastructure_failure() -> None:
-    result = outcome("STOPPED", "STOPPED", stop_code="TaskFailedToStart", reason="CannotPullContainerError: pull access denied", started=False)
+    result = outcome(
+        "STOPPED",
+        "STOPPED",
+        stop_code="TaskFailedToStart",
+        reason="CannotPullContainerError: pull access denied",
+        started=False,
+    )
     assert result.state is TaskState.FAILED
     assert result.failure is Failure.FAILED_TO_START
     assert result.infrastructure_failure
@@ -73,14 +100,18 @@ def test_task_failed_to_start_is_an_infrastructure_failure() -> None:
 
 
 def test_stopped_without_ever_starting_is_relaunchable() -> None:
-    result = outcome("STOPPED", "STOPPED", reason="Timeout waiting for network interface provisioning", started=False)
+    result = outcome(
+        "STOPPED", "STOPPED", reason="Timeout waiting for network interface provisioning", started=False
+    )
     assert result.failure is Failure.STOPPED_BEFORE_START
     assert result.infrastructure_failure
     assert "before it started" in (result.reason or "")
 
 
 def test_user_initiated_stop_fails_with_reason() -> None:
-    result = outcome("STOPPED", "STOPPED", stop_code="UserInitiated", reason="revoked by the Airflow executor")
+    result = outcome(
+        "STOPPED", "STOPPED", stop_code="UserInitiated", reason="revoked by the Airflow executor"
+    )
     assert result.state is TaskState.FAILED
     assert result.failure is Failure.USER_STOPPED
     assert not result.infrastructure_failure
@@ -107,13 +138,21 @@ def test_spot_warning_is_not_terminal(code: str) -> None:
 
 
 def test_spot_stop_after_start_fails_without_relaunch() -> None:
-    result = outcome("STOPPED", "STOPPED", stop_code="SpotInterruption", reason="Your Spot Task was interrupted.")
+    result = outcome(
+        "STOPPED", "STOPPED", stop_code="SpotInterruption", reason="Your Spot Task was interrupted."
+    )
     assert result.failure is Failure.SPOT_INTERRUPTION
     assert not result.infrastructure_failure
 
 
 def test_spot_stop_before_start_is_relaunchable() -> None:
-    result = outcome("STOPPED", "STOPPED", stop_code="SpotInterruption", reason="Your Spot Task was interrupted.", started=False)
+    result = outcome(
+        "STOPPED",
+        "STOPPED",
+        stop_code="SpotInterruption",
+        reason="Your Spot Task was interrupted.",
+        started=False,
+    )
     assert result.failure is Failure.SPOT_INTERRUPTION
     assert result.infrastructure_failure
 

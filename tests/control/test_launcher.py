@@ -6,11 +6,11 @@ import json
 from typing import Any
 
 import pytest
-
 from ecs_event_executor.control.launching import Launcher, LauncherSettings, RetryLater
 from ecs_event_executor.control.messages import AdoptRequest, CancelRequest
 from ecs_event_executor.control.run_task import LaunchConfigError
-from ecs_event_executor.control.task_item import TaskState, TaskTable
+from ecs_event_executor.control.task_item import TaskItem, TaskState, TaskTable
+
 from lambdas.launcher import handler as launcher_handler
 from tests.conftest import ControlPlane
 from tests.support.aws import CallCounter, ClientTokenSemantics, LambdaContextStub, body_event, sqs_event
@@ -25,16 +25,26 @@ def running_tasks(cp: ControlPlane) -> list[str]:
     return cp.client("ecs").list_tasks(cluster=cp.ecs.cluster)["taskArns"]
 
 
-def item(cp: ControlPlane, launch_id: str):  # type: ignore[no-untyped-def]
-    return TaskTable(cp.table).get(launch_id)
+def item(cp: ControlPlane, launch_id: str) -> TaskItem:
+    found = TaskTable(cp.table).get(launch_id)
+    assert found is not None
+    return found
 
 
 def test_launch_starts_one_task_with_our_marks(control_plane: ControlPlane) -> None:
-    request = launch_request(executor_config={"overrides": {"containerOverrides": [{"name": "base", "environment": [{"name": "X", "value": "1"}]}]}})
+    request = launch_request(
+        executor_config={
+            "overrides": {
+                "containerOverrides": [{"name": "base", "environment": [{"name": "X", "value": "1"}]}]
+            }
+        }
+    )
     assert invoke(control_plane, [request.to_json()]) == {"batchItemFailures": []}
     stored = item(control_plane, request.launch_id)
     assert stored.state is TaskState.PENDING
-    task = control_plane.client("ecs").describe_tasks(cluster=control_plane.ecs.cluster, tasks=[stored.task_arn])["tasks"][0]
+    task = control_plane.client("ecs").describe_tasks(
+        cluster=control_plane.ecs.cluster, tasks=[stored.task_arn]
+    )["tasks"][0]
     assert task["startedBy"] == "airflow-ecs-event-executor"
     env = {kv["name"]: kv["value"] for kv in task["overrides"]["containerOverrides"][0]["environment"]}
     assert env["AIRFLOW_ECS_EVENT_LAUNCH_ID"] == request.launch_id
@@ -52,8 +62,12 @@ def test_redelivered_message_starts_exactly_one_task(control_plane: ControlPlane
     runs = CallCounter().attach(launcher.ecs)
     ClientTokenSemantics().attach(launcher.ecs)
     for _ in range(3):
-        received = sqs.receive_message(QueueUrl=control_plane.queue_url, VisibilityTimeout=0, AttributeNames=["All"])["Messages"]
-        assert launcher_handler.handler(sqs_event(received, control_plane.queue_arn), LambdaContextStub()) == {"batchItemFailures": []}
+        received = sqs.receive_message(
+            QueueUrl=control_plane.queue_url, VisibilityTimeout=0, AttributeNames=["All"]
+        )["Messages"]
+        assert launcher_handler.handler(
+            sqs_event(received, control_plane.queue_arn), LambdaContextStub()
+        ) == {"batchItemFailures": []}
     # The Lambda "crashed" before SQS deleted the message: it comes back once more.
     received = sqs.receive_message(QueueUrl=control_plane.queue_url, AttributeNames=["All"])["Messages"]
     assert received[0]["Attributes"]["ApproximateReceiveCount"] == "4"
@@ -62,7 +76,9 @@ def test_redelivered_message_starts_exactly_one_task(control_plane: ControlPlane
     assert runs.calls["RunTask"] == 1
 
 
-def test_crash_between_run_task_and_record_reuses_the_client_token(control_plane: ControlPlane, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_crash_between_run_task_and_record_reuses_the_client_token(
+    control_plane: ControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The launcher dies after RunTask and before recording the task; the redelivery gets the same task back."""
     now = [1_800_000_000.0]
     settings = LauncherSettings.from_env()
@@ -87,7 +103,7 @@ def test_crash_between_run_task_and_record_reuses_the_client_token(control_plane
     assert runs.calls["RunTask"] == 2
     assert tokens.replayed == 1
     assert len(running_tasks(control_plane)) == 1
-    assert table.get(request.launch_id).state is TaskState.PENDING
+    assert item(control_plane, request.launch_id).state is TaskState.PENDING
 
 
 def _inject(client: Any, operation: str, responses: list[tuple[int, dict[str, Any]]]) -> None:
@@ -103,12 +119,30 @@ def _inject(client: Any, operation: str, responses: list[tuple[int, dict[str, An
     client.meta.events.register(f"before-call.ecs.{operation}", before)
 
 
-THROTTLED = (400, {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}, "ResponseMetadata": {"HTTPStatusCode": 400}})
-NO_CAPACITY = (200, {"tasks": [], "failures": [{"reason": "Capacity is unavailable at this time. Please try again later or in a different availability zone"}]})
+THROTTLED = (
+    400,
+    {
+        "Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"},
+        "ResponseMetadata": {"HTTPStatusCode": 400},
+    },
+)
+NO_CAPACITY = (
+    200,
+    {
+        "tasks": [],
+        "failures": [
+            {
+                "reason": "Capacity is unavailable at this time. Please try again later or in a different availability zone"
+            }
+        ],
+    },
+)
 
 
 @pytest.mark.parametrize("failure", [THROTTLED, NO_CAPACITY], ids=["throttled", "capacity"])
-def test_throttling_and_capacity_are_retried_until_launched(control_plane: ControlPlane, failure: tuple[int, dict[str, Any]]) -> None:
+def test_throttling_and_capacity_are_retried_until_launched(
+    control_plane: ControlPlane, failure: tuple[int, dict[str, Any]]
+) -> None:
     sqs = control_plane.client("sqs")
     request = launch_request()
     sqs.send_message(QueueUrl=control_plane.queue_url, MessageBody=request.to_json())
@@ -116,43 +150,62 @@ def test_throttling_and_capacity_are_retried_until_launched(control_plane: Contr
     _inject(launcher.ecs, "RunTask", [failure, failure])
     visibility: list[int] = []
     launcher_handler.sqs().meta.events.register(
-        "provide-client-params.sqs.ChangeMessageVisibility", lambda params, **_: visibility.append(params["VisibilityTimeout"])
+        "provide-client-params.sqs.ChangeMessageVisibility",
+        lambda params, **_: visibility.append(params["VisibilityTimeout"]),
     )
     for attempt in range(3):
-        received = sqs.receive_message(QueueUrl=control_plane.queue_url, VisibilityTimeout=0, AttributeNames=["All"])["Messages"]
+        received = sqs.receive_message(
+            QueueUrl=control_plane.queue_url, VisibilityTimeout=0, AttributeNames=["All"]
+        )["Messages"]
         result = launcher_handler.handler(sqs_event(received, control_plane.queue_arn), LambdaContextStub())
         expected = [{"itemIdentifier": received[0]["MessageId"]}] if attempt < 2 else []
         assert result == {"batchItemFailures": expected}
         if attempt < 2:
             # The launcher asked SQS to hide the message for the backoff; let that time pass.
-            sqs.change_message_visibility(QueueUrl=control_plane.queue_url, ReceiptHandle=received[0]["ReceiptHandle"], VisibilityTimeout=0)
+            sqs.change_message_visibility(
+                QueueUrl=control_plane.queue_url,
+                ReceiptHandle=received[0]["ReceiptHandle"],
+                VisibilityTimeout=0,
+            )
             assert item(control_plane, request.launch_id).state is TaskState.LAUNCHING
-            assert "retrying" in item(control_plane, request.launch_id).reason
+            assert "retrying" in (item(control_plane, request.launch_id).reason or "")
     assert len(visibility) == 2 and all(v >= 1 for v in visibility)
     assert item(control_plane, request.launch_id).state is TaskState.PENDING
     assert len(running_tasks(control_plane)) == 1
 
 
-def test_permanent_error_fails_with_the_aws_message(control_plane: ControlPlane, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_permanent_error_fails_with_the_aws_message(
+    control_plane: ControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TASK_DEFINITION", "does-not-exist:1")
     launcher_handler.reset()
     request = launch_request()
     assert invoke(control_plane, [request.to_json()]) == {"batchItemFailures": []}
     stored = item(control_plane, request.launch_id)
     assert stored.state is TaskState.FAILED
-    assert stored.reason == "ECS RunTask refused the task: ClientException: Unable to describe task definition."
+    assert (
+        stored.reason == "ECS RunTask refused the task: ClientException: Unable to describe task definition."
+    )
 
 
 def test_access_denied_fails_at_once(control_plane: ControlPlane) -> None:
     launcher = launcher_handler.launcher()
-    denied = (400, {"Error": {"Code": "AccessDeniedException", "Message": "not authorized to perform: ecs:RunTask"}, "ResponseMetadata": {"HTTPStatusCode": 400}})
+    denied = (
+        400,
+        {
+            "Error": {"Code": "AccessDeniedException", "Message": "not authorized to perform: ecs:RunTask"},
+            "ResponseMetadata": {"HTTPStatusCode": 400},
+        },
+    )
     _inject(launcher.ecs, "RunTask", [denied])
     request = launch_request()
     assert invoke(control_plane, [request.to_json()]) == {"batchItemFailures": []}
-    assert "AccessDeniedException: not authorized" in item(control_plane, request.launch_id).reason
+    assert "AccessDeniedException: not authorized" in (item(control_plane, request.launch_id).reason or "")
 
 
-def test_malformed_body_is_a_batch_item_failure_without_a_dlq(control_plane: ControlPlane, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_malformed_body_is_a_batch_item_failure_without_a_dlq(
+    control_plane: ControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("DEAD_LETTER_QUEUE_URL")
     good = launch_request()
     event = body_event(["{not json", good.to_json()], control_plane.queue_arn)
@@ -176,7 +229,7 @@ def test_past_deadline_is_not_launched(control_plane: ControlPlane) -> None:
     invoke(control_plane, [request.to_json()])
     stored = item(control_plane, request.launch_id)
     assert stored.state is TaskState.FAILED
-    assert "task_queued_timeout" in stored.reason
+    assert "task_queued_timeout" in (stored.reason or "")
     assert running_tasks(control_plane) == []
 
 
@@ -185,7 +238,7 @@ def test_overrides_over_the_ecs_limit_fail_naming_it(control_plane: ControlPlane
     invoke(control_plane, [request.to_json()])
     stored = item(control_plane, request.launch_id)
     assert stored.state is TaskState.FAILED
-    assert "8192" in stored.reason
+    assert "8192" in (stored.reason or "")
     assert running_tasks(control_plane) == []
 
 
@@ -201,10 +254,19 @@ def test_cancel_before_launch_wins_over_a_later_launch(control_plane: ControlPla
 def test_cancel_after_launch_stops_the_task(control_plane: ControlPlane) -> None:
     request = launch_request()
     invoke(control_plane, [request.to_json()])
-    invoke(control_plane, [CancelRequest(launch_id=request.launch_id, owner=request.owner, reason="revoked: stuck in queued").to_json()])
+    invoke(
+        control_plane,
+        [
+            CancelRequest(
+                launch_id=request.launch_id, owner=request.owner, reason="revoked: stuck in queued"
+            ).to_json()
+        ],
+    )
     stored = item(control_plane, request.launch_id)
     assert stored.cancel_requested
-    task = control_plane.client("ecs").describe_tasks(cluster=control_plane.ecs.cluster, tasks=[stored.task_arn])["tasks"][0]
+    task = control_plane.client("ecs").describe_tasks(
+        cluster=control_plane.ecs.cluster, tasks=[stored.task_arn]
+    )["tasks"][0]
     assert task["desiredStatus"] == "STOPPED"
     assert task["stoppedReason"] == "revoked: stuck in queued"
 
@@ -231,7 +293,9 @@ def test_adopt_moves_the_item_to_the_new_owner(control_plane: ControlPlane) -> N
         ("ASSIGN_PUBLIC_IP", "maybe", "ASSIGN_PUBLIC_IP"),
     ],
 )
-def test_launch_settings_are_validated_naming_the_variable(control_plane: ControlPlane, name: str, value: str, needle: str) -> None:
+def test_launch_settings_are_validated_naming_the_variable(
+    control_plane: ControlPlane, name: str, value: str, needle: str
+) -> None:
     env = dict(control_plane.env, **{name: value})
     with pytest.raises(LaunchConfigError, match=needle):
         LauncherSettings.from_env(env)

@@ -14,7 +14,6 @@ from typing import Any
 
 import boto3
 from botocore.awsrequest import AWSResponse
-
 from ecs_event_executor.control.task_item import table_definition
 
 REGION = "us-east-1"
@@ -45,7 +44,9 @@ def create_ecs(container_name: str = CONTAINER) -> EcsSetup:
         requiresCompatibilities=["FARGATE"],
         cpu="256",
         memory="512",
-        containerDefinitions=[{"name": container_name, "image": "apache/airflow:3.3.2", "memory": 512, "essential": True}],
+        containerDefinitions=[
+            {"name": container_name, "image": "apache/airflow:3.3.2", "memory": 512, "essential": True}
+        ],
     )["taskDefinition"]["taskDefinitionArn"]
     return EcsSetup("airflow", cluster_arn, td, [subnet], [sg])
 
@@ -68,7 +69,9 @@ def create_queues(name: str = "airflow-launch") -> tuple[str, str, str]:
     return url, arn, dlq
 
 
-def launcher_environment(ecs: EcsSetup, table: str, queue_url: str, dlq_url: str, **extra: str) -> dict[str, str]:
+def launcher_environment(
+    ecs: EcsSetup, table: str, queue_url: str, dlq_url: str, **extra: str
+) -> dict[str, str]:
     env = {
         "TASKS_TABLE_NAME": table,
         "CLUSTER": ecs.cluster,
@@ -115,7 +118,12 @@ def body_event(bodies: list[str], queue_arn: str, receive_count: int = 1) -> dic
     """Return a Lambda SQS event for raw bodies (not received from a queue)."""
     return sqs_event(
         [
-            {"MessageId": str(uuid.uuid4()), "ReceiptHandle": str(uuid.uuid4()), "Body": b, "Attributes": {"ApproximateReceiveCount": str(receive_count)}}
+            {
+                "MessageId": str(uuid.uuid4()),
+                "ReceiptHandle": str(uuid.uuid4()),
+                "Body": b,
+                "Attributes": {"ApproximateReceiveCount": str(receive_count)},
+            }
             for b in bodies
         ],
         queue_arn,
@@ -187,3 +195,12 @@ class ClientTokenSemantics:
         key, fingerprint = context.get("client_token_key", (None, ""))
         if key and parsed.get("tasks"):
             self.responses.setdefault(key, (fingerprint, parsed))
+
+
+def apply_input_path_detail(body: str) -> str:
+    """Return what EventBridge delivers for a target with InputPath "$.detail".
+
+    moto ignores InputPath on SQS targets and delivers the whole event; AWS delivers only ``detail``.
+    """
+    event = json.loads(body)
+    return json.dumps(event["detail"]) if isinstance(event, dict) and "detail-type" in event else body

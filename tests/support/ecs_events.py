@@ -26,7 +26,11 @@ def task_event(
 ) -> dict[str, Any]:
     """Return an EventBridge event for ``task`` (a RunTask/DescribeTasks task dict) at one lifecycle step."""
     if desired_status is None:
-        desired_status = "STOPPED" if last_status in ("DEACTIVATING", "STOPPING", "DEPROVISIONING", "STOPPED") else "RUNNING"
+        desired_status = (
+            "STOPPED"
+            if last_status in ("DEACTIVATING", "STOPPING", "DEPROVISIONING", "STOPPED")
+            else "RUNNING"
+        )
     if started is None:
         started = last_status not in ("PROVISIONING", "PENDING", "ACTIVATING")
     container: dict[str, Any] = {
@@ -39,7 +43,11 @@ def task_event(
         container["exitCode"] = exit_code
     containers = [container]
     for name, code in (sidecars or {}).items():
-        side: dict[str, Any] = {"name": name, "lastStatus": "STOPPED" if code is not None else "RUNNING", "taskArn": task["taskArn"]}
+        side: dict[str, Any] = {
+            "name": name,
+            "lastStatus": "STOPPED" if code is not None else "RUNNING",
+            "taskArn": task["taskArn"],
+        }
         if code is not None:
             side["exitCode"] = code
         containers.append(side)

@@ -8,7 +8,14 @@ from typing import Any
 from ecs_event_executor.control.messages import LaunchRequest, TaskKey, new_launch_id, utcnow
 
 
-def launch_request(task_id: str = "t1", *, try_number: int = 1, owner: str = "default:test", deadline_in: float | None = 600, **fields: Any) -> LaunchRequest:
+def launch_request(
+    task_id: str = "t1",
+    *,
+    try_number: int = 1,
+    owner: str = "default:test",
+    deadline_in: float | None = 600,
+    **fields: Any,
+) -> LaunchRequest:
     key = TaskKey(dag_id="example", task_id=task_id, run_id="manual__2026-11-25", try_number=try_number)
     now = utcnow()
     return LaunchRequest(

@@ -39,7 +39,13 @@ _RETRYABLE_CODES = frozenset(
     }
 )
 _CREDENTIAL_CODES = frozenset(
-    {"ExpiredToken", "ExpiredTokenException", "RequestExpired", "InvalidClientTokenId", "UnrecognizedClientException"}
+    {
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "RequestExpired",
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+    }
 )
 
 
@@ -47,7 +53,9 @@ def classify(exc: BaseException) -> ErrorKind:
     """Return the kind of an exception raised by a boto3 call."""
     if isinstance(exc, NoCredentialsError | PartialCredentialsError):
         return ErrorKind.CREDENTIALS
-    if isinstance(exc, EndpointConnectionError | ConnectTimeoutError | ReadTimeoutError | ConnectionClosedError):
+    if isinstance(
+        exc, EndpointConnectionError | ConnectTimeoutError | ReadTimeoutError | ConnectionClosedError
+    ):
         return ErrorKind.RETRYABLE
     if isinstance(exc, ClientError):
         code = error_code(exc)
@@ -86,5 +94,6 @@ def run_task_failure_is_retryable(failure: dict[str, Any]) -> bool:
 
 def describe_failures(failures: list[dict[str, Any]]) -> str:
     return "; ".join(
-        " ".join(p for p in (f.get("reason", "unknown"), f.get("detail") or "", f.get("arn") or "") if p) for f in failures
+        " ".join(p for p in (f.get("reason", "unknown"), f.get("detail") or "", f.get("arn") or "") if p)
+        for f in failures
     )

@@ -144,7 +144,9 @@ def map_ecs_task(
     started = started_at is not None
     spot = stop_code in _SPOT_STOP_CODES
 
-    if exit_code is not None and (last_status == "STOPPED" or last_status in ("DEACTIVATING", "STOPPING", "DEPROVISIONING")):
+    if exit_code is not None and (
+        last_status == "STOPPED" or last_status in ("DEACTIVATING", "STOPPING", "DEPROVISIONING")
+    ):
         return _by_exit_code(exit_code, stop_code, stopped_reason)
 
     if last_status in _NOT_YET_RUNNING:
@@ -175,7 +177,11 @@ def map_ecs_task(
             infrastructure_failure=not started,
         )
     if stop_code == "UserInitiated":
-        return Outcome(TaskState.FAILED, reason=f"the task was stopped by a user or API call: {detail}", failure=Failure.USER_STOPPED)
+        return Outcome(
+            TaskState.FAILED,
+            reason=f"the task was stopped by a user or API call: {detail}",
+            failure=Failure.USER_STOPPED,
+        )
     if stop_code == "EssentialContainerExited":
         return Outcome(
             TaskState.FAILED,
@@ -189,7 +195,9 @@ def map_ecs_task(
             failure=Failure.STOPPED_BEFORE_START,
             infrastructure_failure=True,
         )
-    return Outcome(TaskState.FAILED, reason=f"the task stopped without an exit code: {detail}", failure=Failure.STOPPED)
+    return Outcome(
+        TaskState.FAILED, reason=f"the task stopped without an exit code: {detail}", failure=Failure.STOPPED
+    )
 
 
 def map_event(detail: TaskDetail, container_name: str) -> Outcome:
@@ -211,7 +219,8 @@ def _by_exit_code(exit_code: int, stop_code: str | None, stopped_reason: str | N
     detail = _describe(stop_code, stopped_reason)
     return Outcome(
         TaskState.FAILED,
-        reason=f"the Airflow container exited with code {exit_code}" + (f" ({detail})" if detail != "no reason given" else ""),
+        reason=f"the Airflow container exited with code {exit_code}"
+        + (f" ({detail})" if detail != "no reason given" else ""),
         exit_code=exit_code,
         failure=Failure.EXIT_CODE,
     )

@@ -38,8 +38,20 @@ from ecs_event_executor.control.messages import (
     RelaunchRequest,
     parse_message,
 )
-from ecs_event_executor.control.run_task import ExecutorConfigError, LaunchConfig, LaunchConfigError, build_run_task_kwargs
-from ecs_event_executor.control.task_item import DEFAULT_FINISHED_TTL_SECONDS, Claim, ClaimOutcome, TaskItem, TaskState, TaskTable
+from ecs_event_executor.control.run_task import (
+    ExecutorConfigError,
+    LaunchConfig,
+    LaunchConfigError,
+    build_run_task_kwargs,
+)
+from ecs_event_executor.control.task_item import (
+    DEFAULT_FINISHED_TTL_SECONDS,
+    Claim,
+    ClaimOutcome,
+    TaskItem,
+    TaskState,
+    TaskTable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +133,9 @@ class Launcher:
     ) -> None:
         self.settings = settings
         self._ecs = ecs
-        self.table = table or TaskTable(settings.table_name, finished_ttl_seconds=settings.finished_ttl_seconds, clock=clock)
+        self.table = table or TaskTable(
+            settings.table_name, finished_ttl_seconds=settings.finished_ttl_seconds, clock=clock
+        )
         self.bus = bus or ControlPlaneBus(settings.event_bus_name)
         self._clock = clock
 
@@ -153,7 +167,9 @@ class Launcher:
         return self._run_claimed(claim, request, receive_count)
 
     def _relaunch(self, message: RelaunchRequest, receive_count: int) -> Result:
-        claim = self.table.claim_attempt(message.launch_id, message.attempt, lease_seconds=self.settings.lease_seconds)
+        claim = self.table.claim_attempt(
+            message.launch_id, message.attempt, lease_seconds=self.settings.lease_seconds
+        )
         if claim.outcome is not ClaimOutcome.CLAIMED or claim.item is None or claim.item.request is None:
             return self._run_claimed(claim, None, receive_count)
         return self._run_claimed(claim, LaunchRequest.model_validate_json(claim.item.request), receive_count)
@@ -212,7 +228,11 @@ class Launcher:
         )
         if not recorded and current is not None and current.state is TaskState.CANCELLED:
             # Revoked while RunTask was in flight: the task must not run.
-            self._stop(task.get("clusterArn") or self.settings.launch.cluster, task_arn, current.reason or "cancelled")
+            self._stop(
+                task.get("clusterArn") or self.settings.launch.cluster,
+                task_arn,
+                current.reason or "cancelled",
+            )
             return Result.CANCELLED
         log.info("launched", extra={"launch_id": item.launch_id, "attempt": attempt, "task_arn": task_arn})
         self.bus.publish(bus_events.TASK_LAUNCHED, _event_detail(current or item, task_arn=task_arn))
@@ -220,7 +240,9 @@ class Launcher:
 
     def _fail(self, item: TaskItem, attempt: int, reason: str) -> Result:
         written, current = self.table.fail_launch(item.launch_id, attempt, reason=reason)
-        log.warning("launch failed", extra={"launch_id": item.launch_id, "attempt": attempt, "reason": reason})
+        log.warning(
+            "launch failed", extra={"launch_id": item.launch_id, "attempt": attempt, "reason": reason}
+        )
         if written:
             self.bus.publish(bus_events.LAUNCH_FAILED, _event_detail(current or item, reason=reason))
         return Result.LAUNCH_FAILED
@@ -231,7 +253,10 @@ class Launcher:
 
     def backoff_seconds(self, receive_count: int) -> int:
         """Exponential backoff with jitter, capped: spreads retried launches over the RunTask quota."""
-        ceiling = min(self.settings.backoff_max_seconds, self.settings.backoff_base_seconds * 2 ** max(0, receive_count - 1))
+        ceiling = min(
+            self.settings.backoff_max_seconds,
+            self.settings.backoff_base_seconds * 2 ** max(0, receive_count - 1),
+        )
         return max(1, int(ceiling * random.uniform(0.5, 1.0)))
 
     # ------------------------------------------------------------------ cancel

@@ -47,7 +47,7 @@ class _Message(BaseModel):
     # Unknown fields are refused: a message we do not fully understand must not start a container.
     model_config = ConfigDict(extra="forbid")
 
-    schema_version: Literal[1] = Field(default=SCHEMA_VERSION, alias="schema")
+    schema_version: Literal[1] = Field(default=1, alias="schema")
     launch_id: str = Field(min_length=8, max_length=56, pattern=r"^[A-Za-z0-9-]+$")
 
     def to_json(self) -> str:
@@ -100,7 +100,7 @@ class PingRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    schema_version: Literal[1] = Field(default=SCHEMA_VERSION, alias="schema")
+    schema_version: Literal[1] = Field(default=1, alias="schema")
     kind: Literal["ping"] = "ping"
     owner: str = Field(min_length=1, max_length=200)
 
@@ -126,7 +126,9 @@ def parse_message(body: str) -> AnyMessage:
     if not isinstance(data, dict):
         raise MalformedMessage("body is not a JSON object")
     if data.get("schema") != SCHEMA_VERSION:
-        raise MalformedMessage(f"unsupported schema {data.get('schema')!r}; this control plane reads {SCHEMA_VERSION}")
+        raise MalformedMessage(
+            f"unsupported schema {data.get('schema')!r}; this control plane reads {SCHEMA_VERSION}"
+        )
     try:
         return _CONTROL_MESSAGE.validate_python(data)
     except ValidationError as exc:

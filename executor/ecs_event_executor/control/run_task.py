@@ -31,7 +31,9 @@ class ExecutorConfigError(ValueError):
 
     def __init__(self, field_path: str, problem: str) -> None:
         self.field_path = field_path
-        super().__init__(f"executor_config.{field_path}: {problem}" if field_path else f"executor_config: {problem}")
+        super().__init__(
+            f"executor_config.{field_path}: {problem}" if field_path else f"executor_config: {problem}"
+        )
 
 
 class OverridesTooLarge(ExecutorConfigError):
@@ -83,7 +85,9 @@ class LaunchConfig:
         launch_type = optional("LAUNCH_TYPE")
         strategy = json_value("CAPACITY_PROVIDER_STRATEGY", list) or []
         if launch_type and strategy:
-            raise LaunchConfigError("LAUNCH_TYPE and CAPACITY_PROVIDER_STRATEGY are mutually exclusive; set one")
+            raise LaunchConfigError(
+                "LAUNCH_TYPE and CAPACITY_PROVIDER_STRATEGY are mutually exclusive; set one"
+            )
         if launch_type and launch_type.upper() not in ("FARGATE", "EC2", "EXTERNAL"):
             raise LaunchConfigError(f"LAUNCH_TYPE must be FARGATE, EC2 or EXTERNAL, got {launch_type!r}")
         for i, entry in enumerate(strategy):
@@ -96,7 +100,9 @@ class LaunchConfig:
         try:
             validate_executor_config(run_task_kwargs, container_name=required("CONTAINER_NAME"))
         except ExecutorConfigError as exc:
-            raise LaunchConfigError(f"RUN_TASK_KWARGS is invalid: {exc}".replace("executor_config", "RUN_TASK_KWARGS")) from exc
+            raise LaunchConfigError(
+                f"RUN_TASK_KWARGS is invalid: {exc}".replace("executor_config", "RUN_TASK_KWARGS")
+            ) from exc
         return cls(
             cluster=required("CLUSTER"),
             task_definition=required("TASK_DEFINITION"),
@@ -200,10 +206,7 @@ _TYPE_NAMES = {str: "a string", list: "a list", dict: "an object", bool: "true o
 def _check_type(path: str, value: Any, expected: type | tuple[type, ...]) -> None:
     kinds = expected if isinstance(expected, tuple) else (expected,)
     # bool is an int in Python; a count given as true/false is a mistake, not a number.
-    if isinstance(value, bool) and bool not in kinds:
-        ok = False
-    else:
-        ok = isinstance(value, kinds)
+    ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
     if not ok:
         wanted = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kinds)
         raise ExecutorConfigError(path, f"expected {wanted}, got {type(value).__name__}")
@@ -214,30 +217,45 @@ def validate_executor_config(config: Any, *, container_name: str | None = None) 
     if config is None:
         return {}
     if not isinstance(config, Mapping):
-        raise ExecutorConfigError("", f"expected an object of RunTask parameters, got {type(config).__name__}")
+        raise ExecutorConfigError(
+            "", f"expected an object of RunTask parameters, got {type(config).__name__}"
+        )
     for key, value in config.items():
         if key in _RESERVED_TOP_LEVEL:
             raise ExecutorConfigError(key, f"may not be overridden: {_RESERVED_TOP_LEVEL[key]}")
         if key not in _ALLOWED_TOP_LEVEL:
-            raise ExecutorConfigError(key, f"is not a RunTask parameter; allowed: {', '.join(sorted(_ALLOWED_TOP_LEVEL))}")
+            raise ExecutorConfigError(
+                key, f"is not a RunTask parameter; allowed: {', '.join(sorted(_ALLOWED_TOP_LEVEL))}"
+            )
         _check_type(key, value, _ALLOWED_TOP_LEVEL[key])
     overrides = config.get("overrides")
     if overrides is not None:
         for key, value in overrides.items():
             if key not in _OVERRIDES_FIELDS:
-                raise ExecutorConfigError(f"overrides.{key}", f"is not a task override; allowed: {', '.join(sorted(_OVERRIDES_FIELDS))}")
+                raise ExecutorConfigError(
+                    f"overrides.{key}",
+                    f"is not a task override; allowed: {', '.join(sorted(_OVERRIDES_FIELDS))}",
+                )
             _check_type(f"overrides.{key}", value, _OVERRIDES_FIELDS[key])
         for i, container in enumerate(overrides.get("containerOverrides", [])):
             _validate_container_override(f"overrides.containerOverrides[{i}]", container, container_name)
     for key in ("tags",):
         for i, tag in enumerate(config.get(key, [])):
-            if not isinstance(tag, Mapping) or not isinstance(tag.get("key"), str) or not isinstance(tag.get("value", ""), str):
-                raise ExecutorConfigError(f"{key}[{i}]", "expected {\"key\": string, \"value\": string}")
+            if (
+                not isinstance(tag, Mapping)
+                or not isinstance(tag.get("key"), str)
+                or not isinstance(tag.get("value", ""), str)
+            ):
+                raise ExecutorConfigError(f"{key}[{i}]", 'expected {"key": string, "value": string}')
     for i, entry in enumerate(config.get("capacityProviderStrategy", [])):
         if not isinstance(entry, Mapping) or not isinstance(entry.get("capacityProvider"), str):
-            raise ExecutorConfigError(f"capacityProviderStrategy[{i}]", "expected an object with a string capacityProvider")
+            raise ExecutorConfigError(
+                f"capacityProviderStrategy[{i}]", "expected an object with a string capacityProvider"
+            )
     if "launchType" in config and "capacityProviderStrategy" in config:
-        raise ExecutorConfigError("launchType", "launchType and capacityProviderStrategy are mutually exclusive")
+        raise ExecutorConfigError(
+            "launchType", "launchType and capacityProviderStrategy are mutually exclusive"
+        )
     return dict(config)
 
 
@@ -247,13 +265,24 @@ def _validate_container_override(path: str, container: Any, container_name: str 
         raise ExecutorConfigError(f"{path}.name", "is required: it says which container the override is for")
     for key, value in container.items():
         if key not in _CONTAINER_OVERRIDE_FIELDS:
-            raise ExecutorConfigError(f"{path}.{key}", f"is not a container override; allowed: {', '.join(sorted(_CONTAINER_OVERRIDE_FIELDS))}")
+            raise ExecutorConfigError(
+                f"{path}.{key}",
+                f"is not a container override; allowed: {', '.join(sorted(_CONTAINER_OVERRIDE_FIELDS))}",
+            )
         _check_type(f"{path}.{key}", value, _CONTAINER_OVERRIDE_FIELDS[key])
     if container_name is not None and container["name"] == container_name and "command" in container:
-        raise ExecutorConfigError(f"{path}.command", "may not be overridden: the command is the Airflow workload")
+        raise ExecutorConfigError(
+            f"{path}.command", "may not be overridden: the command is the Airflow workload"
+        )
     for j, kv in enumerate(container.get("environment", [])):
-        if not isinstance(kv, Mapping) or not isinstance(kv.get("name"), str) or not isinstance(kv.get("value"), str):
-            raise ExecutorConfigError(f"{path}.environment[{j}]", "expected {\"name\": string, \"value\": string}")
+        if (
+            not isinstance(kv, Mapping)
+            or not isinstance(kv.get("name"), str)
+            or not isinstance(kv.get("value"), str)
+        ):
+            raise ExecutorConfigError(
+                f"{path}.environment[{j}]", 'expected {"name": string, "value": string}'
+            )
 
 
 def overrides_size(overrides: Mapping[str, Any]) -> int:

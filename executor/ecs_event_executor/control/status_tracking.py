@@ -67,7 +67,9 @@ class StatusSettings:
 class StatusTracker:
     """Map ECS events to task-item writes. Clients are injectable."""
 
-    def __init__(self, settings: StatusSettings, *, table: TaskTable | None = None, bus: ControlPlaneBus | None = None) -> None:
+    def __init__(
+        self, settings: StatusSettings, *, table: TaskTable | None = None, bus: ControlPlaneBus | None = None
+    ) -> None:
         self.settings = settings
         self.table = table or TaskTable(settings.table_name)
         self.bus = bus or ControlPlaneBus(settings.event_bus_name)
@@ -77,7 +79,13 @@ class StatusTracker:
         try:
             change = TaskStateChange.model_validate(event)
         except ValidationError as exc:
-            log.warning("malformed ECS event", extra={"reason": _summarize(exc), "event_id": event.get("id") if isinstance(event, Mapping) else None})
+            log.warning(
+                "malformed ECS event",
+                extra={
+                    "reason": _summarize(exc),
+                    "event_id": event.get("id") if isinstance(event, Mapping) else None,
+                },
+            )
             return StatusResult.MALFORMED
         detail = change.detail
         env = detail.environment()
@@ -87,7 +95,10 @@ class StatusTracker:
         try:
             attempt = int(env.get(ATTEMPT_ENV, "1"))
         except ValueError:
-            log.warning("malformed attempt in ECS event", extra={"launch_id": launch_id, "value": env.get(ATTEMPT_ENV)})
+            log.warning(
+                "malformed attempt in ECS event",
+                extra={"launch_id": launch_id, "value": env.get(ATTEMPT_ENV)},
+            )
             return StatusResult.MALFORMED
         outcome = map_event(detail, self.settings.container_name)
         snap = EcsSnapshot(
@@ -108,7 +119,13 @@ class StatusTracker:
         result, item = self.table.apply_ecs_event(launch_id, attempt, snap)
         log.info(
             "ecs event",
-            extra={"launch_id": launch_id, "attempt": attempt, "ecs": detail.last_status, "version": detail.version, "result": result.value},
+            extra={
+                "launch_id": launch_id,
+                "attempt": attempt,
+                "ecs": detail.last_status,
+                "version": detail.version,
+                "result": result.value,
+            },
         )
         if result is EventOutcome.UNKNOWN:
             return StatusResult.UNKNOWN_TASK
@@ -129,16 +146,25 @@ class StatusTracker:
             return StatusResult.FINISHED
         return StatusResult.APPLIED
 
-    def _failed(self, launch_id: str, attempt: int, outcome: Outcome, snap: EcsSnapshot) -> StatusResult | EcsSnapshot:
+    def _failed(
+        self, launch_id: str, attempt: int, outcome: Outcome, snap: EcsSnapshot
+    ) -> StatusResult | EcsSnapshot:
         """Decide what a failed ECS task means: relaunch, cancelled by us, or failed (with the attempt count)."""
         item = self.table.get(launch_id)
         if item is None:
             return StatusResult.UNKNOWN_TASK
         if outcome.failure is Failure.USER_STOPPED and item.cancel_requested:
-            return replace(snap, state=TaskState.CANCELLED, reason=f"{item.reason or 'cancelled'} ({outcome.reason})")
+            return replace(
+                snap, state=TaskState.CANCELLED, reason=f"{item.reason or 'cancelled'} ({outcome.reason})"
+            )
         if not outcome.infrastructure_failure:
             return snap
-        if item.attempt == attempt and attempt < item.max_attempts and not item.state.terminal and not item.cancel_requested:
+        if (
+            item.attempt == attempt
+            and attempt < item.max_attempts
+            and not item.state.terminal
+            and not item.cancel_requested
+        ):
             relaunched, _ = self.table.schedule_relaunch(launch_id, attempt, snap)
             if relaunched:
                 self._request_relaunch(launch_id, attempt + 1)
@@ -149,13 +175,17 @@ class StatusTracker:
             self._request_relaunch(launch_id, attempt + 1)
             return StatusResult.RELAUNCHED
         if attempt >= item.max_attempts:
-            return replace(snap, reason=f"{outcome.reason} (gave up after {attempt} of {item.max_attempts} attempts)")
+            return replace(
+                snap, reason=f"{outcome.reason} (gave up after {attempt} of {item.max_attempts} attempts)"
+            )
         return snap
 
     def _request_relaunch(self, launch_id: str, attempt: int) -> None:
         message = RelaunchRequest(launch_id=launch_id, attempt=attempt)
         # Required: if the bus refuses it, the handler fails and EventBridge retries the whole event.
-        self.bus.publish(bus_events.RELAUNCH_REQUESTED, message.model_dump(by_alias=True, mode="json"), required=True)
+        self.bus.publish(
+            bus_events.RELAUNCH_REQUESTED, message.model_dump(by_alias=True, mode="json"), required=True
+        )
 
     def _our_cluster(self, cluster_arn: str | None) -> bool:
         wanted = self.settings.cluster

@@ -216,7 +216,9 @@ class ClaimOutcome(StrEnum):
 
     CLAIMED = "claimed"  # call RunTask (with this attempt's client token)
     BUSY = "busy"  # another launcher holds the lease right now: try again later
-    DONE = "done"  # an ECS task exists for this attempt, or the launch finished or was cancelled: nothing to do
+    DONE = (
+        "done"  # an ECS task exists for this attempt, or the launch finished or was cancelled: nothing to do
+    )
 
 
 @dataclass(frozen=True)
@@ -288,7 +290,10 @@ class TaskTable:
         # DynamoDB reads at most 100 keys per BatchGetItem.
         for start in range(0, len(ids), 100):
             request: dict[str, Any] = {
-                self.table_name: {"Keys": [{Attr.PK: {"S": i}} for i in ids[start : start + 100]], "ConsistentRead": True}
+                self.table_name: {
+                    "Keys": [{Attr.PK: {"S": i}} for i in ids[start : start + 100]],
+                    "ConsistentRead": True,
+                }
             }
             while request:
                 resp = self.client.batch_get_item(RequestItems=request)
@@ -415,7 +420,11 @@ class TaskTable:
         """Take the launch lease for ``attempt`` if no ECS task is known for it and no live lease is held."""
         now = self._now_ms()
         names = {"#s": Attr.STATE, "#a": Attr.ATTEMPT, "#l": Attr.LEASE_UNTIL, "#arn": Attr.TASK_ARN}
-        values: dict[str, Any] = {":launching": TaskState.LAUNCHING.value, ":a": attempt, ":lease": now + int(lease_seconds * 1000)}
+        values: dict[str, Any] = {
+            ":launching": TaskState.LAUNCHING.value,
+            ":a": attempt,
+            ":lease": now + int(lease_seconds * 1000),
+        }
         sets = [*self._stamp(names, values, now), "#l = :lease"]
         condition = (
             "#s = :launching AND #a = :a AND attribute_not_exists(#arn) "
@@ -435,11 +444,19 @@ class TaskTable:
         )
         return Claim(ClaimOutcome.BUSY if live_lease else ClaimOutcome.DONE, item)
 
-    def record_launched(self, launch_id: str, attempt: int, *, task_arn: str, cluster_arn: str | None) -> tuple[bool, TaskItem | None]:
+    def record_launched(
+        self, launch_id: str, attempt: int, *, task_arn: str, cluster_arn: str | None
+    ) -> tuple[bool, TaskItem | None]:
         """Record the ECS task RunTask returned. Returns (recorded, item); not recorded when the launch was
         cancelled meanwhile (the caller then stops the task) or an event already recorded it."""
         now = self._now_ms()
-        names = {"#s": Attr.STATE, "#a": Attr.ATTEMPT, "#arn": Attr.TASK_ARN, "#l": Attr.LEASE_UNTIL, "#at": Attr.LAUNCHED_AT}
+        names = {
+            "#s": Attr.STATE,
+            "#a": Attr.ATTEMPT,
+            "#arn": Attr.TASK_ARN,
+            "#l": Attr.LEASE_UNTIL,
+            "#at": Attr.LAUNCHED_AT,
+        }
         values: dict[str, Any] = {":a": attempt, ":arn": task_arn, ":launching": TaskState.LAUNCHING.value}
         sets = [*self._stamp(names, values, now), "#arn = :arn", "#at = if_not_exists(#at, :now)"]
         if cluster_arn:
@@ -450,7 +467,13 @@ class TaskTable:
         names["#st"] = Attr.STATE
         values[":pending"] = TaskState.PENDING.value
         sets.append("#st = :pending")
-        sets.append(self._history(names, values, {"at": now, "state": TaskState.PENDING.value, "attempt": attempt, "task": task_arn}))
+        sets.append(
+            self._history(
+                names,
+                values,
+                {"at": now, "state": TaskState.PENDING.value, "attempt": attempt, "task": task_arn},
+            )
+        )
         written, item = self._update(
             launch_id,
             sets=sets,
@@ -464,7 +487,11 @@ class TaskTable:
         # An ECS event for this attempt arrived before RunTask returned: it holds a later state; add the ARN only.
         names = {"#a": Attr.ATTEMPT, "#arn": Attr.TASK_ARN, "#at": Attr.LAUNCHED_AT}
         values = {":a": attempt, ":arn": task_arn}
-        sets = [*self._stamp(names, values, now), "#arn = if_not_exists(#arn, :arn)", "#at = if_not_exists(#at, :now)"]
+        sets = [
+            *self._stamp(names, values, now),
+            "#arn = if_not_exists(#arn, :arn)",
+            "#at = if_not_exists(#at, :now)",
+        ]
         return self._update(launch_id, sets=sets, condition="#a = :a", names=names, values=values)
 
     def release_lease(self, launch_id: str, attempt: int, *, reason: str) -> None:
@@ -473,19 +500,41 @@ class TaskTable:
         names = {"#s": Attr.STATE, "#a": Attr.ATTEMPT, "#l": Attr.LEASE_UNTIL, "#r": Attr.REASON}
         values: dict[str, Any] = {":a": attempt, ":launching": TaskState.LAUNCHING.value, ":r": reason[:2000]}
         sets = [*self._stamp(names, values, now), "#r = :r"]
-        self._update(launch_id, sets=sets, condition="#s = :launching AND #a = :a", names=names, values=values, removes=["#l"])
+        self._update(
+            launch_id,
+            sets=sets,
+            condition="#s = :launching AND #a = :a",
+            names=names,
+            values=values,
+            removes=["#l"],
+        )
 
     def fail_launch(self, launch_id: str, attempt: int, *, reason: str) -> tuple[bool, TaskItem | None]:
         """End a launch FAILED before any ECS task ran for it (permanent RunTask error, deadline passed)."""
         now = self._now_ms()
-        names = {"#s": Attr.STATE, "#a": Attr.ATTEMPT, "#r": Attr.REASON, "#l": Attr.LEASE_UNTIL, "#arn": Attr.TASK_ARN}
-        values: dict[str, Any] = {":a": attempt, ":launching": TaskState.LAUNCHING.value, ":failed": TaskState.FAILED.value, ":r": reason[:2000]}
+        names = {
+            "#s": Attr.STATE,
+            "#a": Attr.ATTEMPT,
+            "#r": Attr.REASON,
+            "#l": Attr.LEASE_UNTIL,
+            "#arn": Attr.TASK_ARN,
+        }
+        values: dict[str, Any] = {
+            ":a": attempt,
+            ":launching": TaskState.LAUNCHING.value,
+            ":failed": TaskState.FAILED.value,
+            ":r": reason[:2000],
+        }
         sets = [
             *self._stamp(names, values, now),
             "#s = :failed",
             "#r = :r",
             *self._terminal_sets(names, values, now),
-            self._history(names, values, {"at": now, "state": TaskState.FAILED.value, "attempt": attempt, "reason": reason[:300]}),
+            self._history(
+                names,
+                values,
+                {"at": now, "state": TaskState.FAILED.value, "attempt": attempt, "reason": reason[:300]},
+            ),
         ]
         return self._update(
             launch_id,
@@ -496,7 +545,9 @@ class TaskTable:
             removes=["#l"],
         )
 
-    def apply_ecs_event(self, launch_id: str, attempt: int, snap: EcsSnapshot) -> tuple[EventOutcome, TaskItem | None]:
+    def apply_ecs_event(
+        self, launch_id: str, attempt: int, snap: EcsSnapshot
+    ) -> tuple[EventOutcome, TaskItem | None]:
         """Apply one ECS event to the item, in ``detail.version`` order, for the attempt that started the task."""
         now = self._now_ms()
         names = {
@@ -540,7 +591,14 @@ class TaskTable:
             self._history(
                 names,
                 values,
-                {"at": now, "state": snap.state.value, "ecs": snap.last_status, "version": snap.version, "attempt": attempt, "reason": (snap.reason or "")[:300] or None},
+                {
+                    "at": now,
+                    "state": snap.state.value,
+                    "ecs": snap.last_status,
+                    "version": snap.version,
+                    "attempt": attempt,
+                    "reason": (snap.reason or "")[:300] or None,
+                },
             )
         )
         # The state sets in this attempt only move forward: LAUNCHING < PENDING < RUNNING < terminal.
@@ -557,7 +615,9 @@ class TaskTable:
             return EventOutcome.APPLIED, item
         return (EventOutcome.UNKNOWN if item is None else EventOutcome.STALE), item
 
-    def schedule_relaunch(self, launch_id: str, attempt: int, snap: EcsSnapshot) -> tuple[bool, TaskItem | None]:
+    def schedule_relaunch(
+        self, launch_id: str, attempt: int, snap: EcsSnapshot
+    ) -> tuple[bool, TaskItem | None]:
         """Move to the next attempt after an infrastructure failure: LAUNCHING again, attempt + 1, task fields cleared.
 
         Conditional on the same attempt and an older ECS version, so a duplicate of the failing event cannot
@@ -582,7 +642,14 @@ class TaskTable:
             self._history(
                 names,
                 values,
-                {"at": now, "state": TaskState.LAUNCHING.value, "ecs": snap.last_status, "version": snap.version, "attempt": attempt + 1, "reason": (snap.reason or "")[:300] or None},
+                {
+                    "at": now,
+                    "state": TaskState.LAUNCHING.value,
+                    "ecs": snap.last_status,
+                    "version": snap.version,
+                    "attempt": attempt + 1,
+                    "reason": (snap.reason or "")[:300] or None,
+                },
             ),
         ]
         if snap.version is not None:
@@ -591,16 +658,35 @@ class TaskTable:
         else:
             version_ok = "attribute_not_exists(#v)"
         removes = ["#v"]
-        for i, attr in enumerate((Attr.TASK_ARN, Attr.CLUSTER_ARN, Attr.ECS_LAST_STATUS, Attr.STOP_CODE, Attr.EXIT_CODE, Attr.LEASE_UNTIL, Attr.LAUNCHED_AT, Attr.RUNNING_AT)):
+        for i, attr in enumerate(
+            (
+                Attr.TASK_ARN,
+                Attr.CLUSTER_ARN,
+                Attr.ECS_LAST_STATUS,
+                Attr.STOP_CODE,
+                Attr.EXIT_CODE,
+                Attr.LEASE_UNTIL,
+                Attr.LAUNCHED_AT,
+                Attr.RUNNING_AT,
+            )
+        ):
             names[f"#rm{i}"] = attr
             removes.append(f"#rm{i}")
         condition = f"#a = :a AND #s IN (:active_0, :active_1, :active_2) AND {version_ok}"
-        return self._update(launch_id, sets=sets, condition=condition, names=names, values=values, removes=removes)
+        return self._update(
+            launch_id, sets=sets, condition=condition, names=names, values=values, removes=removes
+        )
 
     def finish_cancelled(self, request: CancelRequest) -> tuple[bool, TaskItem | None]:
         """Cancel a launch that has no ECS task yet (creating a CANCELLED item if the launch has not arrived)."""
         now = self._now_ms()
-        names = {"#s": Attr.STATE, "#arn": Attr.TASK_ARN, "#r": Attr.REASON, "#o": Attr.OWNER, "#l": Attr.LEASE_UNTIL}
+        names = {
+            "#s": Attr.STATE,
+            "#arn": Attr.TASK_ARN,
+            "#r": Attr.REASON,
+            "#o": Attr.OWNER,
+            "#l": Attr.LEASE_UNTIL,
+        }
         values: dict[str, Any] = {
             ":cancelled": TaskState.CANCELLED.value,
             ":launching": TaskState.LAUNCHING.value,
@@ -613,19 +699,35 @@ class TaskTable:
             "#r = :r",
             "#o = if_not_exists(#o, :o)",
             *self._terminal_sets(names, values, now),
-            self._history(names, values, {"at": now, "state": TaskState.CANCELLED.value, "reason": request.reason[:300]}),
+            self._history(
+                names, values, {"at": now, "state": TaskState.CANCELLED.value, "reason": request.reason[:300]}
+            ),
         ]
         # A missing item is created CANCELLED, so a launch message that arrives later finds it and does nothing.
         condition = "attribute_not_exists(#s) OR (#s = :launching AND attribute_not_exists(#arn))"
-        return self._update(request.launch_id, sets=sets, condition=condition, names=names, values=values, removes=["#l"])
+        return self._update(
+            request.launch_id, sets=sets, condition=condition, names=names, values=values, removes=["#l"]
+        )
 
     def mark_cancel_requested(self, launch_id: str, *, reason: str) -> tuple[bool, TaskItem | None]:
         """Note that a running launch is being stopped (the ECS STOPPED event ends it)."""
         now = self._now_ms()
         names = {"#s": Attr.STATE, "#c": Attr.CANCEL_REQUESTED, "#r": Attr.REASON}
-        values: dict[str, Any] = {":t": True, ":r": reason, ":active_0": TaskState.LAUNCHING.value, ":active_1": TaskState.PENDING.value, ":active_2": TaskState.RUNNING.value}
+        values: dict[str, Any] = {
+            ":t": True,
+            ":r": reason,
+            ":active_0": TaskState.LAUNCHING.value,
+            ":active_1": TaskState.PENDING.value,
+            ":active_2": TaskState.RUNNING.value,
+        }
         sets = [*self._stamp(names, values, now), "#c = :t", "#r = :r"]
-        return self._update(launch_id, sets=sets, condition="#s IN (:active_0, :active_1, :active_2)", names=names, values=values)
+        return self._update(
+            launch_id,
+            sets=sets,
+            condition="#s IN (:active_0, :active_1, :active_2)",
+            names=names,
+            values=values,
+        )
 
     def set_owner(self, launch_id: str, owner: str) -> tuple[bool, TaskItem | None]:
         """Move an item to a new owner; the write also re-stamps it, so the new owner's change feed shows it."""
@@ -633,7 +735,9 @@ class TaskTable:
         names = {"#o": Attr.OWNER}
         values: dict[str, Any] = {":o": owner}
         sets = [*self._stamp(names, values, now), "#o = :o"]
-        return self._update(launch_id, sets=sets, condition="attribute_exists(#o)", names=names, values=values)
+        return self._update(
+            launch_id, sets=sets, condition="attribute_exists(#o)", names=names, values=values
+        )
 
 
 def table_definition(table_name: str) -> dict[str, Any]:
@@ -654,7 +758,10 @@ def table_definition(table_name: str) -> dict[str, Any]:
                     {"AttributeName": Attr.OWNER, "KeyType": "HASH"},
                     {"AttributeName": Attr.CHANGED_AT, "KeyType": "RANGE"},
                 ],
-                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(CHANGE_INDEX_ATTRIBUTES)},
+                "Projection": {
+                    "ProjectionType": "INCLUDE",
+                    "NonKeyAttributes": list(CHANGE_INDEX_ATTRIBUTES),
+                },
             }
         ],
     }

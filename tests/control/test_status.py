@@ -1,0 +1,211 @@
+"""The status Lambda: ECS events become item states, in version order, for our tasks only."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+import pytest
+from ecs_event_executor.control import bus
+from ecs_event_executor.control.messages import parse_message
+from ecs_event_executor.control.task_item import TaskItem, TaskState, TaskTable
+
+from lambdas.launcher import handler as launcher_handler
+from lambdas.status import handler as status_handler
+from tests.conftest import ControlPlane
+from tests.support.aws import REGION, LambdaContextStub, apply_input_path_detail, body_event
+from tests.support.ecs_events import task_event
+from tests.support.requests import launch_request
+
+
+def launch(cp: ControlPlane, **fields: Any) -> tuple[str, dict[str, Any]]:
+    request = launch_request(**fields)
+    launcher_handler.handler(body_event([request.to_json()], cp.queue_arn), LambdaContextStub())
+    stored = TaskTable(cp.table).get(request.launch_id)
+    assert stored is not None and stored.task_arn
+    task = cp.client("ecs").describe_tasks(cluster=cp.ecs.cluster, tasks=[stored.task_arn])["tasks"][0]
+    return request.launch_id, task
+
+
+def send(event: dict[str, Any]) -> str:
+    return status_handler.handler(event, LambdaContextStub())["result"]
+
+
+def state(cp: ControlPlane, launch_id: str) -> TaskItem:
+    found = TaskTable(cp.table).get(launch_id)
+    assert found is not None
+    return found
+
+
+def test_lifecycle_to_success(control_plane: ControlPlane) -> None:
+    launch_id, task = launch(control_plane)
+    for version, last in enumerate(["PROVISIONING", "PENDING", "RUNNING"], start=1):
+        assert send(task_event(task, last_status=last, version=version)) == "Applied"
+    assert state(control_plane, launch_id).state is TaskState.RUNNING
+    assert (
+        send(
+            task_event(
+                task, last_status="STOPPED", version=5, exit_code=0, stop_code="EssentialContainerExited"
+            )
+        )
+        == "Finished"
+    )
+    final = state(control_plane, launch_id)
+    assert (final.state, final.exit_code, final.ecs_version) == (TaskState.SUCCEEDED, 0, 5)
+    assert final.finished_at and final.running_at
+
+
+def test_late_and_duplicate_events_never_move_backwards(control_plane: ControlPlane) -> None:
+    launch_id, task = launch(control_plane)
+    assert send(task_event(task, last_status="RUNNING", version=3)) == "Applied"
+    assert send(task_event(task, last_status="PENDING", version=2)) == "Stale"
+    assert send(task_event(task, last_status="RUNNING", version=3)) == "Stale"
+    assert state(control_plane, launch_id).state is TaskState.RUNNING
+    assert send(task_event(task, last_status="STOPPED", version=6, exit_code=1)) == "Finished"
+    # A terminal state is final, even for a (bogus) newer event.
+    assert send(task_event(task, last_status="RUNNING", version=9)) == "Stale"
+    assert state(control_plane, launch_id).state is TaskState.FAILED
+
+
+def test_event_before_the_launcher_recorded_the_task(
+    control_plane: ControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The status handler finds the item from the event's environment, even before the ARN is recorded."""
+    request = launch_request()
+    launcher = launcher_handler.launcher()
+    events: list[dict[str, Any]] = []
+    original = launcher.table.record_launched
+
+    def record_after_event(
+        launch_id: str, attempt: int, *, task_arn: str, cluster_arn: str | None
+    ) -> tuple[bool, TaskItem | None]:
+        task = control_plane.client("ecs").describe_tasks(
+            cluster=control_plane.ecs.cluster, tasks=[task_arn]
+        )["tasks"][0]
+        events.append(task)
+        assert send(task_event(task, last_status="RUNNING", version=3)) == "Applied"
+        return original(launch_id, attempt, task_arn=task_arn, cluster_arn=cluster_arn)
+
+    monkeypatch.setattr(launcher.table, "record_launched", record_after_event)
+    launcher_handler.handler(body_event([request.to_json()], control_plane.queue_arn), LambdaContextStub())
+    stored = state(control_plane, request.launch_id)
+    assert stored.state is TaskState.RUNNING
+    assert stored.task_arn == events[0]["taskArn"]
+    assert stored.launched_at is not None
+
+
+def test_events_of_other_tasks_are_ignored(control_plane: ControlPlane) -> None:
+    _, task = launch(control_plane)
+    foreign = dict(task, startedBy="ecs-svc/123")
+    assert send(task_event(foreign, last_status="RUNNING", version=2)) == "NotOurs"
+    other_cluster = dict(task, clusterArn="arn:aws:ecs:us-east-1:123456789012:cluster/other")
+    assert send(task_event(other_cluster, last_status="RUNNING", version=2)) == "NotOurs"
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {},
+        {"source": "aws.ecs"},
+        {"source": "aws.ecs", "detail-type": "x", "detail": {"taskArn": 5}},
+        "not a dict",
+    ],
+)
+def test_malformed_event_is_counted_not_raised(control_plane: ControlPlane, event: Any) -> None:
+    assert send(event) == "Malformed"
+
+
+def test_failed_to_start_is_relaunched_through_the_bus(
+    control_plane: ControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The status handler cannot call ECS: it publishes a relaunch that a bus rule routes to the launch queue."""
+    events = boto3.client("events", region_name=REGION)
+    events.create_event_bus(Name="control-plane")
+    sqs = control_plane.client("sqs")
+    events.put_rule(
+        Name="relaunch",
+        EventBusName="control-plane",
+        EventPattern=json.dumps({"source": [bus.SOURCE], "detail-type": [bus.RELAUNCH_REQUESTED]}),
+    )
+    queue_arn = control_plane.queue_arn
+    events.put_targets(
+        Rule="relaunch",
+        EventBusName="control-plane",
+        Targets=[{"Id": "launch-queue", "Arn": queue_arn, "InputPath": "$.detail"}],
+    )
+    monkeypatch.setenv("EVENT_BUS_NAME", "control-plane")
+    status_handler.reset()
+    launcher_handler.reset()
+
+    launch_id, first = launch(control_plane, max_attempts=2)
+    stopped = task_event(
+        first,
+        last_status="STOPPED",
+        version=3,
+        stop_code="TaskFailedToStart",
+        stopped_reason="CannotPullContainerError",
+        started=False,
+    )
+    assert send(stopped) == "Relaunched"
+    # A duplicate (or a retried delivery after a crash) publishes the relaunch again; the launcher's claim
+    # makes the second copy a no-op.
+    assert send(stopped) == "Relaunched"
+    received = sqs.receive_message(QueueUrl=control_plane.queue_url, MaxNumberOfMessages=10)["Messages"]
+    relaunch = [apply_input_path_detail(m["Body"]) for m in received]
+    assert [parse_message(body).kind for body in relaunch] == ["relaunch", "relaunch"]
+    launcher_handler.handler(body_event(relaunch, control_plane.queue_arn), LambdaContextStub())
+    assert len(control_plane.client("ecs").list_tasks(cluster=control_plane.ecs.cluster)["taskArns"]) == 2
+    second_item = state(control_plane, launch_id)
+    assert second_item.attempt == 2 and second_item.state is TaskState.PENDING
+    assert second_item.task_arn != first["taskArn"]
+    second = control_plane.client("ecs").describe_tasks(
+        cluster=control_plane.ecs.cluster, tasks=[second_item.task_arn]
+    )["tasks"][0]
+    # Events of the replaced task are stale now.
+    assert (
+        send(
+            task_event(first, last_status="STOPPED", version=4, stop_code="TaskFailedToStart", started=False)
+        )
+        == "Stale"
+    )
+    # The last attempt fails for good, and says how many attempts it took.
+    assert (
+        send(
+            task_event(
+                second,
+                last_status="STOPPED",
+                version=3,
+                stop_code="TaskFailedToStart",
+                stopped_reason="CannotPullContainerError",
+                started=False,
+            )
+        )
+        == "Finished"
+    )
+    final = state(control_plane, launch_id)
+    assert final.state is TaskState.FAILED
+    assert "gave up after 2 of 2 attempts" in (final.reason or "")
+
+
+def test_stop_of_a_cancelled_task_ends_cancelled(control_plane: ControlPlane) -> None:
+    from ecs_event_executor.control.messages import CancelRequest
+
+    launch_id, task = launch(control_plane)
+    owner = state(control_plane, launch_id).owner
+    launcher_handler.handler(
+        body_event(
+            [CancelRequest(launch_id=launch_id, owner=owner or "", reason="revoked").to_json()],
+            control_plane.queue_arn,
+        ),
+        LambdaContextStub(),
+    )
+    assert (
+        send(
+            task_event(
+                task, last_status="STOPPED", version=4, stop_code="UserInitiated", stopped_reason="revoked"
+            )
+        )
+        == "Finished"
+    )
+    assert state(control_plane, launch_id).state is TaskState.CANCELLED
