@@ -1,0 +1,88 @@
+"""The launch queue, its dead-letter queue and the launcher Lambda that turns messages into ECS tasks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from aws_cdk import Duration
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra import nag
+from infra.python_function import PythonFunction, log_retention
+from infra.queues import DEAD_LETTER_RETENTION, secure_queue
+from infra.settings import Settings
+
+# A batch makes at most 10 RunTask calls; throttled launches are retried later by changing the message's
+# visibility, never by sleeping, so this is generous.
+LAUNCHER_TIMEOUT = Duration.seconds(60)
+BATCH_SIZE = 10
+MAX_BATCHING_WINDOW = Duration.seconds(1)
+# The redrive only catches messages whose handling crashed repeatedly: throttling is retried by the launcher
+# (visibility backoff) and malformed messages are sent to the DLQ by the launcher itself, with the reason.
+MAX_RECEIVE_COUNT = 50
+
+
+def queue_visibility_timeout(function_timeout: Duration, batching_window: Duration) -> Duration:
+    """Return the visibility AWS recommends for a Lambda-consumed queue: 6x the timeout plus the batching window."""
+    return Duration.seconds(6 * function_timeout.to_seconds() + batching_window.to_seconds())
+
+
+class Launcher(Construct):
+    """Launch queue + DLQ + launcher Lambda (partial batch responses, bounded concurrency)."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        settings: Settings,
+        layer: lambda_.ILayerVersion,
+        environment: Mapping[str, str],
+    ) -> None:
+        super().__init__(scope, id_)
+        self.dead_letter_queue = secure_queue(self, "DeadLetterQueue", retention_period=DEAD_LETTER_RETENTION)
+        nag.acknowledge(
+            self.dead_letter_queue,
+            "AwsSolutions-SQS3",
+            "This is the launch queue's dead-letter queue; a dead-letter queue of its own would only move the "
+            "problem. Its depth raises an alarm.",
+        )
+        self.queue = secure_queue(
+            self,
+            "Queue",
+            visibility_timeout=queue_visibility_timeout(LAUNCHER_TIMEOUT, MAX_BATCHING_WINDOW),
+            retention_period=Duration.seconds(settings.queue_retention_seconds),
+            dead_letter_queue=sqs.DeadLetterQueue(
+                queue=self.dead_letter_queue, max_receive_count=MAX_RECEIVE_COUNT
+            ),
+        )
+        self.handler = PythonFunction(
+            self,
+            "Handler",
+            handler="launcher",
+            function_name=f"{settings.name_prefix}-launcher",
+            description="Starts one ECS task per launch-queue message (Airflow ECS event executor)",
+            layer=layer,
+            timeout=LAUNCHER_TIMEOUT,
+            log_retention=log_retention(settings.log_retention_days),
+            environment={
+                "LAUNCH_QUEUE_URL": self.queue.queue_url,
+                "DEAD_LETTER_QUEUE_URL": self.dead_letter_queue.queue_url,
+                **environment,
+            },
+        )
+        self.function = self.handler.function
+        self.function.add_event_source(
+            event_sources.SqsEventSource(
+                self.queue,
+                batch_size=BATCH_SIZE,
+                max_batching_window=MAX_BATCHING_WINDOW,
+                report_batch_item_failures=True,
+                # Bounds parallel RunTask callers: ECS allows 20 RunTask calls per second per account and region.
+                max_concurrency=settings.launcher_max_concurrency,
+            )
+        )
+        self.dead_letter_queue.grant_send_messages(self.function)

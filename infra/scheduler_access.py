@@ -1,0 +1,61 @@
+"""The managed policy for the Airflow scheduler's role: enqueue launches, read task state, read task logs."""
+
+from __future__ import annotations
+
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+from infra import nag
+
+# Exactly what the executor calls; a test holds the policy to this list.
+SCHEDULER_QUEUE_ACTIONS = ("sqs:SendMessage",)
+SCHEDULER_TABLE_ACTIONS = (
+    "dynamodb:GetItem",
+    "dynamodb:BatchGetItem",
+    "dynamodb:Query",
+    "dynamodb:DescribeTable",
+)
+SCHEDULER_LOG_ACTIONS = ("logs:GetLogEvents", "logs:FilterLogEvents", "logs:DescribeLogStreams")
+
+
+class SchedulerAccess(Construct):
+    """A managed policy to attach to the scheduler's role (its ARN is a stack output)."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        policy_name: str,
+        queue_arn: str,
+        table_arn: str,
+        index_arn: str,
+        log_group_arn: str,
+    ) -> None:
+        super().__init__(scope, id_)
+        self.policy = iam.ManagedPolicy(
+            self,
+            "Policy",
+            managed_policy_name=policy_name,
+            description="Airflow scheduler running the ECS event executor: send launches, read task state and logs",
+            statements=[
+                iam.PolicyStatement(
+                    sid="SendLaunchRequests", actions=list(SCHEDULER_QUEUE_ACTIONS), resources=[queue_arn]
+                ),
+                iam.PolicyStatement(
+                    sid="ReadTaskState",
+                    actions=list(SCHEDULER_TABLE_ACTIONS),
+                    resources=[table_arn, index_arn],
+                ),
+                # The log group ARN ends in ":*", which covers its streams (GetLogEvents is per stream).
+                iam.PolicyStatement(
+                    sid="ReadTaskLogs", actions=list(SCHEDULER_LOG_ACTIONS), resources=[log_group_arn]
+                ),
+            ],
+        )
+        nag.acknowledge_wildcard_resource(
+            self.policy,
+            log_group_arn,
+            "The existing task log group's ARN: the trailing :* is how IAM names the group's log streams, "
+            "which GetLogEvents reads; no other log group is covered.",
+        )

@@ -1,0 +1,162 @@
+"""The stack: composes the units, wires them together, makes the grants and prints what Airflow needs."""
+
+from __future__ import annotations
+
+from aws_cdk import Aws, CfnOutput, Environment, Stack, Validations
+from aws_cdk import aws_lambda as lambda_
+from cdk_nag import AwsSolutionsChecks
+from constructs import Construct
+
+from infra import bundling
+from infra.control_bus import ControlBus
+from infra.launcher import Launcher
+from infra.observability import Monitoring
+from infra.scheduler_access import SchedulerAccess
+from infra.settings import Settings
+from infra.status import StatusTracker
+from infra.task_runtime import TaskRuntime
+from infra.tasks_table import TasksTable
+
+STACK_ID = "AirflowEcsEventExecutor"
+# The executor's configuration section; each output line is ready to paste into the scheduler's environment.
+AIRFLOW_ENV_PREFIX = "AIRFLOW__ECS_EVENT_EXECUTOR__"
+
+
+class EcsEventExecutorStack(Stack):
+    """The whole control plane of the Airflow ECS event executor in one stack."""
+
+    def __init__(self, scope: Construct, id_: str, *, settings: Settings) -> None:
+        env = Environment(account=settings.account, region=settings.region) if settings.region else None
+        super().__init__(
+            scope,
+            id_,
+            env=env,
+            description="Airflow ECS event executor: launch queue, launcher, ECS status events, tasks table",
+        )
+        self.settings = settings
+        prefix = settings.name_prefix
+
+        self.runtime = TaskRuntime(self, "TaskRuntime", settings=settings)
+        self.tasks = TasksTable(self, "Tasks")
+        self.control_bus = ControlBus(self, "ControlBus", bus_name=f"{prefix}-events")
+        self.layer = lambda_.LayerVersion(
+            self,
+            "RuntimeLayer",
+            code=bundling.runtime_layer_code(),
+            compatible_runtimes=[bundling.RUNTIME],
+            compatible_architectures=[bundling.ARCHITECTURE],
+            description=(
+                f"aws-lambda-powertools {bundling.locked_version('aws-lambda-powertools')}, pydantic "
+                f"{bundling.locked_version('pydantic')} and the ecs_event_executor control-plane package"
+            ),
+        )
+
+        common = {
+            "TASKS_TABLE_NAME": self.tasks.table.table_name,
+            "EVENT_BUS_NAME": self.control_bus.bus.event_bus_name,
+            "FINISHED_TTL_SECONDS": str(settings.finished_ttl_seconds),
+            "CONTAINER_NAME": settings.container_name,
+            "CLUSTER": self.runtime.cluster_arn,
+        }
+        self.launcher = Launcher(
+            self,
+            "Launcher",
+            settings=settings,
+            layer=self.layer,
+            environment={**common, **self.runtime.launch_environment()},
+        )
+        self.status = StatusTracker(
+            self,
+            "Status",
+            settings=settings,
+            layer=self.layer,
+            cluster_arn=self.runtime.cluster_arn,
+            environment=common,
+        )
+        self.control_bus.route_relaunch_requests(self.launcher.queue)
+
+        # Grants: least privilege, one line per permission.
+        self.runtime.grant_launch(self.launcher.function)
+        self.tasks.grant_item_actions(self.launcher.function, "GetItem", "PutItem", "UpdateItem")
+        self.tasks.grant_change_feed_query(self.launcher.function)
+        self.tasks.grant_item_actions(self.status.function, "GetItem", "UpdateItem", "PutItem")
+        self.control_bus.bus.grant_put_events_to(self.launcher.function)
+        self.control_bus.bus.grant_put_events_to(self.status.function)
+
+        self.scheduler_access = SchedulerAccess(
+            self,
+            "SchedulerAccess",
+            policy_name=f"{prefix}-scheduler",
+            queue_arn=self.launcher.queue.queue_arn,
+            table_arn=self.tasks.table.table_arn,
+            index_arn=self.tasks.index_arn,
+            log_group_arn=self.runtime.log_group_arn,
+        )
+        self.monitoring = Monitoring(
+            self,
+            "Monitoring",
+            settings=settings,
+            launch_queue=self.launcher.queue,
+            dead_letter_queues=[
+                ("launch", self.launcher.dead_letter_queue),
+                ("ecs-events", self.status.dead_letter_queue),
+                ("relaunch", self.control_bus.dead_letter_queue),
+            ],
+            functions=[("launcher", self.launcher.function), ("status", self.status.function)],
+        )
+        self._outputs()
+
+    @property
+    def availability_zones(self) -> list[str]:
+        """Use the configured zones, so a stack with a region set needs no AZ lookup (synth stays offline)."""
+        if self.settings.availability_zones:
+            return list(self.settings.availability_zones)
+        return super().availability_zones
+
+    def _outputs(self) -> None:
+        s = self.settings
+        values = {
+            "QueueUrl": ("Launch queue URL ([ecs_event_executor] queue_url)", self.launcher.queue.queue_url),
+            "TableName": ("Tasks table ([ecs_event_executor] table_name)", self.tasks.table.table_name),
+            "Region": ("Region ([ecs_event_executor] region_name)", Aws.REGION),
+            "Cluster": ("ECS cluster the tasks run on", self.runtime.cluster_arn),
+            "TaskDefinition": ("Task definition of the Airflow workers", self.runtime.task_definition_arn),
+            "LogGroup": (
+                "Log group of the Airflow workers ([ecs_event_executor] log_group)",
+                self.runtime.log_group_name,
+            ),
+            "EventBusName": (
+                "EventBridge bus with the control plane's events",
+                self.control_bus.bus.event_bus_name,
+            ),
+            "SchedulerPolicyArn": (
+                "Managed policy to attach to the Airflow scheduler's role",
+                self.scheduler_access.policy.managed_policy_arn,
+            ),
+        }
+        for name, (description, value) in values.items():
+            CfnOutput(self, name, description=description, value=value)
+        airflow = {
+            "QUEUE_URL": self.launcher.queue.queue_url,
+            "TABLE_NAME": self.tasks.table.table_name,
+            "REGION_NAME": Aws.REGION,
+            "LOG_GROUP": self.runtime.log_group_name,
+            "LOG_STREAM_PREFIX": s.log_stream_prefix,
+            "CONTAINER_NAME": s.container_name,
+        }
+        for key, value in airflow.items():
+            name = "Airflow" + "".join(part.title() for part in key.split("_"))
+            CfnOutput(
+                self,
+                name,
+                description=f"Paste into the scheduler's environment ({key.lower()})",
+                value=f"{AIRFLOW_ENV_PREFIX}{key}={value}",
+            )
+
+
+def add_stack(scope: Construct, settings: Settings, *, nag: bool = True) -> EcsEventExecutorStack:
+    """Add the stack to an app; with ``nag``, run cdk-nag's AwsSolutions checks on the app at synth."""
+    stack = EcsEventExecutorStack(scope, STACK_ID, settings=settings)
+    if nag:
+        Validations.of(scope).add_plugins(AwsSolutionsChecks(scope))
+    return stack

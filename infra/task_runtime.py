@@ -1,0 +1,254 @@
+"""Where the Airflow tasks run: network, ECS cluster, task definition and its log group, new or existing.
+
+Existing resources are referenced by the ids and ARNs in the settings, never looked up, so synth stays offline.
+"""
+
+from __future__ import annotations
+
+import json
+
+from aws_cdk import ArnFormat, Fn, RemovalPolicy, Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra import nag
+from infra.python_function import log_retention
+from infra.settings import Settings
+
+EXECUTION_API_SERVER_URL_ENV = "AIRFLOW__CORE__EXECUTION_API_SERVER_URL"
+
+
+class TaskRuntime(Construct):
+    """Network + cluster + task definition. Exposes what the launcher, the rules and the scheduler need."""
+
+    def __init__(self, scope: Construct, id_: str, *, settings: Settings) -> None:
+        super().__init__(scope, id_)
+        self.settings = settings
+        stack = Stack.of(self)
+        self._network(settings)
+        self._cluster(settings, stack)
+        self._task_definition(settings, stack)
+
+    # Network -----------------------------------------------------------------------------------------------
+    def _network(self, s: Settings) -> None:
+        self.vpc: ec2.IVpc
+        if s.vpc_id is not None:
+            azs = list(s.availability_zones) or [Fn.select(0, Fn.get_azs()), Fn.select(1, Fn.get_azs())]
+            self.vpc = ec2.Vpc.from_vpc_attributes(self, "Vpc", vpc_id=s.vpc_id, availability_zones=azs)
+            self.subnet_ids = list(s.subnet_ids)
+            self.security_group_ids = list(s.security_group_ids)
+            return
+        private = s.nat_gateways > 0
+        subnets = [ec2.SubnetConfiguration(name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=20)]
+        if private:
+            subnets.append(
+                ec2.SubnetConfiguration(
+                    name="tasks", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=19
+                )
+            )
+        vpc = ec2.Vpc(
+            self,
+            "Vpc",
+            ip_addresses=ec2.IpAddresses.cidr("10.40.0.0/16"),
+            availability_zones=list(s.availability_zones) or None,
+            max_azs=None if s.availability_zones else 2,
+            nat_gateways=s.nat_gateways,
+            subnet_configuration=subnets,
+            # The default security group is unused (tasks get their own); restricting it needs a custom resource.
+            restrict_default_security_group=False,
+        )
+        if s.vpc_flow_logs:
+            flow_log_group = logs.LogGroup(
+                self,
+                "FlowLogs",
+                retention=log_retention(s.log_retention_days),
+                removal_policy=RemovalPolicy.DESTROY,
+            )
+            vpc.add_flow_log(
+                "FlowLog",
+                destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_log_group),
+                # Rejected traffic only: what an operator needs to debug connectivity, at a fraction of the cost.
+                traffic_type=ec2.FlowLogTrafficType.REJECT,
+            )
+        else:
+            nag.acknowledge(
+                vpc,
+                "AwsSolutions-VPC7",
+                "VPC flow logs were switched off in the settings (vpcFlowLogs: false).",
+            )
+        self.vpc = vpc
+        selection = ec2.SubnetType.PRIVATE_WITH_EGRESS if private else ec2.SubnetType.PUBLIC
+        self.subnet_ids = vpc.select_subnets(subnet_type=selection).subnet_ids
+        security_group = ec2.SecurityGroup(
+            self,
+            "TaskSecurityGroup",
+            vpc=vpc,
+            description="Airflow worker tasks: no inbound traffic; outbound to the Airflow API server, AWS and images",
+            allow_all_outbound=True,
+        )
+        self.security_group_ids = [security_group.security_group_id]
+
+    # Cluster -----------------------------------------------------------------------------------------------
+    def _cluster(self, s: Settings, stack: Stack) -> None:
+        if s.cluster is None:
+            cluster = ecs.Cluster(
+                self,
+                "Cluster",
+                cluster_name=s.name_prefix,
+                vpc=self.vpc,
+                container_insights_v2=ecs.ContainerInsights.ENABLED,
+                enable_fargate_capacity_providers=True,
+            )
+            self.cluster_name = s.name_prefix  # a literal, so IAM resources read as ARNs, not tokens
+            self.cluster_arn = cluster.cluster_arn
+        elif s.cluster.startswith("arn:"):
+            self.cluster_arn = s.cluster
+            self.cluster_name = s.cluster.rsplit("/", 1)[-1]
+        else:
+            self.cluster_name = s.cluster
+            self.cluster_arn = stack.format_arn(service="ecs", resource="cluster", resource_name=s.cluster)
+        # Task ARNs of this cluster (StopTask, TagResource): arn:...:task/<cluster-name>/<task-id>.
+        self.task_arns = stack.format_arn(
+            service="ecs", resource="task", resource_name=f"{self.cluster_name}/*"
+        )
+
+    # Task definition ---------------------------------------------------------------------------------------
+    def _task_definition(self, s: Settings, stack: Stack) -> None:
+        self.container_name = s.container_name
+        self.log_stream_prefix = s.log_stream_prefix
+        if s.task_definition_arn is not None:
+            self.task_definition_arn = s.task_definition_arn
+            self.task_definition_family_arn = s.task_definition_family_arn or ""
+            self.pass_role_arns = [arn for arn in (s.task_role_arn, s.execution_role_arn) if arn]
+            assert s.log_group_name is not None
+            self.log_group_name = s.log_group_name
+            self.log_group_arn = stack.format_arn(
+                service="logs",
+                resource="log-group",
+                resource_name=f"{s.log_group_name}:*",
+                arn_format=ArnFormat.COLON_RESOURCE_NAME,
+            )
+            return
+        family = f"{s.name_prefix}-worker"
+        self.log_group = logs.LogGroup(
+            self,
+            "TaskLogs",
+            retention=log_retention(s.log_retention_days),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.task_role = iam.Role(
+            self,
+            "TaskRole",
+            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+            description="Airflow worker tasks: attach the permissions your DAGs need",
+        )
+        task_definition = ecs.FargateTaskDefinition(
+            self,
+            "TaskDefinition",
+            family=family,
+            cpu=s.cpu,
+            memory_limit_mib=s.memory,
+            task_role=self.task_role,
+        )
+        environment = (
+            {EXECUTION_API_SERVER_URL_ENV: s.execution_api_server_url} if s.execution_api_server_url else {}
+        )
+        task_definition.add_container(
+            s.container_name,
+            container_name=s.container_name,
+            image=ecs.ContainerImage.from_registry(s.image),
+            essential=True,
+            logging=ecs.LogDrivers.aws_logs(stream_prefix=s.log_stream_prefix, log_group=self.log_group),
+            environment=environment,
+        )
+        if environment:
+            nag.acknowledge(
+                task_definition,
+                "AwsSolutions-ECS2",
+                f"The only plain environment variable is {EXECUTION_API_SERVER_URL_ENV}, a URL that is not a "
+                "secret; the executor passes task identity through overrides.",
+            )
+        self.task_definition = task_definition
+        self.task_definition_arn = task_definition.task_definition_arn
+        self.task_definition_family_arn = stack.format_arn(
+            service="ecs", resource="task-definition", resource_name=family
+        )
+        execution_role = task_definition.obtain_execution_role()
+        self.pass_role_arns = [self.task_role.role_arn, execution_role.role_arn]
+        self.log_group_name = self.log_group.log_group_name
+        self.log_group_arn = self.log_group.log_group_arn
+
+    # What the launcher needs -------------------------------------------------------------------------------
+    def launch_environment(self) -> dict[str, str]:
+        """Return the launcher's launch settings (AwsEcsExecutor's settings, as environment variables)."""
+        s = self.settings
+        env = {
+            "CLUSTER": self.cluster_arn,
+            "TASK_DEFINITION": self.task_definition_arn,
+            "CONTAINER_NAME": s.container_name,
+            "SUBNETS": Fn.join(",", self.subnet_ids),
+            "SECURITY_GROUPS": Fn.join(",", self.security_group_ids),
+            "ASSIGN_PUBLIC_IP": "true" if s.assign_public_ip else "false",
+            "RUN_TASK_KWARGS": json.dumps(dict(s.run_task_kwargs), separators=(",", ":")),
+        }
+        if s.capacity_provider_strategy:
+            env["CAPACITY_PROVIDER_STRATEGY"] = json.dumps([dict(e) for e in s.capacity_provider_strategy])
+        elif s.launch_type:
+            env["LAUNCH_TYPE"] = s.launch_type
+        if s.platform_version and s.uses_fargate:
+            env["PLATFORM_VERSION"] = s.platform_version
+        return env
+
+    def grant_launch(self, grantee: iam.IGrantable) -> None:
+        """Allow RunTask of this task definition on this cluster, StopTask of its tasks, PassRole of its roles."""
+        on_cluster = {"ArnEquals": {"ecs:cluster": self.cluster_arn}}
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="RunTaskOfTheWorkerTaskDefinitionOnThisCluster",
+                actions=["ecs:RunTask"],
+                resources=[f"{self.task_definition_family_arn}:*"],
+                conditions=on_cluster,
+            )
+        )
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="StopTasksOfThisCluster",  # revoked and terminated task instances
+                actions=["ecs:StopTask"],
+                resources=[self.task_arns],
+                conditions=on_cluster,
+            )
+        )
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="TagTasksItStarts",  # RunTask with tags (runTaskKwargs or a task's executor_config)
+                actions=["ecs:TagResource"],
+                resources=[self.task_arns],
+                conditions={"StringEquals": {"ecs:CreateAction": "RunTask"}},
+            )
+        )
+        role = grantee.grant_principal
+        if isinstance(role, Construct):
+            nag.acknowledge_wildcard_resource(
+                role,
+                f"{self.task_definition_family_arn}:*",
+                "Every revision of the worker task definition family (the launcher runs the configured revision; "
+                "a redeploy adds revisions), and only on this cluster (ecs:cluster condition).",
+            )
+            nag.acknowledge_wildcard_resource(
+                role,
+                self.task_arns,
+                "Task ids are assigned by ECS at launch, so StopTask and TagResource name this cluster's tasks "
+                "(task/<cluster>/*), with the ecs:cluster or ecs:CreateAction=RunTask condition.",
+            )
+        if self.pass_role_arns:
+            grantee.grant_principal.add_to_principal_policy(
+                iam.PolicyStatement(
+                    sid="PassTheWorkerTaskRoles",
+                    actions=["iam:PassRole"],
+                    resources=self.pass_role_arns,
+                    conditions={"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
+                )
+            )

@@ -1,0 +1,71 @@
+"""The real CDK CLI synthesizes the app offline, the assembly passes cdk-nag and cfn-lint, and the Lambda assets
+hold what the handlers import."""
+
+from __future__ import annotations
+
+import json
+
+from cfnlint.api import ManualArgs, lint_file
+
+from infra.bundling import locked_version
+from tests.infra.conftest import CliSynth
+
+# Regions the template is linted for (resource types and properties available in each).
+LINT_REGIONS = ["us-east-1", "eu-west-1"]
+
+
+def test_cli_synth_succeeds_offline_without_credentials(cli_synth: CliSynth) -> None:
+    types = {r["Type"] for r in cli_synth.template["Resources"].values()}
+    assert {"AWS::SQS::Queue", "AWS::Lambda::Function", "AWS::DynamoDB::Table", "AWS::Events::Rule"} <= types
+    print(f"\ncdk synth took {cli_synth.seconds:.1f} s")
+
+
+def test_cli_synth_has_no_unacknowledged_cdk_nag_findings(cli_synth: CliSynth) -> None:
+    report_path = cli_synth.outdir / "validation-report.json"
+    report = json.loads(report_path.read_text()) if report_path.exists() else {"pluginReports": []}
+    violations = [v for plugin in report["pluginReports"] for v in plugin.get("violations", [])]
+    assert violations == []
+
+
+def test_cfn_lint_reports_no_errors(cli_synth: CliSynth) -> None:
+    matches = lint_file(cli_synth.template_path, ManualArgs(regions=LINT_REGIONS))
+    errors = [f"{m.rule.id} {m.path}: {m.message}" for m in matches if m.rule.id.startswith("E")]
+    assert errors == []
+
+
+def test_layer_holds_the_locked_powertools_and_the_contract_package_but_not_airflow(
+    cli_synth: CliSynth,
+) -> None:
+    python = cli_synth.asset_dir("RuntimeLayer") / "python"
+    powertools = locked_version("aws-lambda-powertools")
+    assert (python / f"aws_lambda_powertools-{powertools}.dist-info").is_dir()
+    assert (python / f"pydantic-{locked_version('pydantic')}.dist-info").is_dir()
+    assert list((python / "pydantic_core").glob("_pydantic_core.cpython-312-aarch64-linux-gnu.so"))
+    assert (python / "ecs_event_executor" / "control" / "task_item.py").is_file()
+    assert not (python / "airflow").exists()
+    assert not list(python.rglob("__pycache__"))
+
+
+def test_each_function_asset_holds_its_handler_at_the_handler_path(cli_synth: CliSynth) -> None:
+    functions = {
+        logical_id: r
+        for logical_id, r in cli_synth.template["Resources"].items()
+        if r["Type"] == "AWS::Lambda::Function"
+    }
+    assert len(functions) == 2
+    for resource in functions.values():
+        module, _, function = resource["Properties"]["Handler"].rpartition(".")
+        asset = cli_synth.outdir / resource["Metadata"]["aws:asset:path"]
+        source = asset / (module.replace(".", "/") + ".py")
+        assert source.is_file(), source
+        assert f"def {function}(" in source.read_text()
+
+
+def test_layer_architecture_matches_the_functions(cli_synth: CliSynth) -> None:
+    resources = cli_synth.template["Resources"].values()
+    layer = next(r for r in resources if r["Type"] == "AWS::Lambda::LayerVersion")
+    for fn in (r for r in resources if r["Type"] == "AWS::Lambda::Function"):
+        assert (
+            fn["Properties"]["Architectures"] == layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
+        )
+        assert fn["Properties"]["Runtime"] in layer["Properties"]["CompatibleRuntimes"]
