@@ -1,7 +1,9 @@
 """Read one owner's changed task items since the last read: one Query when nothing changed.
 
 The change index is eventually consistent and the writers' clocks differ, so each read starts ``overlap`` before
-the newest change seen so far and drops what it already returned, by (launch id, rev).
+the later of the newest change seen and the start of the previous read, and drops what it already returned, by
+(launch id, rev). A change is therefore re-read (and dropped) for ``overlap`` after it happened, then never again:
+a quiet feed costs one Query that returns nothing.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ class ChangeFeed:
     def __init__(self, owner: str, *, start_ms: int, overlap_ms: int) -> None:
         self.owner = owner
         self.overlap_ms = overlap_ms
-        # The newest changed_at read so far; reads start ``overlap_ms`` before it.
+        # max(newest changed_at read, start of the last complete read); reads start ``overlap_ms`` before it.
         self.watermark_ms = start_ms
         self._seen: dict[str, tuple[int, int]] = {}  # launch id -> (rev, changed_at) returned already
 
@@ -31,8 +33,12 @@ class ChangeFeed:
     def since_ms(self) -> int:
         return max(0, self.watermark_ms - self.overlap_ms)
 
-    def read(self, table: TaskTable) -> FeedRead:
+    def read(self, table: TaskTable, *, now_ms: int) -> FeedRead:
         """Return the items with a version not returned before (oldest change first).
+
+        ``now_ms`` is the reader's clock at the start of the read. A write that is not visible yet when the read
+        starts becomes visible later, stamped at most ``overlap`` before that moment (index lag plus clock skew),
+        so the next read may start ``overlap`` before it.
 
         All pages are read before anything is recorded, so an error halfway leaves the cursor where it was and
         the next read sees the same changes again.
@@ -52,6 +58,7 @@ class ChangeFeed:
         for item in items:
             self._seen[item.launch_id] = (item.rev, item.changed_at)
             self.watermark_ms = max(self.watermark_ms, item.changed_at)
+        self.watermark_ms = max(self.watermark_ms, now_ms)
         self._prune()
         return FeedRead(items=items, pages=pages)
 

@@ -351,7 +351,7 @@ class EcsEventExecutor(BaseExecutor):
         try:
             self._flush_outbox()
             feed = self._ensure_feed()
-            read = feed.read(self.table)
+            read = feed.read(self.table, now_ms=self._now_ms())
             for item in read.items:
                 self._apply(item)
             if self.settings.reconcile_interval_seconds and self._clock() >= self._next_reconcile_at:
