@@ -4,7 +4,8 @@ Every message body is one JSON object with ``schema`` (the contract version) and
 exactly these kinds; anything else is a poison message and goes to the dead-letter queue with the reason.
 
 - ``launch``   start an Airflow task instance try as an ECS task (sent by the executor).
-- ``relaunch`` start the next attempt after an infrastructure failure (sent by the status handler via the bus).
+- ``relaunch`` start an attempt of an existing launch (the status handler after an infrastructure failure,
+  the reconciler for a launch whose message was lost; both through the bus).
 - ``cancel``   revoke or terminate: do not launch, or stop the ECS task if it already runs (sent by the executor).
 - ``adopt``    move a task to another owner, so the adopting scheduler's change feed sees it (sent by the executor).
 - ``ping``     a health check from the executor; acknowledged and dropped.
@@ -74,10 +75,11 @@ class LaunchRequest(_Message):
 
 
 class RelaunchRequest(_Message):
-    """Start the given attempt of a task whose previous ECS task failed for infrastructure reasons."""
+    """Start the given attempt of an existing launch: the next one after an infrastructure failure (from the
+    status handler), or the current one again when its message was lost (from the reconciler)."""
 
     kind: Literal["relaunch"] = "relaunch"
-    attempt: int = Field(ge=2)
+    attempt: int = Field(ge=1)
 
 
 class CancelRequest(_Message):

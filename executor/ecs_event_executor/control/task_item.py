@@ -89,6 +89,8 @@ class Attr:
     CANCEL_REQUESTED = "cancel_requested"
     HISTORY = "history"  # short list of {at, state, ecs, version, reason}: for operators
     EXPIRES_AT = "expires_at"  # epoch seconds: DynamoDB TTL, set on terminal writes
+    # Present only while the launch is active: the sparse stale index holds active items and nothing else.
+    ACTIVE = "active"
 
 
 # The change-feed index: partition by owner, sort by change time.
@@ -113,6 +115,21 @@ CHANGE_INDEX_ATTRIBUTES: tuple[str, ...] = (
     Attr.RUNNING_AT,
     Attr.FINISHED_AT,
 )
+
+# The stale index: only active items (sparse on ``active``), sorted by change time, so the reconciler's cost
+# follows the number of active items that stopped changing, not the table size.
+STALE_INDEX = "by_active_changed"
+STALE_INDEX_ATTRIBUTES: tuple[str, ...] = (
+    Attr.STATE,
+    Attr.ATTEMPT,
+    Attr.TASK_ARN,
+    Attr.CLUSTER_ARN,
+    Attr.LEASE_UNTIL,
+    Attr.OWNER,
+)
+ACTIVE_MARK = "1"
+# The control plane's heartbeat lives in the table under a key no launch id can take (launch ids have no '#').
+HEARTBEAT_KEY = "control-plane#heartbeat"
 
 # Finished items are kept this long (DynamoDB TTL), for adoption, operators and late duplicates.
 DEFAULT_FINISHED_TTL_SECONDS = 7 * 24 * 3600
@@ -354,6 +371,8 @@ class TaskTable:
         """Run one conditional UpdateItem; return (written, the item after, or as it was when the condition failed)."""
         expression = "SET " + ", ".join(sets)
         removes = list(removes)
+        if "#act" in names:
+            removes.append("#act")
         if removes:
             expression += " REMOVE " + ", ".join(removes)
         try:
@@ -375,7 +394,8 @@ class TaskTable:
         return True, TaskItem.from_raw(resp["Attributes"])
 
     def _terminal_sets(self, names: dict[str, str], values: dict[str, Any], now: int) -> list[str]:
-        names.update({"#fin": Attr.FINISHED_AT, "#exp": Attr.EXPIRES_AT})
+        """Return the SET clauses of a terminal write; ``_update`` then also removes the item from the stale index."""
+        names.update({"#fin": Attr.FINISHED_AT, "#exp": Attr.EXPIRES_AT, "#act": Attr.ACTIVE})
         values.update({":fin": now, ":exp": now // 1000 + self.finished_ttl_seconds})
         return ["#fin = :fin", "#exp = :exp"]
 
@@ -399,6 +419,7 @@ class TaskTable:
             Attr.REQUEST: request.to_json(),
             Attr.QUEUED_AT: int(request.queued_at.timestamp() * 1000),
             Attr.HISTORY: [{"at": now, "state": TaskState.LAUNCHING.value, "attempt": 1}],
+            Attr.ACTIVE: ACTIVE_MARK,
         }
         if request.team:
             values[Attr.TEAM] = request.team
@@ -739,9 +760,81 @@ class TaskTable:
             launch_id, sets=sets, condition="attribute_exists(#o)", names=names, values=values
         )
 
+    # ------------------------------------------------------- reconciliation
+
+    def stale_active(self, older_than_ms: int, *, limit: int = 500) -> list[TaskItem]:
+        """Return up to ``limit`` active items whose last write is older than ``older_than_ms`` (oldest first)."""
+        found: list[TaskItem] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "IndexName": STALE_INDEX,
+            "KeyConditionExpression": "#act = :act AND #c < :c",
+            "ExpressionAttributeNames": {"#act": Attr.ACTIVE, "#c": Attr.CHANGED_AT},
+            "ExpressionAttributeValues": {":act": {"S": ACTIVE_MARK}, ":c": {"N": str(older_than_ms)}},
+            "Limit": limit,
+        }
+        while len(found) < limit:
+            resp = self.client.query(**kwargs)
+            found.extend(TaskItem.from_raw(raw) for raw in resp.get("Items", []))
+            if "LastEvaluatedKey" not in resp:
+                break
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        return found[:limit]
+
+    def fail_lost(
+        self, launch_id: str, attempt: int, *, task_arn: str, reason: str
+    ) -> tuple[bool, TaskItem | None]:
+        """End a launch whose ECS task ECS no longer knows (its events were lost and it aged out)."""
+        now = self._now_ms()
+        names = {"#s": Attr.STATE, "#a": Attr.ATTEMPT, "#arn": Attr.TASK_ARN, "#r": Attr.REASON}
+        values: dict[str, Any] = {
+            ":a": attempt,
+            ":arn": task_arn,
+            ":failed": TaskState.FAILED.value,
+            ":r": reason[:2000],
+            ":active_0": TaskState.LAUNCHING.value,
+            ":active_1": TaskState.PENDING.value,
+            ":active_2": TaskState.RUNNING.value,
+        }
+        sets = [
+            *self._stamp(names, values, now),
+            "#s = :failed",
+            "#r = :r",
+            *self._terminal_sets(names, values, now),
+            self._history(
+                names,
+                values,
+                {"at": now, "state": TaskState.FAILED.value, "attempt": attempt, "reason": reason[:300]},
+            ),
+        ]
+        condition = "#a = :a AND #arn = :arn AND #s IN (:active_0, :active_1, :active_2)"
+        return self._update(launch_id, sets=sets, condition=condition, names=names, values=values)
+
+    def touch(self, launch_id: str, attempt: int) -> None:
+        """Re-stamp an active item the reconciler checked and found unchanged, so it is not re-checked every run."""
+        now = self._now_ms()
+        names = {"#a": Attr.ATTEMPT, "#on": Attr.ACTIVE}
+        values: dict[str, Any] = {":a": attempt}
+        sets = self._stamp(names, values, now)
+        self._update(
+            launch_id, sets=sets, condition="#a = :a AND attribute_exists(#on)", names=names, values=values
+        )
+
+    def write_heartbeat(self, **facts: int | str) -> None:
+        """Record that the control plane's periodic work ran (the executor's health check reads it)."""
+        values = {Attr.PK: HEARTBEAT_KEY, "heartbeat_at": self._now_ms(), **facts}
+        self.client.put_item(TableName=self.table_name, Item=_serialize(values))
+
+    def read_heartbeat(self) -> dict[str, Any] | None:
+        """Return the last heartbeat (``heartbeat_at`` epoch ms and facts), or None if none was written."""
+        resp = self.client.get_item(
+            TableName=self.table_name, Key={Attr.PK: {"S": HEARTBEAT_KEY}}, ConsistentRead=True
+        )
+        return _deserialize(resp["Item"]) if "Item" in resp else None
+
 
 def table_definition(table_name: str) -> dict[str, Any]:
-    """Return CreateTable arguments for the tasks table (the stack defines the same keys, index and projection)."""
+    """Return CreateTable arguments for the tasks table (the stack defines the same keys, indexes and projections)."""
     return {
         "TableName": table_name,
         "BillingMode": "PAY_PER_REQUEST",
@@ -749,19 +842,21 @@ def table_definition(table_name: str) -> dict[str, Any]:
             {"AttributeName": Attr.PK, "AttributeType": "S"},
             {"AttributeName": Attr.OWNER, "AttributeType": "S"},
             {"AttributeName": Attr.CHANGED_AT, "AttributeType": "N"},
+            {"AttributeName": Attr.ACTIVE, "AttributeType": "S"},
         ],
         "KeySchema": [{"AttributeName": Attr.PK, "KeyType": "HASH"}],
         "GlobalSecondaryIndexes": [
             {
-                "IndexName": CHANGE_INDEX,
+                "IndexName": index,
                 "KeySchema": [
-                    {"AttributeName": Attr.OWNER, "KeyType": "HASH"},
+                    {"AttributeName": partition, "KeyType": "HASH"},
                     {"AttributeName": Attr.CHANGED_AT, "KeyType": "RANGE"},
                 ],
-                "Projection": {
-                    "ProjectionType": "INCLUDE",
-                    "NonKeyAttributes": list(CHANGE_INDEX_ATTRIBUTES),
-                },
+                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(attributes)},
             }
+            for index, partition, attributes in (
+                (CHANGE_INDEX, Attr.OWNER, CHANGE_INDEX_ATTRIBUTES),
+                (STALE_INDEX, Attr.ACTIVE, STALE_INDEX_ATTRIBUTES),
+            )
         ],
     }

@@ -1,0 +1,41 @@
+"""Reconciler Lambda (scheduled): check stale active launches against ECS and write the heartbeat."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from ecs_event_executor.control.reconciling import Reconciler, ReconcilerSettings
+
+logger = Logger(service="ecs-event-reconciler")
+metrics = Metrics(
+    namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "AirflowEcsEventExecutor"), service="reconciler"
+)
+
+_reconciler: Reconciler | None = None
+
+
+def reconciler() -> Reconciler:
+    """Return the reconciler, reading and validating the environment on first use."""
+    global _reconciler
+    if _reconciler is None:
+        _reconciler = Reconciler(ReconcilerSettings.from_env(os.environ))
+    return _reconciler
+
+
+def reset() -> None:
+    """Forget cached settings and clients (tests and the local runner change the environment)."""
+    global _reconciler
+    _reconciler = None
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
+    report = reconciler().run().as_dict()
+    for name in ("checked", "updated", "lost", "relaunched"):
+        metrics.add_metric(name=f"Reconciled{name.capitalize()}", unit=MetricUnit.Count, value=report[name])
+    return report

@@ -1,0 +1,144 @@
+"""Play ECS in tests: the true lifecycle of each task, the events it emits, and what DescribeTasks answers.
+
+moto keeps every task RUNNING until StopTask and sends no events. ``EcsWorld`` holds each task's real progress,
+builds its events in the documented shape, and rewrites moto's DescribeTasks answers (at the botocore level) to
+match — including forgetting stopped tasks, as ECS does after about an hour.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from tests.support.ecs_events import task_event
+
+# Each scenario's steps: (lastStatus, desiredStatus, stopCode, stoppedReason, exit code, started).
+Step = tuple[str, str, str | None, str | None, int | None, bool]
+SCENARIOS: dict[str, list[Step]] = {
+    "exit0": [
+        ("PROVISIONING", "RUNNING", None, None, None, False),
+        ("PENDING", "RUNNING", None, None, None, False),
+        ("RUNNING", "RUNNING", None, None, None, True),
+        (
+            "DEPROVISIONING",
+            "STOPPED",
+            "EssentialContainerExited",
+            "Essential container in task exited",
+            0,
+            True,
+        ),
+        ("STOPPED", "STOPPED", "EssentialContainerExited", "Essential container in task exited", 0, True),
+    ],
+    "exit1": [
+        ("PROVISIONING", "RUNNING", None, None, None, False),
+        ("PENDING", "RUNNING", None, None, None, False),
+        ("RUNNING", "RUNNING", None, None, None, True),
+        ("STOPPED", "STOPPED", "EssentialContainerExited", "Essential container in task exited", 1, True),
+    ],
+    "failed_to_start": [
+        ("PROVISIONING", "RUNNING", None, None, None, False),
+        (
+            "STOPPED",
+            "STOPPED",
+            "TaskFailedToStart",
+            "CannotPullContainerError: pull access denied",
+            None,
+            False,
+        ),
+    ],
+    "user_stopped": [
+        ("PENDING", "RUNNING", None, None, None, False),
+        ("RUNNING", "RUNNING", None, None, None, True),
+        ("STOPPED", "STOPPED", "UserInitiated", "stopped by operator", None, True),
+    ],
+    "spot": [
+        ("PENDING", "RUNNING", None, None, None, False),
+        ("RUNNING", "RUNNING", None, None, None, True),
+        ("RUNNING", "STOPPED", "SpotInterruption", "Your Spot Task was interrupted.", None, True),
+        ("STOPPED", "STOPPED", "SpotInterruption", "Your Spot Task was interrupted.", None, True),
+    ],
+}
+
+
+@dataclass
+class WorldTask:
+    task: dict[str, Any]
+    scenario: str
+    step: int = -1  # index into the scenario's steps; -1 before the first
+    forgotten: bool = False
+
+    @property
+    def finished(self) -> bool:
+        return self.step == len(SCENARIOS[self.scenario]) - 1
+
+
+@dataclass
+class EcsWorld:
+    container_name: str = "base"
+    tasks: dict[str, WorldTask] = field(default_factory=dict)
+
+    def attach(self, ecs_client: Any) -> EcsWorld:
+        ecs_client.meta.events.register("after-call.ecs.DescribeTasks", self._rewrite)
+        return self
+
+    def add(self, task: dict[str, Any], scenario: str) -> None:
+        self.tasks[task["taskArn"]] = WorldTask(task, scenario)
+
+    def step(self, task_arn: str) -> dict[str, Any]:
+        """Advance a task one lifecycle step; return the event ECS sends for it."""
+        world = self.tasks[task_arn]
+        world.step += 1
+        return self.event(world)
+
+    def run_to_end(self, task_arn: str) -> list[dict[str, Any]]:
+        world = self.tasks[task_arn]
+        return [self.step(task_arn) for _ in range(len(SCENARIOS[world.scenario]) - 1 - world.step)]
+
+    def event(self, world: WorldTask) -> dict[str, Any]:
+        last, desired, stop_code, reason, exit_code, started = SCENARIOS[world.scenario][world.step]
+        return task_event(
+            world.task,
+            last_status=last,
+            desired_status=desired,
+            version=world.step + 1,
+            container_name=self.container_name,
+            exit_code=exit_code,
+            stop_code=stop_code,
+            stopped_reason=reason,
+            started=started,
+        )
+
+    def forget_stopped(self) -> None:
+        """ECS drops stopped tasks from DescribeTasks about an hour after they stop."""
+        for world in self.tasks.values():
+            if world.finished:
+                world.forgotten = True
+
+    def _rewrite(self, parsed: dict[str, Any], **_: Any) -> None:
+        answered = []
+        for task in parsed.get("tasks", []):
+            world = self.tasks.get(task["taskArn"])
+            if world is None:
+                answered.append(task)
+                continue
+            if world.forgotten:
+                parsed.setdefault("failures", []).append({"arn": task["taskArn"], "reason": "MISSING"})
+                continue
+            if world.step >= 0:
+                detail = self.event(world)["detail"]
+                task.update(
+                    lastStatus=detail["lastStatus"],
+                    desiredStatus=detail["desiredStatus"],
+                    version=detail["version"],
+                    containers=detail["containers"],
+                )
+                for name in ("stopCode", "stoppedReason"):
+                    if name in detail:
+                        task[name] = detail[name]
+                if "startedAt" in detail:
+                    task["startedAt"] = datetime.now(UTC)
+                else:
+                    task.pop("startedAt", None)
+            answered.append(task)
+        parsed["tasks"] = answered
