@@ -1,0 +1,317 @@
+"""The local control plane: the Lambda handlers, unchanged, fed by pollers that stand in for AWS's plumbing.
+
+- An SQS event source mapping: a poller receives up to BatchSize messages, hands them to the function in Lambda's
+  SQS event shape, deletes the ones that succeeded and leaves the reported batch item failures to the visibility
+  timeout the launcher set (after maxReceiveCount receives SQS's redrive moves a message to the DLQ).
+- A rule with a Lambda target: moto delivers the event to a stand-in queue; a poller invokes the function with
+  one event at a time, as EventBridge's asynchronous invocation does, and leaves a failed event for a retry.
+- A rule with an SQS target and InputPath: a bridge applies the path (moto ignores it, see resources.py).
+
+It runs in its own process (``python -m ecs_event_executor.local control-plane``): the handlers read their settings
+from ``os.environ`` and reach moto through ``AWS_ENDPOINT_URL``, which must not leak into anyone else's process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from ecs_event_executor.local.resources import Bridge, LocalResources, QueueFeed
+from ecs_event_executor.local.runner import Faults, LocalEcsRunner, append_jsonl
+from ecs_event_executor.local.spec import REPO_ROOT
+
+log = logging.getLogger("ecs_event_executor.local.control_plane")
+
+# Environment variables that legitimately differ between the functions (each names its own service).
+_PER_FUNCTION_ENV = frozenset({"POWERTOOLS_SERVICE_NAME"})
+
+
+class LambdaContext:
+    """The attributes Powertools reads from a Lambda context object."""
+
+    memory_limit_in_mb = 512
+    aws_request_id = "local"
+
+    def __init__(self, function_name: str, timeout_seconds: float = 60.0) -> None:
+        self.function_name = function_name
+        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{function_name}"
+        self._deadline = time.monotonic() + timeout_seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def sqs_records(messages: list[dict[str, Any]], queue_arn: str, *, extra_receives: int = 0) -> dict[str, Any]:
+    """Return Lambda's SQS event for messages from ReceiveMessage."""
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": {
+                    "ApproximateReceiveCount": str(
+                        int(m.get("Attributes", {}).get("ApproximateReceiveCount", "1")) + extra_receives
+                    ),
+                    "SentTimestamp": m.get("Attributes", {}).get("SentTimestamp", "0"),
+                    "SenderId": "local",
+                    "ApproximateFirstReceiveTimestamp": m.get("Attributes", {}).get(
+                        "ApproximateFirstReceiveTimestamp", "0"
+                    ),
+                },
+                "messageAttributes": {},
+                "md5OfBody": m.get("MD5OfBody", ""),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": "us-east-1",
+            }
+            for m in messages
+        ]
+    }
+
+
+def apply_input_path(body: str, path: str) -> str:
+    """Apply an EventBridge InputPath of the form ``$.a.b`` to an event body."""
+    value: Any = json.loads(body)
+    for part in path.removeprefix("$").strip(".").split("."):
+        if part:
+            value = value[part]
+    return json.dumps(value)
+
+
+class Poller:
+    """A thread that repeats ``step`` until stopped; a failing step is logged and retried."""
+
+    def __init__(self, name: str, step: Callable[[], None]) -> None:
+        self._step = step
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._step()
+            except Exception:
+                log.exception("%s failed; retrying", self.thread.name)
+                self._stop.wait(1.0)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+class ControlPlane:
+    """The pollers and the ECS runner, wired to the handlers the template names."""
+
+    def __init__(
+        self,
+        resources: LocalResources,
+        *,
+        container_env: dict[str, str],
+        journal_path: Path,
+        faults: Faults,
+        concurrency: int,
+    ) -> None:
+        self.resources = resources
+        self.faults = faults
+        self.journal = append_jsonl(journal_path)
+        session = boto3.Session(region_name=resources.region)
+        self._sqs = session.client("sqs", endpoint_url=resources.endpoint)
+        self.handlers = self._load_handlers()
+        self.pollers = [Poller(f"feed-{f.function}", self._feed_step(f)) for f in resources.feeds]
+        self.pollers += [
+            Poller(f"bridge-{b.queue_url.rsplit('/', 1)[-1]}", self._bridge_step(b))
+            for b in resources.bridges
+        ]
+        self.runner = LocalEcsRunner(
+            lambda service: session.client(service, endpoint_url=resources.endpoint),
+            cluster_arn=resources.cluster_arn,
+            container_name=resources.container_name,
+            log_group=resources.log_group,
+            log_stream_prefix=resources.log_stream_prefix,
+            container_env=container_env,
+            journal=self.journal,
+            faults=faults,
+            concurrency=concurrency,
+        )
+
+    def _load_handlers(self) -> dict[str, Callable[[dict[str, Any], Any], Any]]:
+        """Set the functions' environment in this process, import their handlers and count RunTask calls."""
+        merged: dict[str, str] = {}
+        for spec in self.resources.functions.values():
+            for key, value in spec.env.items():
+                if key in _PER_FUNCTION_ENV:
+                    continue
+                if merged.get(key, value) != value:
+                    raise RuntimeError(f"functions disagree on {key}: {merged[key]!r} != {value!r}")
+                merged[key] = value
+        os.environ.update(merged)
+        if str(REPO_ROOT) not in sys.path:
+            sys.path.insert(0, str(REPO_ROOT))
+        # RunTask as the launcher makes it, journaled: the end-to-end tests count ECS tasks per Airflow try.
+        boto3.setup_default_session(region_name=self.resources.region)
+        boto3.DEFAULT_SESSION.events.register("after-call.ecs.RunTask", self._journal_run_task)  # type: ignore[union-attr]
+        handlers = {}
+        for logical, spec in self.resources.functions.items():
+            module_name, _, attr = spec.handler.rpartition(".")
+            module = importlib.import_module(module_name)
+            if hasattr(module, "reset"):
+                module.reset()
+            handlers[logical] = getattr(module, attr)
+        return handlers
+
+    def _journal_run_task(self, params: dict[str, Any], parsed: dict[str, Any], **_: Any) -> None:
+        env = {}
+        for override in params.get("overrides", {}).get("containerOverrides", []):
+            env.update({kv["name"]: kv["value"] for kv in override.get("environment", [])})
+        self.journal(
+            {
+                "kind": "run_task",
+                "at": time.time(),
+                "launch_id": env.get("AIRFLOW_ECS_EVENT_LAUNCH_ID"),
+                "attempt": env.get("AIRFLOW_ECS_EVENT_ATTEMPT"),
+                "client_token": params.get("clientToken"),
+                "arns": [t["taskArn"] for t in parsed.get("tasks", [])],
+                "failures": parsed.get("failures", []),
+            }
+        )
+
+    def _feed_step(self, feed: QueueFeed) -> Callable[[], None]:
+        handler = self.handlers[feed.function]
+
+        def step() -> None:
+            messages = self._sqs.receive_message(
+                QueueUrl=feed.queue_url,
+                MaxNumberOfMessages=min(10, feed.batch_size),
+                WaitTimeSeconds=1,
+                AttributeNames=["All"],
+            ).get("Messages", [])
+            if not messages:
+                return
+            if feed.kind == "event":
+                for message in messages:
+                    try:
+                        handler(json.loads(message["Body"]), LambdaContext(feed.function))
+                    except Exception:
+                        # EventBridge retries a failed asynchronous invocation; the message comes back.
+                        log.exception("%s failed on an event; it will be retried", feed.function)
+                        continue
+                    self._sqs.delete_message(QueueUrl=feed.queue_url, ReceiptHandle=message["ReceiptHandle"])
+                return
+            failed = self._invoke_batch(feed, handler, messages, extra_receives=0)
+            if self.faults.duplicate_deliveries:
+                # At-least-once: the same messages delivered again before the first delivery was deleted.
+                failed |= self._invoke_batch(feed, handler, messages, extra_receives=1)
+            done = [m for m in messages if m["MessageId"] not in failed]
+            for i in range(0, len(done), 10):
+                self._sqs.delete_message_batch(
+                    QueueUrl=feed.queue_url,
+                    Entries=[
+                        {"Id": str(j), "ReceiptHandle": m["ReceiptHandle"]}
+                        for j, m in enumerate(done[i : i + 10])
+                    ],
+                )
+
+        return step
+
+    def _invoke_batch(
+        self,
+        feed: QueueFeed,
+        handler: Callable[..., Any],
+        messages: list[dict[str, Any]],
+        *,
+        extra_receives: int,
+    ) -> set[str]:
+        """Invoke the function with one batch; return the ids to leave on the queue."""
+        try:
+            response = handler(
+                sqs_records(messages, feed.queue_arn, extra_receives=extra_receives),
+                LambdaContext(feed.function),
+            )
+        except Exception:
+            log.exception("%s failed on a batch; the whole batch will be retried", feed.function)
+            return {m["MessageId"] for m in messages}
+        if not feed.partial_batch:
+            return set()
+        return {f["itemIdentifier"] for f in (response or {}).get("batchItemFailures", [])}
+
+    def _bridge_step(self, bridge: Bridge) -> Callable[[], None]:
+        def step() -> None:
+            messages = self._sqs.receive_message(
+                QueueUrl=bridge.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+            ).get("Messages", [])
+            for message in messages:
+                self._sqs.send_message(
+                    QueueUrl=bridge.target_queue_url,
+                    MessageBody=apply_input_path(message["Body"], bridge.input_path),
+                )
+                self._sqs.delete_message(QueueUrl=bridge.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+        return step
+
+    def start(self) -> None:
+        self.runner.start()
+        for poller in self.pollers:
+            poller.start()
+
+    def stop(self) -> None:
+        for poller in self.pollers:
+            poller.stop()
+        self.runner.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the control plane until SIGTERM/SIGINT or until the process that started it is gone."""
+    parser = argparse.ArgumentParser(prog="ecs_event_executor.local control-plane")
+    parser.add_argument("--state-dir", type=Path, required=True)
+    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--duplicate-deliveries", action="store_true")
+    parser.add_argument("--shuffle-events", action="store_true")
+    parser.add_argument("--duplicate-events", action="store_true")
+    parser.add_argument("--hold-first-launch", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(threadName)s %(levelname)s %(name)s: %(message)s"
+    )
+    resources = LocalResources.load(args.state_dir / "resources.json")
+    container_env = json.loads((args.state_dir / "container_env.json").read_text())
+    faults = Faults(
+        duplicate_deliveries=args.duplicate_deliveries,
+        shuffle_events=args.shuffle_events,
+        duplicate_events=args.duplicate_events,
+        hold_first_launch=args.hold_first_launch,
+    )
+    plane = ControlPlane(
+        resources,
+        container_env=container_env,
+        journal_path=args.state_dir / "journal.jsonl",
+        faults=faults,
+        concurrency=args.concurrency,
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    parent = os.getppid()
+    plane.start()
+    (args.state_dir / "control_plane.ready").write_text(str(os.getpid()))
+    log.info("control plane running: %s; faults %s", resources.template_origin, faults)
+    while not stop.wait(1.0):
+        if os.getppid() != parent:
+            log.warning("the process that started the control plane is gone; stopping")
+            break
+    plane.stop()
+    return 0
