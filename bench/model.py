@@ -1,0 +1,179 @@
+"""The model of AWS both executors run against: latency per API, Fargate's launch quotas, list prices, sim time.
+
+Every number here is printed with the results. Time is simulated: a call charges its modelled latency to the
+caller's own clock (an ``Actor``), so the bench is fast and does not depend on the machine's load, except for
+the CPU time the executors' own code takes, which is measured and added.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+# Modelled latency (seconds) of one request, by "service.Operation"; "service.*" is the service's default.
+DEFAULT_LATENCY: dict[str, float] = {
+    "ecs.RunTask": 0.150,
+    "ecs.DescribeTasks": 0.100,
+    "ecs.*": 0.100,
+    "sqs.SendMessageBatch": 0.020,
+    "sqs.*": 0.020,
+    "dynamodb.Query": 0.010,
+    "dynamodb.*": 0.010,
+    "eventbridge.*": 0.020,
+}
+
+
+@dataclass(frozen=True)
+class Prices:
+    """AWS list prices, us-east-1 (USD), as of the date below."""
+
+    as_of: str = "list prices as of 2026 (SQS: AWS pricing as quoted Mar 2026; DynamoDB on-demand: after the Nov 2024 cut)"
+    sqs_per_million_requests: float = 0.40  # standard queue, each 64 KB chunk of a payload is one request
+    ddb_per_million_wru: float = 0.625  # on-demand write request units (1 KB each)
+    ddb_per_million_rru: float = (
+        0.125  # on-demand read request units (4 KB strongly consistent, 8 KB eventual)
+    )
+    lambda_per_million_requests: float = 0.20
+    lambda_per_gb_second: float = 0.0000166667  # x86
+    eventbridge_custom_per_million: float = 1.00  # 64 KB chunks; AWS service events on the default bus: free
+    ecs_api: float = 0.0  # ECS API calls are free (Fargate bills vCPU/GB per second, not requests)
+
+
+@dataclass(frozen=True)
+class AwsModel:
+    """Latency and quotas applied at the botocore level to every client both executors and the Lambdas use."""
+
+    latency: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_LATENCY))
+    # Fargate RunTask: 20 API calls per second (bucket of 20), 100 task launches burst refilled at 20 per second.
+    run_task_calls_per_second: float = 20.0
+    run_task_call_burst: float = 20.0
+    task_launch_burst: float = 100.0
+    task_launch_per_second: float = 20.0
+    # What happens around the calls (not requests, but part of the path an ECS state takes to Airflow).
+    eventbridge_delivery_seconds: float = 0.5  # ECS event -> status Lambda invocation
+    lambda_invoke_overhead_seconds: float = 0.010  # warm invocation
+    scheduler_idle_sleep_seconds: float = 1.0  # [scheduler] scheduler_idle_sleep_time: the loop's pause
+    fargate_pending_after: float = 10.0  # PROVISIONING -> PENDING
+    fargate_running_after: float = 30.0  # PROVISIONING -> RUNNING
+    deprovision_seconds: float = 2.0  # STOPPING (exit code known) -> DEPROVISIONING
+    stopped_after_exit: float = 7.0  # STOPPING -> STOPPED
+    launcher_memory_mb: int = 512
+    status_memory_mb: int = 512
+    launcher_max_concurrency: int = 5  # the stack's default SQS event source maximum concurrency
+    launcher_batch_size: int = 10
+    launcher_batching_window: float = 1.0
+    prices: Prices = field(default_factory=Prices)
+
+    def latency_of(self, service: str, operation: str) -> float:
+        return self.latency.get(f"{service}.{operation}", self.latency.get(f"{service}.*", 0.0))
+
+    def describe(self) -> list[str]:
+        """Return the model as lines, for the report."""
+        lat = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in self.latency.items())
+        p = self.prices
+        return [
+            f"Latency per request: {lat}.",
+            f"Fargate RunTask: {self.run_task_calls_per_second:g} calls/s (bucket {self.run_task_call_burst:g}); "
+            f"task launches: burst {self.task_launch_burst:g}, refill {self.task_launch_per_second:g}/s; "
+            "ThrottlingException when either bucket is empty (botocore's default retries apply).",
+            f"ECS task: PENDING after {self.fargate_pending_after:g} s, RUNNING after {self.fargate_running_after:g} s; "
+            f"on exit STOPPING (exit code), DEPROVISIONING +{self.deprovision_seconds:g} s, STOPPED "
+            f"+{self.stopped_after_exit:g} s. EventBridge delivery {self.eventbridge_delivery_seconds:g} s, "
+            f"warm Lambda invoke {self.lambda_invoke_overhead_seconds * 1000:.0f} ms.",
+            f"Scheduler loop: heartbeat, then {self.scheduler_idle_sleep_seconds:g} s idle sleep. Launcher: SQS "
+            f"event source, batch {self.launcher_batch_size}, window {self.launcher_batching_window:g} s, "
+            f"maximum concurrency {self.launcher_max_concurrency}, {self.launcher_memory_mb} MB.",
+            f"Prices (us-east-1, {p.as_of}): SQS ${p.sqs_per_million_requests}/1M requests (64 KB chunks); "
+            f"DynamoDB on-demand ${p.ddb_per_million_wru}/1M WRU, ${p.ddb_per_million_rru}/1M RRU; Lambda "
+            f"${p.lambda_per_million_requests}/1M requests + ${p.lambda_per_gb_second}/GB-s; EventBridge custom "
+            f"events ${p.eventbridge_custom_per_million}/1M (AWS service events free); ECS API free.",
+        ]
+
+
+class TokenBucket:
+    """A token bucket refilled continuously; ``take`` at simulated time ``now``."""
+
+    def __init__(self, capacity: float, per_second: float) -> None:
+        self.capacity = capacity
+        self.per_second = per_second
+        self.tokens = capacity
+        self.at = -math.inf
+
+    def _refill(self, now: float) -> None:
+        if now > self.at:
+            if self.at != -math.inf:
+                self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.per_second)
+            self.at = now
+
+    def available(self, now: float) -> bool:
+        self._refill(now)
+        return self.tokens >= 1.0
+
+    def take(self, now: float) -> None:
+        self._refill(now)
+        self.tokens -= 1.0
+
+
+@dataclass
+class Actor:
+    """Something that calls AWS on its own clock: a scheduler loop, a Lambda execution environment."""
+
+    name: str
+    time: float = 0.0
+    requests: Counter[str] = field(default_factory=Counter)  # "service.Operation" -> HTTP requests
+    waited: float = 0.0  # modelled latency plus retry sleeps charged to this actor
+    emulator_cpu: float = 0.0  # thread CPU spent inside the emulator on this actor's behalf
+    throttled: int = 0
+    # What the requests are billed by: DynamoDB request units, SQS 64 KB chunks, custom EventBridge events.
+    wru: float = 0.0
+    rru: float = 0.0
+    sqs_billed: int = 0
+    custom_events: int = 0
+
+    def wait(self, seconds: float) -> None:
+        self.time += seconds
+        self.waited += seconds
+
+
+class Sim:
+    """Discrete-event loop over simulated time; the current actor's clock is what product code reads."""
+
+    def __init__(self, start: float) -> None:
+        self.start = start
+        self.now = start
+        self.system = Actor("aws", time=start)
+        self.current = self.system
+        self._events: list[tuple[float, int, Callable[[], None], Actor | None]] = []
+        self._seq = itertools.count()
+
+    def clock(self) -> float:
+        return self.current.time
+
+    def at(self, when: float, fn: Callable[[], None], actor: Actor | None = None) -> None:
+        heapq.heappush(self._events, (when, next(self._seq), fn, actor))
+
+    def step(self) -> bool:
+        if not self._events:
+            return False
+        when, _, fn, actor = heapq.heappop(self._events)
+        self.now = max(self.now, when)
+        actor = actor or self.system
+        actor.time = max(actor.time, when)
+        previous, self.current = self.current, actor
+        try:
+            fn()
+        finally:
+            self.current = previous
+        return True
+
+    def run_until(self, done: Callable[[], bool], *, limit: float) -> bool:
+        """Run events until ``done()`` or simulated time passes ``start + limit``; return whether done."""
+        while not done():
+            if not self._events or self._events[0][0] > self.start + limit:
+                return False
+            self.step()
+        return True
