@@ -39,7 +39,7 @@ class Loop:
             ).get("Messages", [])
             if not messages:
                 return result
-            out = launcher.handler(sqs_event(messages, self.cp.queue_arn), LambdaContextStub())  # type: ignore[arg-type]
+            out = launcher.handler(sqs_event(messages, self.cp.queue_arn), LambdaContextStub())
             failed = {f["itemIdentifier"] for f in out.get("batchItemFailures", [])}
             result["batchItemFailures"].extend(failed)
             done = [m for m in messages if m["MessageId"] not in failed]
@@ -71,7 +71,7 @@ class Loop:
 
         self.versions[task["taskArn"]] = self.versions.get(task["taskArn"], 0) + 1
         event = task_event(task, last_status=last_status, version=self.versions[task["taskArn"]], **fields)
-        return status.handler(event, LambdaContextStub())  # type: ignore[arg-type]
+        return status.handler(event, LambdaContextStub())
 
     def lifecycle(self, task: dict[str, Any], *, exit_code: int | None, **stop: Any) -> None:
         for step in ("PROVISIONING", "PENDING", "RUNNING"):
