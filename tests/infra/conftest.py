@@ -108,7 +108,7 @@ def template(default_synth: InProcessSynth) -> Template:
     return default_synth.template
 
 
-EXISTING = {
+EXISTING: dict[str, Any] = {
     "account": "123456789012",
     "region": "eu-west-1",
     "availabilityZones": ["eu-west-1a", "eu-west-1b"],

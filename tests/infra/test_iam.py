@@ -1,0 +1,146 @@
+"""Least privilege: the launcher, the status handler and the scheduler policy allow exactly what they need."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk.assertions import Template
+
+from infra.scheduler_access import SCHEDULER_LOG_ACTIONS, SCHEDULER_QUEUE_ACTIONS, SCHEDULER_TABLE_ACTIONS
+from tests.infra.conftest import InProcessSynth
+from tests.infra.helpers import actions_of, logical_id, only, role_statements, statement_with
+
+LAUNCHER = "airflow-ecs-launcher"
+STATUS = "airflow-ecs-status"
+OWN_LOGS_AND_TRACES = {
+    "logs:CreateLogStream",
+    "logs:PutLogEvents",
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
+}
+
+
+def _sub(value: Any) -> str:
+    """Render a Fn::Join of literals and pseudo parameters as a readable string."""
+    if isinstance(value, str):
+        return value
+    if "Ref" in value:
+        return "${" + value["Ref"] + "}"
+    if "Fn::GetAtt" in value:
+        return "${" + ".".join(value["Fn::GetAtt"]) + "}"
+    separator, parts = value["Fn::Join"]
+    return str(separator).join(_sub(p) for p in parts)
+
+
+def test_launcher_may_do_exactly_its_job(template: Template) -> None:
+    statements = role_statements(template, LAUNCHER)
+    assert actions_of(statements) == OWN_LOGS_AND_TRACES | {
+        "ecs:RunTask", "ecs:StopTask", "ecs:TagResource", "iam:PassRole",
+        "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query",
+        "sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueUrl", "sqs:DeleteMessage",
+        "sqs:GetQueueAttributes", "sqs:SendMessage", "events:PutEvents",
+    }  # fmt: skip
+
+
+def test_launcher_runs_only_the_worker_family_on_this_cluster(template: Template) -> None:
+    statements = role_statements(template, LAUNCHER)
+    cluster = logical_id(template, "AWS::ECS::Cluster")
+    on_cluster = {"ArnEquals": {"ecs:cluster": {"Fn::GetAtt": [cluster, "Arn"]}}}
+    run = statement_with(statements, "ecs:RunTask")
+    assert _sub(run["Resource"]) == (
+        "arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:task-definition/airflow-ecs-worker:*"
+    )
+    assert run["Condition"] == on_cluster
+    stop = statement_with(statements, "ecs:StopTask")
+    assert (
+        _sub(stop["Resource"])
+        == "arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:task/airflow-ecs/*"
+    )
+    assert stop["Condition"] == on_cluster
+    tag = statement_with(statements, "ecs:TagResource")
+    assert tag["Condition"] == {"StringEquals": {"ecs:CreateAction": "RunTask"}}
+
+
+def test_launcher_passes_only_the_worker_roles_to_ecs_tasks(template: Template) -> None:
+    statement = statement_with(role_statements(template, LAUNCHER), "iam:PassRole")
+    task_definition = only(template, "AWS::ECS::TaskDefinition")[1]["Properties"]
+    roles = [task_definition["TaskRoleArn"], task_definition["ExecutionRoleArn"]]
+    assert sorted(map(_sub, statement["Resource"])) == sorted(map(_sub, roles))
+    assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}
+
+
+def test_launcher_table_access_is_items_plus_the_change_index(template: Template) -> None:
+    statements = role_statements(template, LAUNCHER)
+    table = logical_id(template, "AWS::DynamoDB::Table")
+    items = statement_with(statements, "dynamodb:GetItem")
+    assert sorted(items["Action"]) == ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+    assert items["Resource"] == {"Fn::GetAtt": [table, "Arn"]}
+    query = statement_with(statements, "dynamodb:Query")
+    assert _sub(query["Resource"]) == f"${{{table}.Arn}}/index/by_owner_changed"
+
+
+def test_launcher_sends_only_to_its_dead_letter_queue_and_publishes_only_to_the_project_bus(
+    template: Template,
+) -> None:
+    statements = role_statements(template, LAUNCHER)
+    dlq = statement_with(statements, "sqs:SendMessage")
+    launch_queue = logical_id(template, "AWS::SQS::Queue", {"RedrivePolicy": {"maxReceiveCount": 50}})
+    redrive_target = template.find_resources("AWS::SQS::Queue")[launch_queue]["Properties"]["RedrivePolicy"]
+    assert dlq["Resource"] == redrive_target["deadLetterTargetArn"]
+    consume = statement_with(statements, "sqs:ChangeMessageVisibility")
+    assert consume["Resource"] == {"Fn::GetAtt": [launch_queue, "Arn"]}
+    bus = logical_id(template, "AWS::Events::EventBus")
+    assert statement_with(statements, "events:PutEvents")["Resource"] == {"Fn::GetAtt": [bus, "Arn"]}
+
+
+def test_status_handler_may_only_write_the_table_and_publish_to_the_bus(template: Template) -> None:
+    statements = role_statements(template, STATUS)
+    assert actions_of(statements) == OWN_LOGS_AND_TRACES | {
+        "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem", "events:PutEvents",
+    }  # fmt: skip
+    table = logical_id(template, "AWS::DynamoDB::Table")
+    assert statement_with(statements, "dynamodb:UpdateItem")["Resource"] == {"Fn::GetAtt": [table, "Arn"]}
+    bus = logical_id(template, "AWS::Events::EventBus")
+    assert statement_with(statements, "events:PutEvents")["Resource"] == {"Fn::GetAtt": [bus, "Arn"]}
+
+
+def _scheduler_statements(template: Template) -> list[dict[str, Any]]:
+    _, policy = only(template, "AWS::IAM::ManagedPolicy")
+    statements: list[dict[str, Any]] = policy["Properties"]["PolicyDocument"]["Statement"]
+    return statements
+
+
+def test_scheduler_policy_allows_nothing_beyond_send_table_reads_and_log_reads(template: Template) -> None:
+    statements = _scheduler_statements(template)
+    assert all(s["Effect"] == "Allow" and "NotAction" not in s and "NotResource" not in s for s in statements)
+    assert actions_of(statements) == {
+        "sqs:SendMessage",
+        "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:DescribeTable",
+        "logs:GetLogEvents", "logs:FilterLogEvents", "logs:DescribeLogStreams",
+    }  # fmt: skip
+    assert set(SCHEDULER_QUEUE_ACTIONS + SCHEDULER_TABLE_ACTIONS + SCHEDULER_LOG_ACTIONS) == actions_of(
+        statements
+    )
+    for statement in statements:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        assert not any("*" in a for a in actions)
+
+
+def test_scheduler_policy_resources_are_the_queue_the_table_and_the_task_log_group(
+    template: Template,
+) -> None:
+    statements = _scheduler_statements(template)
+    launch_queue = logical_id(template, "AWS::SQS::Queue", {"RedrivePolicy": {"maxReceiveCount": 50}})
+    table = logical_id(template, "AWS::DynamoDB::Table")
+    task_logs = only(template, "AWS::ECS::TaskDefinition")[1]["Properties"]["ContainerDefinitions"][0]
+    log_group = task_logs["LogConfiguration"]["Options"]["awslogs-group"]["Ref"]
+    assert statement_with(statements, "sqs:SendMessage")["Resource"] == {"Fn::GetAtt": [launch_queue, "Arn"]}
+    reads = statement_with(statements, "dynamodb:Query")["Resource"]
+    assert [_sub(r) for r in reads] == [f"${{{table}.Arn}}", f"${{{table}.Arn}}/index/by_owner_changed"]
+    assert statement_with(statements, "logs:GetLogEvents")["Resource"] == {"Fn::GetAtt": [log_group, "Arn"]}
+
+
+def test_scheduler_policy_for_existing_resources_names_them(existing_synth: InProcessSynth) -> None:
+    statements = _scheduler_statements(existing_synth.template)
+    logs = statement_with(statements, "logs:FilterLogEvents")
+    assert _sub(logs["Resource"]) == "arn:aws:logs:eu-west-1:123456789012:log-group:/ecs/airflow-worker:*"

@@ -1,0 +1,255 @@
+"""Template assertions on the default stack (new VPC, cluster and task definition): properties, not logical ids."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_cdk.assertions import Match, Template
+from ecs_event_executor.control.bus import RELAUNCH_REQUESTED, SOURCE
+from ecs_event_executor.control.ecs_state import STARTED_BY
+from ecs_event_executor.control.run_task import LaunchConfig
+from ecs_event_executor.control.task_item import CHANGE_INDEX, CHANGE_INDEX_ATTRIBUTES, Attr
+
+from infra.launcher import LAUNCHER_TIMEOUT, MAX_RECEIVE_COUNT
+from tests.infra.helpers import function, logical_id, only
+
+LAUNCHER = "airflow-ecs-launcher"
+STATUS = "airflow-ecs-status"
+
+
+def launch_queue_id(template: Template) -> str:
+    return logical_id(template, "AWS::SQS::Queue", {"RedrivePolicy": Match.any_value()})
+
+
+def test_every_queue_is_encrypted_and_refuses_plain_http(template: Template) -> None:
+    queues = template.find_resources("AWS::SQS::Queue")
+    assert len(queues) == 4  # launch queue, its DLQ, the two event-target DLQs
+    for queue in queues.values():
+        assert queue["Properties"]["SqsManagedSseEnabled"] is True
+    policies = template.find_resources("AWS::SQS::QueuePolicy").values()
+    tls_only = {
+        json.dumps(queue_ref, sort_keys=True)
+        for policy in policies
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        if statement["Effect"] == "Deny"
+        and statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        for queue_ref in policy["Properties"]["Queues"]
+    }
+    assert tls_only == {json.dumps({"Ref": q}, sort_keys=True) for q in queues}
+
+
+def test_launch_queue_redrives_crashes_only_and_outlives_the_retry_horizon(template: Template) -> None:
+    queue = template.find_resources("AWS::SQS::Queue")[launch_queue_id(template)]["Properties"]
+    assert queue["RedrivePolicy"]["maxReceiveCount"] == MAX_RECEIVE_COUNT == 50
+    assert queue["VisibilityTimeout"] >= 6 * LAUNCHER_TIMEOUT.to_seconds()
+    assert queue["MessageRetentionPeriod"] == 3600 + 3600  # retryHorizonSeconds + margin
+
+
+def test_event_source_mapping_uses_partial_batches_and_bounded_concurrency(template: Template) -> None:
+    template.has_resource_properties(
+        "AWS::Lambda::EventSourceMapping",
+        {
+            "EventSourceArn": {"Fn::GetAtt": [launch_queue_id(template), "Arn"]},
+            "BatchSize": 10,
+            "MaximumBatchingWindowInSeconds": 1,
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            "ScalingConfig": {"MaximumConcurrency": 5},
+        },
+    )
+
+
+def test_ecs_rule_matches_only_this_clusters_tasks_started_by_the_control_plane(template: Template) -> None:
+    cluster = logical_id(template, "AWS::ECS::Cluster")
+    status = logical_id(template, "AWS::Lambda::Function", {"FunctionName": STATUS})
+    _, rule = only(template, "AWS::Events::Rule", {"EventPattern": {"source": ["aws.ecs"]}})
+    props = rule["Properties"]
+    assert "EventBusName" not in props  # the default bus, where ECS publishes
+    assert props["EventPattern"] == {
+        "source": ["aws.ecs"],
+        "detail-type": ["ECS Task State Change"],
+        "detail": {"clusterArn": [{"Fn::GetAtt": [cluster, "Arn"]}], "startedBy": [STARTED_BY]},
+    }
+    (target,) = props["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": [status, "Arn"]}
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] > 0
+    assert target["RetryPolicy"]["MaximumEventAgeInSeconds"] > 0
+    assert "Arn" in target["DeadLetterConfig"]
+
+
+def test_relaunch_requests_on_the_project_bus_go_to_the_launch_queue_as_their_detail(
+    template: Template,
+) -> None:
+    bus = logical_id(template, "AWS::Events::EventBus")
+    _, rule = only(template, "AWS::Events::Rule", {"EventPattern": {"source": [SOURCE]}})
+    props = rule["Properties"]
+    assert props["EventBusName"] == {"Ref": bus}
+    assert props["EventPattern"] == {"source": [SOURCE], "detail-type": [RELAUNCH_REQUESTED]}
+    (target,) = props["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": [launch_queue_id(template), "Arn"]}
+    assert target["InputPath"] == "$.detail"
+    assert "Arn" in target["DeadLetterConfig"]
+
+
+def test_events_can_reach_the_launch_queue(template: Template) -> None:
+    template.has_resource_properties(
+        "AWS::SQS::QueuePolicy",
+        {
+            "Queues": [{"Ref": launch_queue_id(template)}],
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {
+                                "Action": Match.array_with(["sqs:SendMessage"]),
+                                "Principal": {"Service": "events.amazonaws.com"},
+                                "Condition": {"ArnEquals": {"aws:SourceArn": Match.any_value()}},
+                            }
+                        )
+                    ]
+                )
+            },
+        },
+    )
+
+
+def test_tasks_table_settings_and_change_index(template: Template) -> None:
+    _, table = only(template, "AWS::DynamoDB::Table")
+    props = table["Properties"]
+    assert table["DeletionPolicy"] == "Retain"
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["SSESpecification"]["SSEEnabled"] is True
+    assert props["TimeToLiveSpecification"] == {"AttributeName": Attr.EXPIRES_AT, "Enabled": True}
+    assert props["KeySchema"] == [{"AttributeName": Attr.PK, "KeyType": "HASH"}]
+    (index,) = props["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == CHANGE_INDEX
+    assert index["KeySchema"] == [
+        {"AttributeName": Attr.OWNER, "KeyType": "HASH"},
+        {"AttributeName": Attr.CHANGED_AT, "KeyType": "RANGE"},
+    ]
+    assert index["Projection"]["ProjectionType"] == "INCLUDE"
+    assert sorted(index["Projection"]["NonKeyAttributes"]) == sorted(CHANGE_INDEX_ATTRIBUTES)
+    types = {a["AttributeName"]: a["AttributeType"] for a in props["AttributeDefinitions"]}
+    assert types == {Attr.PK: "S", Attr.OWNER: "S", Attr.CHANGED_AT: "N"}
+
+
+def _placeholders(env: dict[str, Any]) -> dict[str, str]:
+    """Replace deploy-time values (references) by plausible strings, keep literals."""
+    fake = {"SUBNETS": "subnet-1,subnet-2", "SECURITY_GROUPS": "sg-1"}
+    return {k: v if isinstance(v, str) else fake.get(k, f"resolved-{k.lower()}") for k, v in env.items()}
+
+
+def test_launcher_environment_is_accepted_by_the_launchers_own_parser(template: Template) -> None:
+    env = function(template, LAUNCHER)["Properties"]["Environment"]["Variables"]
+    required = {
+        "TASKS_TABLE_NAME", "CLUSTER", "TASK_DEFINITION", "CONTAINER_NAME", "LAUNCH_TYPE", "PLATFORM_VERSION",
+        "SUBNETS", "SECURITY_GROUPS", "ASSIGN_PUBLIC_IP", "RUN_TASK_KWARGS", "EVENT_BUS_NAME",
+        "DEAD_LETTER_QUEUE_URL", "LAUNCH_QUEUE_URL", "FINISHED_TTL_SECONDS", "POWERTOOLS_SERVICE_NAME",
+        "POWERTOOLS_METRICS_NAMESPACE",
+    }  # fmt: skip
+    assert required <= set(env)
+    assert (env["LAUNCH_TYPE"], env["ASSIGN_PUBLIC_IP"], env["CONTAINER_NAME"]) == ("FARGATE", "true", "base")
+    assert env["FINISHED_TTL_SECONDS"] == str(7 * 24 * 3600)
+    config = LaunchConfig.from_env(_placeholders(env))
+    kwargs = config.base_kwargs()
+    assert kwargs["launchType"] == "FARGATE"
+    assert kwargs["networkConfiguration"]["awsvpcConfiguration"]["assignPublicIp"] == "ENABLED"
+
+
+def test_status_environment(template: Template) -> None:
+    env = function(template, STATUS)["Properties"]["Environment"]["Variables"]
+    expected = {"TASKS_TABLE_NAME", "CONTAINER_NAME", "CLUSTER", "EVENT_BUS_NAME", "FINISHED_TTL_SECONDS"}
+    assert expected <= set(env)
+    assert {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"} <= set(env)
+    assert not {"SUBNETS", "TASK_DEFINITION", "LAUNCH_QUEUE_URL"} & set(env)
+
+
+def test_functions_trace_log_with_retention_and_use_the_runtime_layer(template: Template) -> None:
+    layer = logical_id(template, "AWS::Lambda::LayerVersion")
+    for name, handler in (
+        (LAUNCHER, "lambdas.launcher.handler.handler"),
+        (STATUS, "lambdas.status.handler.handler"),
+    ):
+        props = function(template, name)["Properties"]
+        assert props["Handler"] == handler
+        assert props["TracingConfig"] == {"Mode": "Active"}
+        assert props["Layers"] == [{"Ref": layer}]
+        log_group = props["LoggingConfig"]["LogGroup"]["Ref"]
+        retention = template.find_resources("AWS::Logs::LogGroup")[log_group]["Properties"]["RetentionInDays"]
+        assert retention == 30
+
+
+def test_new_task_definition_runs_the_worker_image_with_awslogs(template: Template) -> None:
+    _, task_definition = only(template, "AWS::ECS::TaskDefinition")
+    props = task_definition["Properties"]
+    assert props["Family"] == "airflow-ecs-worker"
+    assert props["RequiresCompatibilities"] == ["FARGATE"]
+    (container,) = props["ContainerDefinitions"]
+    assert container["Name"] == "base"
+    assert container["Image"] == "apache/airflow:3.3.2"
+    assert container["LogConfiguration"]["LogDriver"] == "awslogs"
+    assert container["LogConfiguration"]["Options"]["awslogs-stream-prefix"] == "airflow"
+    template.has_resource_properties(
+        "AWS::ECS::Cluster",
+        {
+            "ClusterSettings": [{"Name": "containerInsights", "Value": "enabled"}],
+            "ClusterName": "airflow-ecs",
+        },
+    )
+
+
+def test_new_vpc_is_two_public_subnets_without_nat(template: Template) -> None:
+    template.resource_count_is("AWS::EC2::VPC", 1)
+    template.resource_count_is("AWS::EC2::Subnet", 2)
+    template.resource_count_is("AWS::EC2::NatGateway", 0)
+    template.has_resource_properties("AWS::EC2::FlowLog", {"TrafficType": "REJECT"})
+    _, group = only(template, "AWS::EC2::SecurityGroup")
+    assert "SecurityGroupIngress" not in group["Properties"]
+
+
+def test_alarms_topic_and_dashboard(template: Template) -> None:
+    alarms = template.find_resources("AWS::CloudWatch::Alarm")
+    metrics = sorted(a["Properties"]["MetricName"] for a in alarms.values())
+    assert metrics == sorted(
+        ["ApproximateNumberOfMessagesVisible"] * 3 + ["Errors"] * 2 + ["ApproximateAgeOfOldestMessage"]
+    )
+    topic_id, topic = only(template, "AWS::SNS::Topic")
+    assert "KmsMasterKeyId" in topic["Properties"]
+    for alarm in alarms.values():
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic_id}]
+    template.has_resource_properties("AWS::KMS::Key", {"EnableKeyRotation": True})
+    template.resource_count_is("AWS::SNS::Subscription", 0)  # no alarmEmail by default
+    template.resource_count_is("AWS::CloudWatch::Dashboard", 1)
+
+
+def test_outputs_include_ready_to_paste_airflow_settings(template: Template) -> None:
+    outputs = template.to_json()["Outputs"]
+    for name in (
+        "QueueUrl", "TableName", "Region", "Cluster", "TaskDefinition", "LogGroup", "EventBusName", "SchedulerPolicyArn",
+    ):  # fmt: skip
+        assert name in outputs
+    lines = {}
+    for output in outputs.values():
+        value = output["Value"]
+        first = value if isinstance(value, str) else value.get("Fn::Join", ["", [""]])[1][0]
+        if first.startswith("AIRFLOW__ECS_EVENT_EXECUTOR__"):
+            lines[first.split("=", 1)[0]] = value
+    assert set(lines) == {
+        f"AIRFLOW__ECS_EVENT_EXECUTOR__{key}"
+        for key in (
+            "QUEUE_URL",
+            "TABLE_NAME",
+            "REGION_NAME",
+            "LOG_GROUP",
+            "LOG_STREAM_PREFIX",
+            "CONTAINER_NAME",
+        )
+    }
+    assert (
+        lines["AIRFLOW__ECS_EVENT_EXECUTOR__CONTAINER_NAME"]
+        == "AIRFLOW__ECS_EVENT_EXECUTOR__CONTAINER_NAME=base"
+    )
+    assert lines["AIRFLOW__ECS_EVENT_EXECUTOR__QUEUE_URL"]["Fn::Join"][1][1] == {
+        "Ref": launch_queue_id(template)
+    }
