@@ -1,0 +1,61 @@
+"""The other options of a new VPC and task definition: NAT and private subnets, email alarms, the API server URL.
+
+Also proves the conditional cdk-nag acknowledgments (ECS2 with a plain variable, VPC7 without flow logs) keep
+the synth passing.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.infra.conftest import InProcessSynth, synth_in_process
+from tests.infra.helpers import function, only
+
+OPTIONS = {
+    "namePrefix": "airflow-private",
+    "natGateways": 1,
+    "assignPublicIp": False,
+    "vpcFlowLogs": False,
+    "executionApiServerUrl": "https://airflow.example.com/execution/",
+    "alarmEmail": "ops@example.com",
+    "statusReservedConcurrency": 10,
+    "launcherMaxConcurrency": 20,
+    "capacityProviderStrategy": [{"capacityProvider": "FARGATE_SPOT", "weight": 1}],
+    "launchType": None,
+}
+
+
+@pytest.fixture(scope="module")
+def private_synth(tmp_path_factory: pytest.TempPathFactory) -> InProcessSynth:
+    return synth_in_process(tmp_path_factory.mktemp("private"), **OPTIONS)
+
+
+def test_tasks_run_in_private_subnets_behind_nat(private_synth: InProcessSynth) -> None:
+    t = private_synth.template
+    t.resource_count_is("AWS::EC2::NatGateway", 1)
+    t.resource_count_is("AWS::EC2::Subnet", 4)
+    t.resource_count_is("AWS::EC2::FlowLog", 0)
+    env = function(t, "airflow-private-launcher")["Properties"]["Environment"]["Variables"]
+    assert env["ASSIGN_PUBLIC_IP"] == "false"
+    subnet_refs = {part["Ref"] for part in env["SUBNETS"]["Fn::Join"][1] if isinstance(part, dict)}
+    private = t.find_resources("AWS::EC2::Subnet", {"Properties": {"MapPublicIpOnLaunch": False}})
+    assert subnet_refs == set(private)
+    assert env["CAPACITY_PROVIDER_STRATEGY"] == '[{"capacityProvider": "FARGATE_SPOT", "weight": 1}]'
+
+
+def test_worker_container_gets_the_execution_api_server_url(private_synth: InProcessSynth) -> None:
+    _, task_definition = only(private_synth.template, "AWS::ECS::TaskDefinition")
+    (container,) = task_definition["Properties"]["ContainerDefinitions"]
+    assert container["Environment"] == [
+        {"Name": "AIRFLOW__CORE__EXECUTION_API_SERVER_URL", "Value": "https://airflow.example.com/execution/"}
+    ]
+
+
+def test_alarm_email_subscription_and_concurrency_settings(private_synth: InProcessSynth) -> None:
+    t = private_synth.template
+    t.has_resource_properties("AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "ops@example.com"})
+    status = function(t, "airflow-private-status")["Properties"]
+    assert status["ReservedConcurrentExecutions"] == 10
+    t.has_resource_properties(
+        "AWS::Lambda::EventSourceMapping", {"ScalingConfig": {"MaximumConcurrency": 20}}
+    )
