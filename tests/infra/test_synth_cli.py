@@ -3,7 +3,10 @@ hold what the handlers import."""
 
 from __future__ import annotations
 
+import ast
 import json
+import sys
+from pathlib import Path
 
 from cfnlint.api import ManualArgs, lint_file
 
@@ -69,3 +72,63 @@ def test_layer_architecture_matches_the_functions(cli_synth: CliSynth) -> None:
             fn["Properties"]["Architectures"] == layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
         )
         assert fn["Properties"]["Runtime"] in layer["Properties"]["CompatibleRuntimes"]
+
+
+def _module_level_imports(source: Path) -> set[str]:
+    """Return the module names a file imports at module level (not in functions, not for type checking).
+
+    Names from ``from package import name`` are prefixed with ``?``: they are modules or attributes.
+    """
+    tree = ast.parse(source.read_text())
+    names: set[str] = set()
+    body = list(tree.body)
+    while body:
+        node = body.pop(0)
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+            # "from package import name": name may be a submodule (follow it) or an attribute (nothing to find).
+            names.update(f"?{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Try):
+            body.extend(node.body)
+        elif isinstance(node, ast.If) and "TYPE_CHECKING" not in ast.unparse(node.test):
+            body.extend(node.body + node.orelse)
+    return names
+
+
+def test_everything_the_handlers_import_is_in_the_runtime_or_the_assets(cli_synth: CliSynth) -> None:
+    """Follow module-level imports from each handler: each must be stdlib, boto3 (in the Lambda runtime) or bundled."""
+    layer = cli_synth.asset_dir("RuntimeLayer") / "python"
+    runtime_provided = {"boto3", "botocore"}
+    for logical_id, resource in cli_synth.template["Resources"].items():
+        if resource["Type"] != "AWS::Lambda::Function":
+            continue
+        asset = cli_synth.outdir / resource["Metadata"]["aws:asset:path"]
+        module = resource["Properties"]["Handler"].rpartition(".")[0]
+        roots = [asset, layer]
+        pending, seen, missing = [module], set(), []
+        while pending:
+            name = pending.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            optional = name.startswith("?")
+            name = name.lstrip("?")
+            top = name.split(".")[0]
+            if top in sys.stdlib_module_names or top in runtime_provided or top == "__future__":
+                continue
+            parts = name.split(".")
+            candidates = [root / Path(*parts) for root in roots]
+            files = [c.with_suffix(".py") for c in candidates] + [c / "__init__.py" for c in candidates]
+            found = [f for f in files if f.is_file()]
+            is_package_dir = any(c.is_dir() for c in candidates)
+            if not found and not is_package_dir:
+                if not optional:
+                    missing.append(name)
+                continue
+            if top in {"aws_lambda_powertools", "pydantic", "pydantic_core", "typing_extensions"}:
+                continue  # installed by pip with their own dependencies
+            for source in found:
+                pending.extend(_module_level_imports(source))
+        assert missing == [], f"{logical_id} imports modules its asset and layer do not have: {missing}"
