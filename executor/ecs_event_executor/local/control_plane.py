@@ -162,9 +162,6 @@ class ControlPlane:
         os.environ.update(merged)
         if str(REPO_ROOT) not in sys.path:
             sys.path.insert(0, str(REPO_ROOT))
-        # RunTask as the launcher makes it, journaled: the end-to-end tests count ECS tasks per Airflow try.
-        boto3.setup_default_session(region_name=self.resources.region)
-        boto3.DEFAULT_SESSION.events.register("after-call.ecs.RunTask", self._journal_run_task)  # type: ignore[union-attr]
         handlers = {}
         for logical, spec in self.resources.functions.items():
             module_name, _, attr = spec.handler.rpartition(".")
@@ -173,22 +170,6 @@ class ControlPlane:
                 module.reset()
             handlers[logical] = getattr(module, attr)
         return handlers
-
-    def _journal_run_task(self, params: dict[str, Any], parsed: dict[str, Any], **_: Any) -> None:
-        env = {}
-        for override in params.get("overrides", {}).get("containerOverrides", []):
-            env.update({kv["name"]: kv["value"] for kv in override.get("environment", [])})
-        self.journal(
-            {
-                "kind": "run_task",
-                "at": time.time(),
-                "launch_id": env.get("AIRFLOW_ECS_EVENT_LAUNCH_ID"),
-                "attempt": env.get("AIRFLOW_ECS_EVENT_ATTEMPT"),
-                "client_token": params.get("clientToken"),
-                "arns": [t["taskArn"] for t in parsed.get("tasks", [])],
-                "failures": parsed.get("failures", []),
-            }
-        )
 
     def _feed_step(self, feed: QueueFeed) -> Callable[[], None]:
         handler = self.handlers[feed.function]

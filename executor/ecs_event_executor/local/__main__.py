@@ -1,0 +1,10 @@
+"""``python -m ecs_event_executor.local up|demo`` (and ``control-plane``, which ``up`` starts itself)."""
+
+from __future__ import annotations
+
+import sys
+
+from ecs_event_executor.local.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

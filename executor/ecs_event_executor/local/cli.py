@@ -1,0 +1,231 @@
+"""Command line of the local mode: ``up`` (run until Ctrl-C), ``demo`` (run the example DAG and check it)."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ecs_event_executor.control.task_item import TaskItem
+from ecs_event_executor.local.runner import Faults
+from ecs_event_executor.local.stack import EXAMPLES, LocalStack, StackOptions, stop_on_sigterm
+
+DEMO_DAG_FILE = EXAMPLES / "ecs_event_demo.py"
+FINISHED_RUN_STATES = ("success", "failed")
+
+
+def expected_states(dag_file: Path = DEMO_DAG_FILE) -> tuple[str, dict[str, str]]:
+    """Read DAG_ID and EXPECTED from the example DAG's source, without importing Airflow."""
+    values: dict[str, Any] = {}
+    for node in ast.parse(dag_file.read_text()).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            if node.targets[0].id in ("DAG_ID", "EXPECTED"):
+                values[node.targets[0].id] = ast.literal_eval(node.value)
+    return values["DAG_ID"], values["EXPECTED"]
+
+
+def ti_name(ti: dict[str, Any]) -> str:
+    index = ti.get("map_index", -1)
+    return f"{ti['task_id']}[{index}]" if index is not None and index >= 0 else str(ti["task_id"])
+
+
+def latest_items(items: Sequence[TaskItem], dag_id: str, run_id: str) -> dict[str, TaskItem]:
+    """The newest launch of every task instance of one run, keyed like EXPECTED."""
+    latest: dict[str, TaskItem] = {}
+    for item in items:
+        if item.key is None or item.key.dag_id != dag_id or item.key.run_id != run_id:
+            continue
+        name = f"{item.key.task_id}[{item.key.map_index}]" if item.key.map_index >= 0 else item.key.task_id
+        best = latest.get(name)
+        if best is None or (item.key.try_number, item.queued_at or 0) > (
+            best.key.try_number,
+            best.queued_at or 0,
+        ):  # type: ignore[union-attr]
+            latest[name] = item
+    return latest
+
+
+def _seconds(start_ms: int | None, end_ms: int | None) -> str:
+    return f"{(end_ms - start_ms) / 1000:.1f}s" if start_ms and end_ms else "-"
+
+
+def outcome_table(stack: LocalStack, dag_id: str, run_id: str, expected: dict[str, str]) -> tuple[str, bool]:
+    """Return the per-task table and whether every task ended as expected."""
+    assert stack.resources is not None
+    res = stack.resources
+    tis = {ti_name(ti): ti for ti in stack.task_instances(dag_id, run_id)}
+    items = latest_items(stack.items(), dag_id, run_id)
+    rows = [("task", "state", "expected", "ECS task id", "queue→running", "run time", "log (group/stream)")]
+    ok = True
+    for name in sorted(set(expected) | set(tis)):
+        state = str((tis.get(name) or {}).get("state"))
+        want = expected.get(name, "?")
+        ok &= state == want
+        item = items.get(name)
+        task_id = item.task_arn.rsplit("/", 1)[-1] if item and item.task_arn else "-"
+        stream = f"{res.log_stream_prefix}/{res.container_name}/{task_id}" if task_id != "-" else ""
+        rows.append(
+            (
+                name,
+                state,
+                want if want == state else f"{want}  <-- MISMATCH",
+                task_id,
+                _seconds(item.queued_at, item.running_at) if item else "-",
+                _seconds(item.running_at, item.finished_at) if item else "-",
+                f"{res.log_group}/{stream}" if stream else "-",
+            )
+        )
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines), ok
+
+
+def wait_for_run(stack: LocalStack, dag_id: str, run_id: str, *, timeout: float, show: bool = True) -> str:
+    """Wait for the run to finish, printing a progress line whenever the task states change."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    start = time.monotonic()
+    while time.monotonic() < deadline:
+        state = stack.dag_run_state(dag_id, run_id)
+        counts: dict[str, int] = {}
+        for ti in stack.task_instances(dag_id, run_id):
+            counts[str(ti["state"])] = counts.get(str(ti["state"]), 0) + 1
+        line = f"run {state}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        if show and line != last:
+            print(f"  [{time.monotonic() - start:5.0f}s] {line}", flush=True)
+            last = line
+        if state in FINISHED_RUN_STATES:
+            return state
+        if dead := stack._airflow_dead():
+            raise RuntimeError(dead)
+        time.sleep(2)
+    raise TimeoutError(f"run {run_id} of {dag_id} did not finish in {timeout:.0f}s")
+
+
+def wait_items_final(stack: LocalStack, dag_id: str, run_id: str, *, timeout: float) -> None:
+    """Wait (bounded) until every launch of the run has reached a terminal state in the task table."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        items = latest_items(stack.items(), dag_id, run_id)
+        if all(item.state.terminal for item in items.values()):
+            return
+        time.sleep(1)
+
+
+def ecs_tasks_per_try(stack: LocalStack) -> dict[tuple[Any, ...], int]:
+    """Count the ECS tasks started per Airflow task try (moto makes one task per RunTask; the runner sees all)."""
+    counts: dict[tuple[Any, ...], int] = {}
+    for record in stack.journal():
+        if record["kind"] in ("discovered", "held") and record.get("ti"):
+            ti = record["ti"]
+            key = (ti["dag_id"], ti["run_id"], ti["task_id"], ti["map_index"], ti["try_number"])
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def demo(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    dag_id, expected = expected_states()
+
+    def step(text: str) -> None:
+        print(f"[{time.monotonic() - started:5.1f}s] {text}", flush=True)
+
+    stack = LocalStack(StackOptions(concurrency=args.concurrency, use_template=not args.contract_only))
+    try:
+        step(f"state and logs in {stack.state_dir}")
+        step("starting moto_server and creating the stack's resources")
+        resources = stack.start_aws()
+        step(f"resources from the {resources.template_origin}; local AWS at {resources.endpoint}")
+        stack.start_control_plane()
+        step("control plane running: launcher and status handlers, local ECS runner")
+        step("starting Airflow (db migrate, api-server, dag-processor, scheduler)")
+        stack.start_airflow()
+        step(f"Airflow up at {stack.api_url}; waiting for {dag_id} to be parsed")
+        stack.wait_dag(dag_id)
+        run_id = stack.trigger(dag_id)
+        step(f"triggered {dag_id} run {run_id}")
+        state = wait_for_run(stack, dag_id, run_id, timeout=args.timeout)
+        # Airflow records a task's end from the worker, before its ECS task has stopped: wait for the STOPPED events.
+        wait_items_final(stack, dag_id, run_id, timeout=60)
+        table, ok = outcome_table(stack, dag_id, run_id, expected)
+        step(f"run finished: {state}\n\n{table}\n")
+        tasks = ecs_tasks_per_try(stack)
+        step(
+            f"{sum(tasks.values())} ECS tasks for {len(tasks)} task tries; logs of every process under {stack.state_dir / 'logs'}"
+        )
+        if ok:
+            step("every task ended as the DAG expects")
+        else:
+            step("some tasks did NOT end as the DAG expects (see MISMATCH above)")
+        return 0 if ok else 1
+    except KeyboardInterrupt:
+        step("interrupted; stopping everything")
+        return 130
+    except Exception as exc:
+        step(f"demo failed: {exc}")
+        for name, path in stack.logs():
+            print(f"  {name}: {path}")
+        return 1
+    finally:
+        stack.stop()
+        step("stopped every process the demo started")
+
+
+def up(args: argparse.Namespace) -> int:
+    faults = Faults(
+        duplicate_deliveries=args.duplicate_deliveries,
+        shuffle_events=args.shuffle_events,
+        duplicate_events=args.duplicate_events,
+    )
+    stack = LocalStack(
+        StackOptions(concurrency=args.concurrency, faults=faults, use_template=not args.contract_only)
+    )
+    try:
+        stack.start()
+        assert stack.resources is not None
+        print(f"Airflow UI/API: {stack.api_url}  (every user is admin)")
+        print(f"local AWS (moto_server): {stack.resources.endpoint}")
+        print(f"state and logs: {stack.state_dir}")
+        print("Ctrl-C stops everything.", flush=True)
+        while not stack._airflow_dead():
+            time.sleep(1)
+        print(stack._airflow_dead(), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        stack.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["control-plane"]:
+        from ecs_event_executor.local.control_plane import main as control_plane_main
+
+        return control_plane_main(argv[1:])
+    parser = argparse.ArgumentParser(prog="python -m ecs_event_executor.local")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("up", "demo"):
+        p = sub.add_parser(name)
+        p.add_argument("--concurrency", type=int, default=2, help="local ECS tasks at a time (default 2)")
+        p.add_argument(
+            "--contract-only",
+            action="store_true",
+            help="build resources from the contract modules instead of the synthesized stack template",
+        )
+        if name == "demo":
+            p.add_argument("--timeout", type=float, default=900, help="seconds to wait for the DAG run")
+        else:
+            p.add_argument("--duplicate-deliveries", action="store_true")
+            p.add_argument("--shuffle-events", action="store_true")
+            p.add_argument("--duplicate-events", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    stop_on_sigterm()
+    return demo(args) if args.command == "demo" else up(args)
