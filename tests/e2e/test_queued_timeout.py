@@ -8,7 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from ecs_event_executor.control.task_item import TaskState
+from ecs_event_executor.control.task_item import TaskItem, TaskState
 from ecs_event_executor.local.procs import wait_until
 from ecs_event_executor.local.runner import Faults
 from ecs_event_executor.local.stack import LocalStack, StackOptions
@@ -59,7 +59,7 @@ def test_terminate_stops_the_local_tasks(stack: LocalStack, monkeypatch: pytest.
 
     run_id = "e2e_queued"
 
-    def running_item() -> object:
+    def running_item() -> TaskItem | None:
         return next(
             (
                 i
@@ -72,7 +72,7 @@ def test_terminate_stops_the_local_tasks(stack: LocalStack, monkeypatch: pytest.
             None,
         )
 
-    item = wait_until(running_item, timeout=240, what="long_running to run after its requeue")
+    item: TaskItem = wait_until(running_item, timeout=240, what="long_running to run after its requeue")
     # A second executor (as a scheduler taking over would) adopts the running task, then terminates.
     for key, value in stack.airflow_env.items():
         if key.startswith("AIRFLOW__ECS_EVENT_EXECUTOR__"):
@@ -82,7 +82,7 @@ def test_terminate_stops_the_local_tasks(stack: LocalStack, monkeypatch: pytest.
     executor = EcsEventExecutor(client_factory=stack.client)
     executor.start()
     ti = SimpleNamespace(
-        external_executor_id=item.launch_id,  # type: ignore[attr-defined]
+        external_executor_id=item.launch_id,
         dag_id=DAG_ID,
         task_id="long_running",
         run_id=run_id,
@@ -91,7 +91,7 @@ def test_terminate_stops_the_local_tasks(stack: LocalStack, monkeypatch: pytest.
     )
     assert executor.try_adopt_task_instances([ti]) == []  # type: ignore[list-item]
     executor.terminate()
-    final = next(i for i in stack.items() if i.launch_id == item.launch_id)  # type: ignore[attr-defined]
+    final = next(i for i in stack.items() if i.launch_id == item.launch_id)
     assert final.state is TaskState.CANCELLED, final
     finished = [r for r in stack.journal() if r["kind"] == "finished" and r["arn"] == final.task_arn]
     assert finished and finished[0]["stop_code"] == "UserInitiated", finished

@@ -23,9 +23,13 @@ def expected_states(dag_file: Path = DEMO_DAG_FILE) -> tuple[str, dict[str, str]
     """Read DAG_ID and EXPECTED from the example DAG's source, without importing Airflow."""
     values: dict[str, Any] = {}
     for node in ast.parse(dag_file.read_text()).body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            if node.targets[0].id in ("DAG_ID", "EXPECTED"):
-                values[node.targets[0].id] = ast.literal_eval(node.value)
+        if (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+            and node.targets[0].id in ("DAG_ID", "EXPECTED")
+        ):
+            values[node.targets[0].id] = ast.literal_eval(node.value)
     return values["DAG_ID"], values["EXPECTED"]
 
 

@@ -116,10 +116,8 @@ class ManagedProcess:
         """SIGTERM the group, wait up to ``grace`` seconds, then SIGKILL what is left."""
         if self.popen.poll() is None:
             self.kill(signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.popen.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                pass
         # The leader may be gone while children of the group live on.
         self.kill(signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
