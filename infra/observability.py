@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import Duration
+from aws_cdk import Aws, Duration, RemovalPolicy
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_iam as iam
@@ -80,8 +80,9 @@ class Monitoring(Construct):
             f"A launch request has waited more than {oldest} s: RunTask is throttled or capacity is short.",
         )
 
+        # Dashboard names are unique per account across regions: the region keeps two deployments apart.
         self.dashboard = cloudwatch.Dashboard(
-            self, "Dashboard", dashboard_name=f"{settings.name_prefix}-control-plane"
+            self, "Dashboard", dashboard_name=f"{settings.name_prefix}-control-plane-{Aws.REGION}"
         )
         self.dashboard.add_widgets(
             cloudwatch.GraphWidget(
@@ -136,6 +137,8 @@ class Monitoring(Construct):
             "TopicKey",
             description=f"{settings.name_prefix}: encrypts the control plane's alarm topic",
             enable_key_rotation=True,
+            removal_policy=RemovalPolicy.DESTROY,  # only alarm notifications in flight are encrypted with it
+            pending_window=Duration.days(7),
         )
         key.add_to_resource_policy(
             iam.PolicyStatement(

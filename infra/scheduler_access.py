@@ -26,7 +26,6 @@ class SchedulerAccess(Construct):
         scope: Construct,
         id_: str,
         *,
-        policy_name: str,
         queue_arn: str,
         table_arn: str,
         index_arn: str,
@@ -36,7 +35,6 @@ class SchedulerAccess(Construct):
         self.policy = iam.ManagedPolicy(
             self,
             "Policy",
-            managed_policy_name=policy_name,
             description="Airflow scheduler running the ECS event executor: send launches, read task state and logs",
             statements=[
                 iam.PolicyStatement(

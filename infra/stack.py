@@ -86,7 +86,6 @@ class EcsEventExecutorStack(Stack):
         self.scheduler_access = SchedulerAccess(
             self,
             "SchedulerAccess",
-            policy_name=f"{prefix}-scheduler",
             queue_arn=self.launcher.queue.queue_arn,
             table_arn=self.tasks.table.table_arn,
             index_arn=self.tasks.index_arn,

@@ -133,11 +133,12 @@ class TaskRuntime(Construct):
             )
             return
         family = f"{s.name_prefix}-worker"
+        # Kept when the stack is deleted, like the tasks table: they are the record of what the tasks did.
         self.log_group = logs.LogGroup(
             self,
             "TaskLogs",
             retention=log_retention(s.log_retention_days),
-            removal_policy=RemovalPolicy.DESTROY,
+            removal_policy=RemovalPolicy.RETAIN,
         )
         self.task_role = iam.Role(
             self,

@@ -190,6 +190,10 @@ def test_new_task_definition_runs_the_worker_image_with_awslogs(template: Templa
     assert container["Image"] == "apache/airflow:3.3.2"
     assert container["LogConfiguration"]["LogDriver"] == "awslogs"
     assert container["LogConfiguration"]["Options"]["awslogs-stream-prefix"] == "airflow"
+    task_logs = template.find_resources("AWS::Logs::LogGroup")[
+        container["LogConfiguration"]["Options"]["awslogs-group"]["Ref"]
+    ]
+    assert task_logs["DeletionPolicy"] == "Retain"
     template.has_resource_properties(
         "AWS::ECS::Cluster",
         {
@@ -220,7 +224,13 @@ def test_alarms_topic_and_dashboard(template: Template) -> None:
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic_id}]
     template.has_resource_properties("AWS::KMS::Key", {"EnableKeyRotation": True})
     template.resource_count_is("AWS::SNS::Subscription", 0)  # no alarmEmail by default
-    template.resource_count_is("AWS::CloudWatch::Dashboard", 1)
+    _, dashboard = only(template, "AWS::CloudWatch::Dashboard")
+    # Dashboard names are account-wide: the region in the name lets the same prefix deploy in two regions.
+    assert {"Ref": "AWS::Region"} in dashboard["Properties"]["DashboardName"]["Fn::Join"][1]
+    _, policy = only(template, "AWS::IAM::ManagedPolicy")
+    assert (
+        "ManagedPolicyName" not in policy["Properties"]
+    )  # IAM names are global too: let CloudFormation pick
 
 
 def test_outputs_include_ready_to_paste_airflow_settings(template: Template) -> None:
