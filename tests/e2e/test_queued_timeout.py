@@ -47,14 +47,21 @@ def test_task_stuck_in_queued_is_revoked_and_requeued(stack: LocalStack) -> None
     # The held launch was stopped through the control plane (StopTask → STOPPED, UserInitiated) ...
     stopped = {r["arn"] for r in journal if r["kind"] == "finished" and r.get("stop_code") == "UserInitiated"}
     assert {r["arn"] for r in held if r["ti"]["task_id"] == "quick"} <= stopped
-    items = [i for i in stack.items() if i.key and i.key.run_id == run_id and i.key.task_id == "quick"]
-    assert sorted(i.state for i in items) == [TaskState.CANCELLED, TaskState.SUCCEEDED]
+
+    def quick_states() -> list[TaskState]:
+        items = [i for i in stack.items() if i.key and i.key.run_id == run_id and i.key.task_id == "quick"]
+        return sorted(i.state for i in items)
+
+    # Airflow records success from the worker, before the ECS task has stopped: wait for its STOPPED event.
+    wait_until(lambda: all(s.terminal for s in quick_states()), timeout=60, what="quick's ECS task to stop")
+    assert quick_states() == [TaskState.CANCELLED, TaskState.SUCCEEDED]
     # ... and the same try was queued again: two ECS tasks for it, one process run.
     assert ecs_tasks_per_try(stack, run_id)[("quick", -1, 1)] == 2
     assert processes_started_per_try(stack, run_id)[("quick", -1, 1)] == 1
 
 
 def test_terminate_stops_the_local_tasks(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.models.taskinstancekey import TaskInstanceKey
     from ecs_event_executor.executor import EcsEventExecutor
 
     run_id = "e2e_queued"
@@ -87,11 +94,13 @@ def test_terminate_stops_the_local_tasks(stack: LocalStack, monkeypatch: pytest.
         task_id="long_running",
         run_id=run_id,
         map_index=-1,
-        key=("long_running", run_id),
+        key=TaskInstanceKey(DAG_ID, "long_running", run_id, 1, -1),
     )
     assert executor.try_adopt_task_instances([ti]) == []  # type: ignore[list-item]
     executor.terminate()
     final = next(i for i in stack.items() if i.launch_id == item.launch_id)
-    assert final.state is TaskState.CANCELLED, final
+    # A task stopped while running ends FAILED (or CANCELLED) with the stop's reason: Airflow fails that try.
+    assert final.state in (TaskState.FAILED, TaskState.CANCELLED), final
+    assert final.stop_code == "UserInitiated" and "terminated" in (final.reason or ""), final
     finished = [r for r in stack.journal() if r["kind"] == "finished" and r["arn"] == final.task_arn]
     assert finished and finished[0]["stop_code"] == "UserInitiated", finished
