@@ -237,8 +237,15 @@ def validate_executor_config(config: Any, *, container_name: str | None = None) 
                     f"is not a task override; allowed: {', '.join(sorted(_OVERRIDES_FIELDS))}",
                 )
             _check_type(f"overrides.{key}", value, _OVERRIDES_FIELDS[key])
+        names: set[str] = set()
         for i, container in enumerate(overrides.get("containerOverrides", [])):
-            _validate_container_override(f"overrides.containerOverrides[{i}]", container, container_name)
+            path = f"overrides.containerOverrides[{i}]"
+            _validate_container_override(path, container, container_name)
+            if container["name"] in names:
+                raise ExecutorConfigError(
+                    f"{path}.name", f"container {container['name']!r} is overridden twice"
+                )
+            names.add(container["name"])
     for key in ("tags",):
         for i, tag in enumerate(config.get(key, [])):
             if (

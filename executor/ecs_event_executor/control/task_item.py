@@ -435,7 +435,8 @@ class TaskTable:
                 raise
             # A redelivered or duplicated message: the item exists. Take the lease if its launcher went away.
             return self.claim_attempt(request.launch_id, 1, lease_seconds=lease_seconds)
-        return Claim(ClaimOutcome.CLAIMED, self.get(request.launch_id))
+        # The item is exactly what was written: no need to read it back.
+        return Claim(ClaimOutcome.CLAIMED, TaskItem.from_raw(_serialize(values)))
 
     def claim_attempt(self, launch_id: str, attempt: int, *, lease_seconds: float) -> Claim:
         """Take the launch lease for ``attempt`` if no ECS task is known for it and no live lease is held."""
