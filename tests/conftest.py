@@ -60,3 +60,11 @@ def control_plane(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Contro
     yield ControlPlane(ecs, table, queue_url, queue_arn, dlq_url, env)
     launcher_handler.reset()
     status_handler.reset()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Each end-to-end module starts a whole local system (moto_server, control plane, Airflow processes);
+    # under pytest-xdist they share one worker so two such systems never compete for the 2 cores.
+    for item in items:
+        if "e2e" in item.keywords:
+            item.add_marker(pytest.mark.xdist_group("e2e"))

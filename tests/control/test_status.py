@@ -209,3 +209,26 @@ def test_stop_of_a_cancelled_task_ends_cancelled(control_plane: ControlPlane) ->
         == "Finished"
     )
     assert state(control_plane, launch_id).state is TaskState.CANCELLED
+
+
+def test_stop_of_a_cancelled_task_with_an_exit_code_ends_cancelled(control_plane: ControlPlane) -> None:
+    """A container killed by our StopTask may still report an exit code (137): the launch was cancelled."""
+    from ecs_event_executor.control.messages import CancelRequest
+
+    launch_id, task = launch(control_plane)
+    cancel = CancelRequest(
+        launch_id=launch_id, owner=state(control_plane, launch_id).owner or "", reason="terminated"
+    )
+    launcher_handler.handler(body_event([cancel.to_json()], control_plane.queue_arn), LambdaContextStub())
+    stopped = task_event(
+        task,
+        last_status="STOPPED",
+        version=5,
+        exit_code=137,
+        stop_code="UserInitiated",
+        stopped_reason="terminated",
+    )
+    assert send(stopped) == "Finished"
+    final = state(control_plane, launch_id)
+    assert final.state is TaskState.CANCELLED
+    assert final.reason is not None and final.reason.startswith("terminated")

@@ -21,7 +21,6 @@ from ecs_event_executor.control.ecs_state import (
     ATTEMPT_ENV,
     LAUNCH_ID_ENV,
     STARTED_BY,
-    Failure,
     Outcome,
     TaskStateChange,
     map_event,
@@ -153,7 +152,8 @@ class StatusTracker:
         item = self.table.get(launch_id)
         if item is None:
             return StatusResult.UNKNOWN_TASK
-        if outcome.failure is Failure.USER_STOPPED and item.cancel_requested:
+        # Our own StopTask (revoke, terminate): the container may still leave an exit code (137 after SIGKILL).
+        if item.cancel_requested and snap.stop_code == "UserInitiated":
             return replace(
                 snap, state=TaskState.CANCELLED, reason=f"{item.reason or 'cancelled'} ({outcome.reason})"
             )
