@@ -1,0 +1,53 @@
+"""Operator commands: list tasks by state, show one task's history, replay the launch DLQ after a fix."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from ecs_event_executor.cli import main
+
+from lambdas.launcher import handler as launcher_handler
+from tests.conftest import ControlPlane
+from tests.support.aws import LambdaContextStub, body_event
+from tests.support.requests import launch_request
+
+
+def test_tasks_and_show(control_plane: ControlPlane, capsys: pytest.CaptureFixture[str]) -> None:
+    ok = launch_request("ok", owner="team-a:1")
+    late = launch_request("late", owner="team-a:1", deadline_in=-1)
+    launcher_handler.handler(
+        body_event([ok.to_json(), late.to_json()], control_plane.queue_arn), LambdaContextStub()
+    )
+
+    assert main(["--table", control_plane.table, "tasks", "--state", "failed"]) == 0
+    listing = capsys.readouterr().out
+    assert late.launch_id in listing and ok.launch_id not in listing
+    assert "total 1 FAILED=1" in listing
+
+    assert main(["--table", control_plane.table, "tasks", "--owner", "team-a:1"]) == 0
+    assert "total 2 PENDING=1 FAILED=1" in capsys.readouterr().out
+
+    assert main(["--table", control_plane.table, "show", late.launch_id]) == 0
+    shown = capsys.readouterr().out
+    assert "task_queued_timeout" in shown and "FAILED" in shown and "example" in shown
+    assert main(["--table", control_plane.table, "show", "missing-launch-id"]) == 1
+
+
+def test_replay_dlq_moves_fixed_messages_and_keeps_poison(
+    control_plane: ControlPlane, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sqs = control_plane.client("sqs")
+    good = launch_request("replayed")
+    sqs.send_message(QueueUrl=control_plane.dlq_url, MessageBody=good.to_json())
+    sqs.send_message(
+        QueueUrl=control_plane.dlq_url,
+        MessageBody=json.dumps({"schema": 1, "kind": "nonsense"}),
+        MessageAttributes={"FailureReason": {"DataType": "String", "StringValue": "kind: bad"}},
+    )
+    args = ["replay-dlq", "--dlq-url", control_plane.dlq_url, "--to-queue", control_plane.queue_url]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "replayed 1, left 1" in out and "still malformed" in out
+    replayed = sqs.receive_message(QueueUrl=control_plane.queue_url)["Messages"]
+    assert [m["Body"] for m in replayed] == [good.to_json()]
