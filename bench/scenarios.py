@@ -1,0 +1,302 @@
+"""The scenarios of issue 6, each run once per executor in its own emulated account under the same model."""
+
+from __future__ import annotations
+
+import copy
+import re
+import statistics
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.emulator import ACCOUNT, REGION
+from bench.model import AwsModel
+from bench.world import TABLE, LoopRecord, World
+
+KINDS = ("ours", "reference")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class SteadyResult:
+    running: int
+    requests_per_loop: float
+    max_requests_per_loop: int
+    blocking_per_loop: float
+    cpu_per_loop: float
+    operations: Counter[str]
+    # 1,000 running + 100 newly queued (only measured at 1,000)
+    queue_loop_blocking: float | None = None
+    queue_loop_requests: int | None = None
+
+
+@dataclass
+class LifecycleResult:
+    """Burst (scenario 2), then churn (scenario 3), and the whole run's requests (scenario 4)."""
+
+    tasks: int
+    all_launched_after: float | None
+    run_task_calls: int
+    throttled_responses: int
+    failed_by_throttling: int
+    failed: int
+    launch_timeline: list[float]
+    burst_loops: list[LoopRecord]
+    churn_loops: list[LoopRecord]
+    state_latencies: list[float]
+    unreported: int
+    requests: Counter[str] = field(default_factory=Counter)
+    wru: float = 0.0
+    rru: float = 0.0
+    sqs_billed: int = 0
+    custom_events: int = 0
+    launcher_invocations: int = 0
+    launcher_gb_s: float = 0.0
+    launcher_cpu_per_record: float | None = None
+    status_invocations: int = 0
+    status_gb_s: float = 0.0
+    status_cpu_per_event: float | None = None
+    launcher_records: int = 0
+
+
+# --------------------------------------------------------------------------------- scenario 1: steady state
+
+
+def steady_state(
+    kind: str, model: AwsModel, workloads: list[Any], extra: list[Any], loops: int
+) -> SteadyResult:
+    """N tasks running, nothing changing: what one scheduler loop costs (and with 100 newly queued at 1,000)."""
+    with World(kind, model) as world:
+        _seed_running(world, workloads)
+        world.loops.clear()
+        world.start_loop()
+        world.sim.run_until(lambda: len(world.loops) >= loops, limit=10_000)
+        measured = list(world.loops)
+        result = SteadyResult(
+            running=len(workloads),
+            requests_per_loop=statistics.mean(r.requests for r in measured),
+            max_requests_per_loop=max(r.requests for r in measured),
+            blocking_per_loop=statistics.median(r.blocking for r in measured),
+            cpu_per_loop=statistics.median(r.cpu for r in measured),
+            operations=sum((r.by_operation for r in measured), Counter()),
+        )
+        if extra:
+            world.pending = list(extra)
+            before = len(world.loops)
+            world.sim.run_until(lambda: len(world.loops) > before, limit=10_000)
+            loop = world.loops[before]
+            result.queue_loop_blocking = loop.blocking
+            result.queue_loop_requests = loop.requests
+        world.loop_running = False
+        return result
+
+
+def _seed_running(world: World, workloads: list[Any]) -> None:
+    """Bring ``workloads`` to RUNNING before the measurement, outside it (no latency, nothing counted).
+
+    Both executors queue them through their real path. The reference's RunTask calls start the tasks in the ECS
+    model, which are then marked RUNNING. For ours the launch messages are taken off the queue and their task
+    items written: the first through the real launcher and status writes, the rest cloned from it into moto's
+    store (writing 10,000 items through moto's HTTP path alone would take minutes).
+    """
+    sim = world.sim
+    with world.emu.free(), world._as(world.scheduler):
+        for workload in workloads:
+            world.executor.queue_workload(workload, session=None)
+        world.executor.heartbeat()
+        if world.kind == "reference":
+            for arn in list(world.emu.ecs.tasks):
+                world.emu.ecs.transition(arn, "RUNNING", quiet=True)
+        else:
+            _write_running_items(world)
+        # Let the change feed's overlap window pass, then read once: from here on nothing changes.
+        world.scheduler.time += 60.0
+        sim.now = world.scheduler.time
+        world.executor.heartbeat()
+        world.executor.get_event_buffer()
+    sim._events.clear()
+    world.launched.clear()
+
+
+def _write_running_items(world: World) -> None:
+    from ecs_event_executor.control.ecs_state import STARTED_BY
+    from ecs_event_executor.control.messages import LaunchRequest, parse_message
+    from ecs_event_executor.control.task_item import Attr, EcsSnapshot, TaskState, TaskTable
+    from moto.dynamodb.models import dynamodb_backends
+
+    queue = world.emu.launch_queue
+    requests = [
+        m
+        for m in (parse_message(msg.body) for msg in queue.messages.values())
+        if isinstance(m, LaunchRequest)
+    ]
+    queue.messages.clear()
+    if not requests:
+        return
+    table = TaskTable(TABLE, client=world.emu.client("dynamodb"), clock=world.sim.clock)
+    first = requests[0]
+    arn = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/airflow/{'0' * 32}"
+    table.create_for_launch(first, lease_seconds=60)
+    table.record_launched(first.launch_id, 1, task_arn=arn, cluster_arn=None)
+    snapshot = EcsSnapshot(state=TaskState.RUNNING, task_arn=arn, version=3, last_status="RUNNING")
+    table.apply_ecs_event(first.launch_id, 1, snapshot)
+    backend = dynamodb_backends[ACCOUNT][REGION]
+    template = world.emu.billing.stored({"S": first.launch_id})
+    assert template is not None and STARTED_BY
+    for i, request in enumerate(requests[1:], start=1):
+        item = copy.deepcopy(template)
+        item[Attr.PK] = {"S": request.launch_id}
+        item[Attr.RUN_ID] = {"S": request.key.run_id}
+        item[Attr.REQUEST] = {"S": request.to_json()}
+        item[Attr.TASK_ARN] = {"S": f"{arn[:-32]}{i:032x}"}
+        backend.put_item(TABLE, item)
+
+
+# ------------------------------------------------------------------------- scenarios 2-4: one lifecycle
+
+
+def lifecycle(
+    kind: str, model: AwsModel, workloads: list[Any], *, churn_seconds: float = 60.0
+) -> LifecycleResult:
+    """A burst of queued tasks until all are launched, they run, then all finish over ``churn_seconds``."""
+    count = len(workloads)
+    with World(kind, model) as world:
+        t0 = world.sim.now
+        world.pending = list(workloads)
+        world.start_loop()
+        launched = world.sim.run_until(
+            lambda: len(world.launched) >= count or (len(world.failed_keys) > 0 and _settled(world, count)),
+            limit=1800,
+        )
+        all_launched_after = (max(world.launched) - t0) if launched and len(world.launched) >= count else None
+        burst_loops = list(world.loops)
+        # Every task reaches RUNNING (and the executor has seen it), then the feed goes quiet.
+        world.run_for(model.fargate_running_after + 20)
+        # Churn: the containers exit one by one over churn_seconds.
+        tasks = list(world.emu.ecs.tasks.values())
+        start = world.sim.now + 1
+        exits: dict[Any, float] = {}
+        for i, task in enumerate(tasks):
+            when = start + churn_seconds * i / max(1, len(tasks))
+            key = world.airflow_key_of(task)
+            if key is not None:
+                exits[key] = when
+            world.finish_task(task["taskArn"], when)
+        churn_from = len(world.loops)
+        world.sim.run_until(
+            lambda: (
+                all(world.reported.get(k, ("", 0))[0] in ("success", "failed") for k in exits)
+                and world.sim.now > start + churn_seconds
+            ),
+            limit=world.sim.now - world.sim.start + churn_seconds + 600,
+        )
+        churn_loops = world.loops[churn_from:]
+        latencies = [
+            world.reported[k][1] - t
+            for k, t in exits.items()
+            if world.reported.get(k, ("", 0))[0] in ("success", "failed")
+        ]
+        world.loop_running = False
+        result = LifecycleResult(
+            tasks=count,
+            all_launched_after=all_launched_after,
+            run_task_calls=sum(a.requests["ecs.RunTask"] for a in world.actors),
+            throttled_responses=sum(a.throttled for a in world.actors),
+            failed_by_throttling=_failed_by_throttling(world),
+            failed=len(world.failed_keys),
+            launch_timeline=[t - t0 for t in sorted(world.launched)],
+            burst_loops=burst_loops,
+            churn_loops=churn_loops,
+            state_latencies=latencies,
+            unreported=len(exits) - len(latencies) + (count - len(exits)),
+        )
+        for actor in world.actors:
+            result.requests.update(actor.requests)
+            result.wru += actor.wru
+            result.rru += actor.rru
+            result.sqs_billed += actor.sqs_billed
+            result.custom_events += actor.custom_events
+        gb = model.launcher_memory_mb / 1024
+        result.launcher_invocations = world.launcher.invocations
+        result.launcher_gb_s = world.launcher.billed_seconds * gb
+        result.launcher_records = world.launcher.records
+        if world.launcher.records:
+            result.launcher_cpu_per_record = world.launcher.cpu / world.launcher.records
+        result.status_invocations = world.status.invocations
+        result.status_gb_s = world.status.billed_seconds * model.status_memory_mb / 1024
+        if world.status.records:
+            result.status_cpu_per_event = world.status.cpu / world.status.records
+        return result
+
+
+def _settled(world: World, count: int) -> bool:
+    return len(world.launched) + len(world.failed_keys) >= count
+
+
+def _failed_by_throttling(world: World) -> int:
+    """Tasks reported failed whose reason mentions throttling (either executor's words)."""
+    failed = 0
+    for key in world.failed_keys:
+        events = [
+            e for e in getattr(world.executor, "_task_event_logs", []) if getattr(e, "ti_key", None) == key
+        ]
+        text = " ".join(str(getattr(e, "extra", "")) for e in events)
+        if re.search(r"throttl|rate exceeded", text, re.IGNORECASE) or not events:
+            failed += 1
+    return failed
+
+
+# --------------------------------------------------------------------------------------- the Lambdas' cost
+
+
+def import_time(module: str) -> tuple[float, float]:
+    """Return (the module's cumulative import time, the sum of every import's own time), in seconds, cold."""
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", f"import {module}"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    )
+    own_total = 0
+    cumulative = 0
+    for line in proc.stderr.splitlines():
+        match = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|(\s*)(\S+)", line)
+        if not match:
+            continue
+        own_total += int(match.group(1))
+        if match.group(4) == module:
+            cumulative = int(match.group(2))
+    return cumulative / 1e6, own_total / 1e6
+
+
+def run_all(
+    model: AwsModel,
+    sizes: list[int],
+    burst: int,
+    loops: int,
+    extra_queued: int,
+    progress: Callable[[str], None],
+) -> dict[str, Any]:
+    from bench.world import make_workloads
+
+    workloads = make_workloads(max([*sizes, burst]) + extra_queued)
+    steady: dict[str, list[SteadyResult]] = {k: [] for k in KINDS}
+    for n in sizes:
+        for kind in KINDS:
+            progress(f"steady state {n:,} running: {kind}")
+            extra = (
+                workloads[n : n + extra_queued] if n == 1000 or (n == sizes[-1] and 1000 not in sizes) else []
+            )
+            steady[kind].append(steady_state(kind, model, workloads[:n], extra, loops))
+    life: dict[str, LifecycleResult] = {}
+    for kind in KINDS:
+        progress(f"burst of {burst:,}, then churn: {kind}")
+        life[kind] = lifecycle(kind, model, workloads[:burst])
+    progress("handler import times")
+    imports = {name: import_time(f"lambdas.{name}.handler") for name in ("launcher", "status")}
+    return {"steady": steady, "lifecycle": life, "imports": imports}

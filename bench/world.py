@@ -1,0 +1,496 @@
+"""One emulated account with one executor in it, driven the way the Airflow scheduler drives an executor.
+
+The scheduler loop calls ``queue_workload`` for what became queued, then ``heartbeat()`` (which triggers the
+queued workloads and calls ``sync()``), then sleeps ``scheduler_idle_sleep_time``. For our executor the control
+plane runs too: the launcher Lambda behind an SQS event source (batch 10, maximum concurrency 5) and the status
+Lambda behind the ECS task-state rule, both through their real ``handler(event, context)``. ECS tasks move on
+the model's timetable and emit their task-state events.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from bench.emulator import (
+    CLUSTER,
+    DLQ_URL,
+    QUEUE_URL,
+    REGION,
+    Emulator,
+    fast_moto_projection,
+    simulated_retry_sleeps,
+    task_state_event,
+)
+from bench.model import Actor, AwsModel, Sim
+
+TABLE = "airflow-tasks"
+BUS = "airflow-ecs-event-executor-events"
+TASK_DEFINITION = f"arn:aws:ecs:{REGION}:123456789012:task-definition/airflow-worker:1"
+PARALLELISM = 1_000_000  # the bench measures executors, not Airflow's parallelism limit
+
+_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+    # Ours: [ecs_event_executor]
+    "AIRFLOW__ECS_EVENT_EXECUTOR__QUEUE_URL": QUEUE_URL,
+    "AIRFLOW__ECS_EVENT_EXECUTOR__TABLE_NAME": TABLE,
+    "AIRFLOW__ECS_EVENT_EXECUTOR__REGION_NAME": REGION,
+    "AIRFLOW__ECS_EVENT_EXECUTOR__CONN_ID": "none",
+    # Reference: [aws_ecs_executor], the same launch settings.
+    "AIRFLOW__AWS_ECS_EXECUTOR__CLUSTER": CLUSTER,
+    "AIRFLOW__AWS_ECS_EXECUTOR__CONTAINER_NAME": "base",
+    "AIRFLOW__AWS_ECS_EXECUTOR__TASK_DEFINITION": TASK_DEFINITION,
+    "AIRFLOW__AWS_ECS_EXECUTOR__LAUNCH_TYPE": "FARGATE",
+    "AIRFLOW__AWS_ECS_EXECUTOR__SUBNETS": "subnet-0bench",
+    "AIRFLOW__AWS_ECS_EXECUTOR__SECURITY_GROUPS": "sg-0bench",
+    "AIRFLOW__AWS_ECS_EXECUTOR__ASSIGN_PUBLIC_IP": "False",
+    "AIRFLOW__AWS_ECS_EXECUTOR__REGION_NAME": REGION,
+    "AIRFLOW__AWS_ECS_EXECUTOR__CHECK_HEALTH_ON_STARTUP": "False",
+    # The Lambdas (as the stack sets them).
+    "TASKS_TABLE_NAME": TABLE,
+    "CLUSTER": CLUSTER,
+    "TASK_DEFINITION": TASK_DEFINITION,
+    "CONTAINER_NAME": "base",
+    "LAUNCH_TYPE": "FARGATE",
+    "SUBNETS": "subnet-0bench",
+    "SECURITY_GROUPS": "sg-0bench",
+    "ASSIGN_PUBLIC_IP": "false",
+    "EVENT_BUS_NAME": BUS,
+    "LAUNCH_QUEUE_URL": QUEUE_URL,
+    "DEAD_LETTER_QUEUE_URL": DLQ_URL,
+    "POWERTOOLS_METRICS_DISABLED": "true",
+    "POWERTOOLS_LOG_LEVEL": "ERROR",
+    "POWERTOOLS_METRICS_NAMESPACE": "Bench",
+}
+
+
+def prepare_environment() -> None:
+    """Set what Airflow, boto3 and the handlers read at import; call before importing any of them."""
+    os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="bench-airflow-home-"))
+    os.environ.setdefault("AIRFLOW__API_AUTH__JWT_SECRET", "bench-only-secret")
+    os.environ.update(_ENV)
+
+
+# ---------------------------------------------------------------------------------------------- workloads
+
+
+def make_workloads(count: int, prefix: str = "bench") -> list[Any]:
+    """Return ``count`` ExecuteTask workloads built from real (not persisted) TaskInstances, as the scheduler does."""
+    from airflow.executors.workloads import BundleInfo, ExecuteTask
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.providers.standard.operators.empty import EmptyOperator
+    from airflow.sdk import DAG
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    with DAG("bench", schedule=None) as dag:
+        EmptyOperator(task_id="work")
+    task = DagSerialization.from_dict(DagSerialization.to_dict(dag)).get_task("work")
+    workloads = []
+    for i in range(count):
+        ti = TaskInstance(task=task, run_id=f"{prefix}-{i:05d}", dag_version_id=uuid.uuid4())
+        ti.try_number = 1
+        workloads.append(
+            ExecuteTask.make(ti, dag_rel_path=Path("bench.py"), bundle_info=BundleInfo(name="dags-folder"))
+        )
+    return workloads
+
+
+# ------------------------------------------------------------------------------------------------ records
+
+
+@dataclass
+class LoopRecord:
+    """One scheduler loop's executor heartbeat."""
+
+    started: float
+    blocking: float  # modelled waits + the executor's own CPU
+    cpu: float
+    waited: float
+    requests: int
+    by_operation: Counter[str]
+    queued: int
+
+
+@dataclass
+class LambdaLedger:
+    invocations: int = 0
+    records: int = 0
+    billed_seconds: float = 0.0
+    cpu: float = 0.0
+
+
+@dataclass
+class _Context:
+    """The attributes Powertools reads from a Lambda context."""
+
+    function_name: str
+    memory_limit_in_mb: int
+    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:123456789012:function:bench"
+    aws_request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 60_000
+
+
+class World:
+    """An emulated account with one executor (``ours`` or ``reference``) and, for ours, the control plane."""
+
+    def __init__(self, kind: str, model: AwsModel, *, seed: int = 7) -> None:
+        assert kind in ("ours", "reference")
+        self.kind = kind
+        self.model = model
+        self.seed = seed
+        self._stack = contextlib.ExitStack()
+        self.loops: list[LoopRecord] = []
+        self.loop_running = False
+        self.pending: list[Any] = []  # workloads the scheduler queues at the next loop
+        self.reported: dict[Any, tuple[str, float]] = {}  # Airflow key -> (state, simulated time)
+        self.launched: list[float] = []  # RunTask successes, simulated time
+        self.launcher = LambdaLedger()
+        self.status = LambdaLedger()
+        self.failed_keys: set[Any] = set()
+
+    # ---------------------------------------------------------------------------------------- set-up
+
+    def __enter__(self) -> World:
+        from ecs_event_executor.control.task_item import table_definition
+        from moto import mock_aws
+
+        random.seed(self.seed)
+        self._stack.enter_context(mock_aws())
+        self.sim = Sim(start=time.time())
+        definition = table_definition(TABLE)
+        self.emu = Emulator(self.sim, self.model, definition)
+        self._stack.enter_context(simulated_retry_sleeps(self.sim))
+        self._stack.enter_context(fast_moto_projection())
+        with self.emu.free():
+            self.emu.client("dynamodb").create_table(**definition)
+        self.scheduler = Actor(f"{self.kind}:scheduler", time=self.sim.start)
+        self.esm = Actor("launch-queue poller", time=self.sim.start)
+        self.status_actor = Actor("status Lambda", time=self.sim.start)
+        self.workers = [
+            Actor(f"launcher Lambda {i}", time=self.sim.start)
+            for i in range(self.model.launcher_max_concurrency)
+        ]
+        self._free_at = [self.sim.start] * len(self.workers)
+        self._poll_at: float | None = None
+        self.emu.ecs.on_run.append(self._task_started)
+        if self.kind == "ours":
+            self._start_control_plane()
+            self.executor = self._our_executor()
+        else:
+            self.executor = self._reference_executor()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    @property
+    def actors(self) -> list[Actor]:
+        return [self.scheduler, self.esm, self.status_actor, *self.workers]
+
+    def _our_executor(self) -> Any:
+        from ecs_event_executor.executor import EcsEventExecutor
+
+        executor = EcsEventExecutor(
+            parallelism=PARALLELISM,
+            client_factory=self.emu.client,
+            clock=self.sim.clock,
+            sleep=lambda _seconds: None,
+        )
+        executor.job_id = 1
+        with self.emu.free(), self._as(self.scheduler):
+            executor.start()
+            self.emu.launch_queue.messages.clear()  # the health check's ping
+        return executor
+
+    def _reference_executor(self) -> Any:
+        from airflow.providers.amazon.aws.executors.ecs import ecs_executor
+
+        # The provider reads timezone.utcnow() for its retry schedule: give it simulated time.
+        shim = SimpleNamespace(utcnow=lambda: datetime.fromtimestamp(self.sim.clock(), UTC))
+        self._stack.enter_context(_patched(ecs_executor, "timezone", shim))
+        executor = ecs_executor.AwsEcsExecutor(parallelism=PARALLELISM)
+        # Keep the provider's own client (its botocore config and retries); answer it from the emulator.
+        executor.ecs.meta.events.register_first("before-send", self.emu._before_send)
+        executor.IS_BOTO_CONNECTION_HEALTHY = True
+        return executor
+
+    def _start_control_plane(self) -> None:
+        from ecs_event_executor.control import bus as bus_events
+        from ecs_event_executor.control.bus import ControlPlaneBus
+        from ecs_event_executor.control.launching import Launcher, LauncherSettings
+        from ecs_event_executor.control.status_tracking import StatusSettings, StatusTracker
+        from ecs_event_executor.control.task_item import TaskTable
+
+        self.emu.relaunch_detail_type = bus_events.RELAUNCH_REQUESTED
+        settings = LauncherSettings.from_env(os.environ)
+
+        def table() -> TaskTable:
+            return TaskTable(TABLE, client=self.emu.client("dynamodb"), clock=self.sim.clock)
+
+        # One launcher per execution environment, as Lambda keeps one per concurrent invocation.
+        self._launchers = [
+            Launcher(
+                settings,
+                ecs=self.emu.client("ecs"),
+                table=table(),
+                bus=ControlPlaneBus(BUS, client=self.emu.client("events")),
+                clock=self.sim.clock,
+            )
+            for _ in self.workers
+        ]
+        self._launcher_sqs = self.emu.client("sqs")
+        self._tracker = StatusTracker(
+            StatusSettings.from_env(os.environ),
+            table=table(),
+            bus=ControlPlaneBus(BUS, client=self.emu.client("events")),
+        )
+        self.emu.launch_queue.on_send.append(self._wake_poller)
+        self.emu.ecs.on_change.append(self._deliver_event)
+
+    @contextlib.contextmanager
+    def _as(self, actor: Actor) -> Iterator[None]:
+        actor.time = max(actor.time, self.sim.now)
+        previous, self.sim.current = self.sim.current, actor
+        try:
+            yield
+        finally:
+            self.sim.current = previous
+
+    # ----------------------------------------------------------------------------------- ECS lifecycle
+
+    def _task_started(self, task: dict[str, Any]) -> None:
+        now = self.sim.clock()
+        self.launched.append(now)
+        arn = task["taskArn"]
+        ecs = self.emu.ecs
+        self.sim.at(now + self.model.fargate_pending_after, lambda: ecs.transition(arn, "PENDING"))
+        self.sim.at(now + self.model.fargate_running_after, lambda: ecs.transition(arn, "RUNNING"))
+
+    def finish_task(self, arn: str, when: float, exit_code: int = 0) -> None:
+        """Schedule the task's container to exit at ``when``: STOPPING (exit code), DEPROVISIONING, STOPPED."""
+        ecs, m = self.emu.ecs, self.model
+
+        def stopping() -> None:
+            ecs.transition(
+                arn, "STOPPING", desired="STOPPED", exit_code=exit_code, stop_code="EssentialContainerExited"
+            )
+
+        self.sim.at(when, stopping)
+        self.sim.at(when + m.deprovision_seconds, lambda: ecs.transition(arn, "DEPROVISIONING"))
+        self.sim.at(when + m.stopped_after_exit, lambda: ecs.transition(arn, "STOPPED"))
+
+    # ------------------------------------------------------------------------------ the status Lambda
+
+    def _deliver_event(self, task: dict[str, Any]) -> None:
+        from ecs_event_executor.control.ecs_state import STARTED_BY
+
+        if task.get("startedBy") != STARTED_BY:
+            return
+        event = json.loads(json.dumps(task_state_event(task)))  # as it is now, not as it will be
+        when = self.sim.clock() + self.model.eventbridge_delivery_seconds
+        self.sim.at(when, lambda: self._invoke_status(event), self.status_actor)
+
+    def _invoke_status(self, event: dict[str, Any]) -> None:
+        from lambdas.status import handler as status_handler
+
+        status_handler._tracker = self._tracker
+        self._invoke(
+            self.status_actor, self.status, lambda: status_handler.handler(event, self._context("status"))
+        )
+        self.status.records += 1
+
+    def _context(self, name: str) -> Any:
+        return _Context(function_name=name, memory_limit_in_mb=self.model.launcher_memory_mb)
+
+    def _invoke(self, actor: Actor, ledger: LambdaLedger, call: Callable[[], Any]) -> Any:
+        """Run one warm invocation on ``actor``'s clock; bill its duration (modelled waits + own CPU)."""
+        begin = actor.time
+        actor.wait(self.model.lambda_invoke_overhead_seconds)
+        emulator_before = actor.emulator_cpu
+        cpu_before = time.thread_time()
+        result = call()
+        cpu = time.thread_time() - cpu_before - (actor.emulator_cpu - emulator_before)
+        actor.time += cpu
+        if self.emu.charging:
+            ledger.invocations += 1
+            ledger.billed_seconds += actor.time - begin
+            ledger.cpu += cpu
+        return result
+
+    # ---------------------------------------------------------------- the launcher behind the event source
+
+    def _wake_poller(self, when: float) -> None:
+        when = max(when, self.sim.now)
+        if self._poll_at is not None and self._poll_at <= when:
+            return
+        self._poll_at = when
+        self.sim.at(when, self._poll, self.esm)
+
+    def _poll(self) -> None:
+        """The event source: batches of up to 10 visible messages to free execution environments."""
+        now = self.sim.clock()
+        if self._poll_at is not None and self._poll_at > now:
+            return  # superseded by an earlier wake-up that already ran... or a later one is due
+        self._poll_at = None
+        queue = self.emu.launch_queue
+        visible = queue.visible(now)
+        if not visible:
+            nxt = queue.next_visible_at()
+            if nxt is not None:
+                self._wake_poller(nxt)
+            return
+        oldest = min(m.visible_at for m in visible)
+        if (
+            len(visible) < self.model.launcher_batch_size
+            and oldest + self.model.launcher_batching_window > now
+        ):
+            self._wake_poller(oldest + self.model.launcher_batching_window)
+            return
+        for i, worker in enumerate(self.workers):
+            if self._free_at[i] > now:
+                continue
+            batch = queue.receive(now, self.model.launcher_batch_size)
+            if not batch:
+                break
+            if self.emu.charging:
+                self.esm.requests["sqs.ReceiveMessage"] += 1
+                self.esm.sqs_billed += max(1, -(-sum(len(m.body) for m in batch) // (64 * 1024)))
+            self._free_at[i] = float("inf")
+            self.sim.at(now, lambda i=i, batch=batch: self._invoke_launcher(i, batch), worker)  # type: ignore[misc]
+        if queue.visible(now):
+            busy_until = min(self._free_at)
+            if busy_until != float("inf"):
+                self._wake_poller(busy_until)
+
+    def _invoke_launcher(self, index: int, batch: list[Any]) -> None:
+        from lambdas.launcher import handler as launcher_handler
+
+        worker = self.workers[index]
+        launcher_handler._launcher = self._launchers[index]
+        launcher_handler._sqs = self._launcher_sqs
+        event = {"Records": [_sqs_record(m) for m in batch]}
+        response = self._invoke(
+            worker, self.launcher, lambda: launcher_handler.handler(event, self._context("launcher"))
+        )
+        self.launcher.records += len(batch)
+        failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
+        done = [m for m in batch if m.message_id not in failed]
+        for message in done:
+            self.emu.launch_queue.delete(message.handle)
+        if done and self.emu.charging:
+            self.esm.requests["sqs.DeleteMessageBatch"] += 1
+            self.esm.sqs_billed += 1
+        self._free_at[index] = worker.time
+        self._wake_poller(worker.time)
+
+    # ----------------------------------------------------------------------------------- the scheduler
+
+    def start_loop(self) -> None:
+        self.loop_running = True
+        self.sim.at(max(self.sim.now, self.scheduler.time), self._loop, self.scheduler)
+
+    def _loop(self) -> None:
+        if not self.loop_running:
+            return
+        actor = self.scheduler
+        begin = actor.time
+        requests_before = Counter(actor.requests)
+        waited_before = actor.waited
+        emulator_before = actor.emulator_cpu
+        cpu_before = time.thread_time()
+        queued = len(self.pending)
+        for workload in self.pending:
+            self.executor.queue_workload(workload, session=None)
+        self.pending = []
+        self.executor.heartbeat()
+        cpu = time.thread_time() - cpu_before - (actor.emulator_cpu - emulator_before)
+        actor.time += cpu
+        self._collect_states(actor.time)
+        if self.emu.charging:
+            ops = actor.requests - requests_before
+            self.loops.append(
+                LoopRecord(
+                    begin,
+                    actor.time - begin,
+                    cpu,
+                    actor.waited - waited_before,
+                    sum(ops.values()),
+                    ops,
+                    queued,
+                )
+            )
+        self.sim.at(actor.time + self.model.scheduler_idle_sleep_seconds, self._loop, actor)
+
+    def _collect_states(self, now: float) -> None:
+        for key, (state, _info) in self.executor.get_event_buffer().items():
+            state = str(state)
+            if state in ("success", "failed") or key not in self.reported:
+                self.reported[key] = (state, now)
+            if state == "failed":
+                self.failed_keys.add(key)
+
+    # -------------------------------------------------------------------------------------- helpers
+
+    def airflow_key_of(self, task: dict[str, Any]) -> Any:
+        """Return the Airflow key an ECS task runs, as this world's executor knows it."""
+        if self.kind == "reference":
+            return self.executor.active_workers.arn_to_key.get(task["taskArn"])
+        from ecs_event_executor.control.ecs_state import LAUNCH_ID_ENV
+
+        env = {
+            e["name"]: e["value"]
+            for c in task["overrides"].get("containerOverrides", [])
+            for e in c.get("environment", [])
+        }
+        return self.executor.tracked_launches.get(env.get(LAUNCH_ID_ENV, ""))
+
+    def run_for(self, seconds: float) -> None:
+        end = self.sim.now + seconds
+        self.sim.run_until(lambda: self.sim.now >= end, limit=end - self.sim.start)
+
+
+def _sqs_record(message: Any) -> dict[str, Any]:
+    return {
+        "messageId": message.message_id,
+        "receiptHandle": message.handle,
+        "body": message.body,
+        "attributes": {
+            "ApproximateReceiveCount": str(message.receive_count),
+            "SentTimestamp": str(int(message.sent_at * 1000)),
+            "SenderId": "bench",
+            "ApproximateFirstReceiveTimestamp": str(int(message.sent_at * 1000)),
+        },
+        "messageAttributes": {},
+        "md5OfBody": "",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": f"arn:aws:sqs:{REGION}:123456789012:airflow-launch",
+        "awsRegion": REGION,
+    }
+
+
+@contextlib.contextmanager
+def _patched(owner: Any, name: str, value: Any) -> Iterator[None]:
+    original = getattr(owner, name)
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
