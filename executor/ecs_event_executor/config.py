@@ -23,6 +23,7 @@ DEFAULTS: dict[str, str] = {
     "end_wait_timeout_seconds": "300",
     "reconcile_interval_seconds": "300",
     "send_retries": "3",
+    "heartbeat_max_age_seconds": "1800",
 }
 
 
@@ -63,6 +64,9 @@ class ExecutorSettings:
     reconcile_interval_seconds: float = 300.0
     send_retries: int = 3
     task_queued_timeout_seconds: float = 600.0
+    # check_health fails when the control plane's heartbeat (written by the reconciler every few minutes) is
+    # older than this: events may not be reconciled. 0 turns the check off.
+    heartbeat_max_age_seconds: float = 1800.0
 
     @property
     def is_fifo_queue(self) -> bool:
@@ -138,6 +142,7 @@ def load_settings(conf: ConfSource, team_name: str | None = None) -> ExecutorSet
         reconcile_interval_seconds=number("reconcile_interval_seconds", minimum=0),
         send_retries=number("send_retries", minimum=0, integer=True),
         task_queued_timeout_seconds=queued_timeout,
+        heartbeat_max_age_seconds=number("heartbeat_max_age_seconds", minimum=0),
     )
 
 

@@ -210,7 +210,7 @@ class EcsEventExecutor(BaseExecutor):
             problems.append(
                 f"the launch queue {self.settings.queue_url!r} is not writable: {result.unsent[0].reason}"
             )
-        # TODO(stack): once the control plane writes its heartbeat item, check its age here too.
+        problems.extend(self._heartbeat_problems())
         if problems:
             raise EcsEventExecutorError(
                 "EcsEventExecutor health check failed: "
@@ -218,6 +218,27 @@ class EcsEventExecutor(BaseExecutor):
                 + ". The executor cannot run tasks until this is fixed."
             )
         self.log.info("EcsEventExecutor health check succeeded")
+
+    def _heartbeat_problems(self) -> list[str]:
+        """Check the control plane's heartbeat (the reconciler writes it): missing is a warning, stale a problem."""
+        max_age = self.settings.heartbeat_max_age_seconds
+        if not max_age:
+            return []
+        try:
+            heartbeat = self.table.read_heartbeat()
+        except Exception as exc:
+            return [f"the control plane's heartbeat could not be read: {error_text(exc)}"]
+        if heartbeat is None:
+            # A stack deployed minutes ago may not have run its reconciler yet.
+            self.log.warning("EcsEventExecutor: no control-plane heartbeat yet; is the reconciler deployed?")
+            return []
+        age = (self._now_ms() - int(heartbeat.get("heartbeat_at", 0))) / 1000
+        if age > max_age:
+            return [
+                f"the control plane's heartbeat is {age:.0f} s old (limit {max_age:.0f} s): the reconciler is not "
+                "running, so lost ECS events would not be recovered"
+            ]
+        return []
 
     # -------------------------------------------------------------- queueing
 

@@ -85,8 +85,20 @@ def test_team_settings_come_from_the_team_variables(
 def test_health_check_reads_table_and_pings_queue(executor_env: ExecutorEnv) -> None:
     executor = executor_env.executor(job_id=42)
     assert executor.owner == "default:42"
-    assert executor_env.counter.calls == {("dynamodb", "Query"): 1, ("sqs", "SendMessageBatch"): 1}
+    assert executor_env.counter.calls == {
+        ("dynamodb", "Query"): 1,
+        ("dynamodb", "GetItem"): 1,  # the control plane's heartbeat
+        ("sqs", "SendMessageBatch"): 1,
+    }
     assert [parse_message(m["Body"]) for m in executor_env.received()] == [PingRequest(owner="default:42")]
+
+
+def test_health_check_fails_on_a_stale_control_plane_heartbeat(executor_env: ExecutorEnv) -> None:
+    executor_env.table(clock=lambda: executor_env.clock() - 3600).write_heartbeat(last_checked=0)
+    with pytest.raises(EcsEventExecutorError, match=r"heartbeat is 3600 s old \(limit 1800 s\)"):
+        executor_env.executor()
+    executor_env.table().write_heartbeat(last_checked=0)
+    assert executor_env.executor().owner
 
 
 def test_health_check_names_what_is_unreachable(
