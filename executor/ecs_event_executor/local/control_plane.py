@@ -28,11 +28,14 @@ from typing import Any
 
 import boto3
 
-from ecs_event_executor.local.resources import Bridge, LocalResources, QueueFeed
+from ecs_event_executor.local.resources import Bridge, LocalResources, QueueFeed, Schedule
 from ecs_event_executor.local.runner import Faults, LocalEcsRunner, append_jsonl
 from ecs_event_executor.local.spec import REPO_ROOT
 
 log = logging.getLogger("ecs_event_executor.local.control_plane")
+
+# Scheduled functions (the reconciler) run at most this far apart locally.
+LOCAL_SCHEDULE_MAX_SECONDS = 60.0
 
 # Environment variables that legitimately differ between the functions (each names its own service).
 _PER_FUNCTION_ENV = frozenset({"POWERTOOLS_SERVICE_NAME"})
@@ -136,6 +139,9 @@ class ControlPlane:
         self.pollers += [
             Poller(f"bridge-{b.queue_url.rsplit('/', 1)[-1]}", self._bridge_step(b))
             for b in resources.bridges
+        ]
+        self.pollers += [
+            Poller(f"schedule-{s.function}", self._schedule_step(s)) for s in resources.schedules
         ]
         self.runner = LocalEcsRunner(
             lambda service: session.client(service, endpoint_url=resources.endpoint),
@@ -241,6 +247,20 @@ class ControlPlane:
                     MessageBody=apply_input_path(message["Body"], bridge.input_path),
                 )
                 self._sqs.delete_message(QueueUrl=bridge.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+        return step
+
+    def _schedule_step(self, schedule: Schedule) -> Callable[[], None]:
+        handler = self.handlers[schedule.function]
+        # The first run happens at once (so the heartbeat exists before Airflow starts); a local demo is short,
+        # so the period is capped.
+        period = min(schedule.period_seconds(), LOCAL_SCHEDULE_MAX_SECONDS)
+        wake = threading.Event()
+
+        def step() -> None:
+            event = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
+            handler(event, LambdaContext(schedule.function))
+            wake.wait(period)
 
         return step
 

@@ -70,6 +70,22 @@ class Bridge:
 
 
 @dataclass
+class Schedule:
+    """A scheduled rule with a Lambda target (the reconciler): the control plane invokes the function itself."""
+
+    function: str
+    expression: str  # "rate(5 minutes)" as in the template
+
+    def period_seconds(self) -> float:
+        """Return the rate in seconds (cron expressions are not used by the stack)."""
+        amount, unit = self.expression.removeprefix("rate(").removesuffix(")").split()
+        return (
+            float(amount)
+            * {"minute": 60, "minutes": 60, "hour": 3600, "hours": 3600, "day": 86400, "days": 86400}[unit]
+        )
+
+
+@dataclass
 class LocalResources:
     """Everything created, in plain values (written to a JSON file for the control-plane process)."""
 
@@ -88,6 +104,7 @@ class LocalResources:
     feeds: list[QueueFeed] = field(default_factory=list)
     bridges: list[Bridge] = field(default_factory=list)
     airflow_env: dict[str, str] = field(default_factory=dict)
+    schedules: list[Schedule] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
@@ -98,6 +115,7 @@ class LocalResources:
         raw["functions"] = {k: FunctionSpec(**v) for k, v in raw["functions"].items()}
         raw["feeds"] = [QueueFeed(**f) for f in raw["feeds"]]
         raw["bridges"] = [Bridge(**b) for b in raw["bridges"]]
+        raw["schedules"] = [Schedule(**s) for s in raw.get("schedules", [])]
         return cls(**raw)
 
     def save(self, path: Path) -> None:
@@ -284,7 +302,15 @@ def create_resources(endpoint: str, template: dict[str, Any], *, origin: str) ->
 
     result_feeds: list[QueueFeed] = []
     bridges: list[Bridge] = []
+    schedules: list[Schedule] = []
     for logical, props in _of_type(template, "AWS::Events::Rule"):
+        if "ScheduleExpression" in props:
+            # moto does not fire scheduled rules: the control plane invokes their Lambda targets on the rate.
+            for target in props.get("Targets", []):
+                arn = resolve(target["Arn"])
+                if isinstance(arn, str) and arn.startswith("lambda:"):
+                    schedules.append(Schedule(arn.split(":", 1)[1], props["ScheduleExpression"]))
+            continue
         bus_name = resolve(props.get("EventBusName", "default"))
         events.put_rule(
             Name=logical,
@@ -365,6 +391,7 @@ def create_resources(endpoint: str, template: dict[str, Any], *, origin: str) ->
         feeds=result_feeds,
         bridges=bridges,
         airflow_env=airflow_env,
+        schedules=schedules,
     )
 
 
