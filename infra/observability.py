@@ -34,6 +34,8 @@ class Monitoring(Construct):
         launch_queue: sqs.IQueue,
         dead_letter_queues: Sequence[tuple[str, sqs.IQueue]],
         functions: Sequence[tuple[str, lambda_.IFunction]],
+        lost_tasks: cloudwatch.IMetric,
+        reconciler_metrics: Sequence[cloudwatch.IMetric],
     ) -> None:
         super().__init__(scope, id_)
         self.topic = self._topic(settings)
@@ -70,7 +72,8 @@ class Monitoring(Construct):
                 f"{label}-errors",
                 function.metric_errors(period=PERIOD, statistic="Sum"),
                 0,
-                f"The {label} Lambda failed (see its log group); the affected messages or events are retried.",
+                f"The {label} Lambda failed (see its log group). Launch messages and ECS events are retried; a "
+                "failed reconciler pass is repeated by the next one.",
             )
         oldest = min(OLDEST_LAUNCH_AGE_SECONDS, settings.retry_horizon_seconds // 2)
         alarm(
@@ -78,6 +81,13 @@ class Monitoring(Construct):
             launch_queue.metric_approximate_age_of_oldest_message(period=PERIOD, statistic="Maximum"),
             oldest,
             f"A launch request has waited more than {oldest} s: RunTask is throttled or capacity is short.",
+        )
+        alarm(
+            "reconciler-lost-tasks",
+            lost_tasks,
+            0,
+            "The reconciler ended tasks FAILED whose state-change events were lost and that ECS no longer knows: "
+            "check the ECS-events DLQ and the status Lambda's errors; the affected tasks' reason says so.",
         )
 
         # Dashboard names are unique per account across regions: the region keeps two deployments apart.
@@ -122,7 +132,8 @@ class Monitoring(Construct):
                     width=12,
                 )
                 for label, function in functions
-            ]
+            ],
+            cloudwatch.GraphWidget(title="Reconciler passes", left=list(reconciler_metrics), width=12),
         )
         self.dashboard.add_widgets(
             cloudwatch.AlarmStatusWidget(title="Alarms", alarms=list(self.alarms), width=24)

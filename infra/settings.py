@@ -57,6 +57,10 @@ QUEUE_RETENTION_MARGIN_SECONDS = 3600
 MAX_QUEUE_RETENTION_SECONDS = 14 * 24 * 3600
 # The SQS event source's MaximumConcurrency must be in this range.
 MIN_ESM_CONCURRENCY, MAX_ESM_CONCURRENCY = 2, 1000
+# DescribeTasks shows a stopped task for about an hour after it stops, then ECS forgets it. An active item the
+# reconciler checked is checked again at most stale-after + one period later; keeping that within 40 minutes leaves
+# 20 for a failed or throttled pass, so a task whose events were lost is still found with its exit code.
+MAX_RECONCILE_WINDOW_SECONDS = 2400
 
 _PREFIX = re.compile(r"^[a-z][a-z0-9-]{0,22}[a-z0-9]$")
 _AZ = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d[a-z]$")
@@ -122,6 +126,9 @@ class Settings:
     log_retention_days: int = 30
     alarm_email: str | None = None
     alarm_topic_arn: str | None = None
+    # Reconciler: how often it runs, and how long an active item may go unchanged before it asks ECS.
+    reconcile_every_minutes: int = 5
+    reconcile_stale_after_seconds: int = 600
 
     @property
     def new_vpc(self) -> bool:
@@ -195,6 +202,8 @@ _FIELDS: Mapping[str, str] = {
     "logRetentionDays": "log_retention_days",
     "alarmEmail": "alarm_email",
     "alarmTopicArn": "alarm_topic_arn",
+    "reconcileEveryMinutes": "reconcile_every_minutes",
+    "reconcileStaleAfterSeconds": "reconcile_stale_after_seconds",
 }
 
 
@@ -400,6 +409,7 @@ def load_settings(context: Mapping[str, Any] | None) -> Settings:
     if alarm_email and alarm_topic_arn:
         raise r.error("alarmEmail", "set alarmEmail (a new topic) or alarmTopicArn (your topic), not both")
     assert launcher_max_concurrency is not None and retry_horizon is not None and ttl_days is not None
+    reconcile_every, stale_after = _reconcile(r, d)
 
     return Settings(
         name_prefix=name_prefix or d.name_prefix,
@@ -434,7 +444,26 @@ def load_settings(context: Mapping[str, Any] | None) -> Settings:
         log_retention_days=retention or d.log_retention_days,
         alarm_email=alarm_email,
         alarm_topic_arn=alarm_topic_arn,
+        reconcile_every_minutes=reconcile_every,
+        reconcile_stale_after_seconds=stale_after,
     )
+
+
+def _reconcile(r: _Reader, d: Settings) -> tuple[int, int]:
+    """Read reconcileEveryMinutes / reconcileStaleAfterSeconds: together well inside ECS's memory of stopped tasks."""
+    every = r.integer("reconcileEveryMinutes", d.reconcile_every_minutes, 1, 30)
+    stale_after = r.integer(
+        "reconcileStaleAfterSeconds", d.reconcile_stale_after_seconds, 60, MAX_RECONCILE_WINDOW_SECONDS - 60
+    )
+    assert every is not None and stale_after is not None
+    window = stale_after + every * 60
+    if window > MAX_RECONCILE_WINDOW_SECONDS:
+        raise r.error(
+            "reconcileStaleAfterSeconds",
+            f"{stale_after} s plus reconcileEveryMinutes ({every} min) is {window} s; keep the sum within "
+            f"{MAX_RECONCILE_WINDOW_SECONDS} s, well inside the hour ECS keeps stopped tasks (DescribeTasks)",
+        )
+    return every, stale_after
 
 
 def _launch(r: _Reader) -> tuple[str | None, tuple[Mapping[str, Any], ...]]:

@@ -11,6 +11,8 @@ from infra import bundling
 from infra.control_bus import ControlBus
 from infra.launcher import Launcher
 from infra.observability import Monitoring
+from infra.reconciler import LOST_METRIC, Reconciler
+from infra.reconciler import METRICS as RECONCILER_METRICS
 from infra.scheduler_access import SchedulerAccess
 from infra.settings import Settings
 from infra.status import StatusTracker
@@ -31,7 +33,7 @@ class EcsEventExecutorStack(Stack):
             scope,
             id_,
             env=env,
-            description="Airflow ECS event executor: launch queue, launcher, ECS status events, tasks table",
+            description="Airflow ECS event executor: launch queue, launcher, ECS status events, reconciler, tasks table",
         )
         self.settings = settings
         prefix = settings.name_prefix
@@ -73,15 +75,23 @@ class EcsEventExecutorStack(Stack):
             cluster_arn=self.runtime.cluster_arn,
             environment=common,
         )
+        self.reconciler = Reconciler(
+            self, "Reconciler", settings=settings, layer=self.layer, environment=common
+        )
+        # Relaunch requests (from the status handler, and from the reconciler for lost launch messages).
         self.control_bus.route_relaunch_requests(self.launcher.queue)
 
-        # Grants: least privilege, one line per permission.
+        # Grants: least privilege, one line per permission. Item actions follow what each handler's TaskTable
+        # calls do: put_item creates a launch (launcher) or the heartbeat (reconciler); get_item reads an item.
         self.runtime.grant_launch(self.launcher.function)
         self.tasks.grant_item_actions(self.launcher.function, "GetItem", "PutItem", "UpdateItem")
-        self.tasks.grant_change_feed_query(self.launcher.function)
-        self.tasks.grant_item_actions(self.status.function, "GetItem", "UpdateItem", "PutItem")
+        self.tasks.grant_item_actions(self.status.function, "GetItem", "UpdateItem")
+        self.tasks.grant_item_actions(self.reconciler.function, "GetItem", "UpdateItem", "PutItem")
+        self.tasks.grant_stale_index_query(self.reconciler.function)
+        self.runtime.grant_describe_tasks(self.reconciler.function)
         self.control_bus.bus.grant_put_events_to(self.launcher.function)
         self.control_bus.bus.grant_put_events_to(self.status.function)
+        self.control_bus.bus.grant_put_events_to(self.reconciler.function)
 
         self.scheduler_access = SchedulerAccess(
             self,
@@ -101,7 +111,13 @@ class EcsEventExecutorStack(Stack):
                 ("ecs-events", self.status.dead_letter_queue),
                 ("relaunch", self.control_bus.dead_letter_queue),
             ],
-            functions=[("launcher", self.launcher.function), ("status", self.status.function)],
+            functions=[
+                ("launcher", self.launcher.function),
+                ("status", self.status.function),
+                ("reconciler", self.reconciler.function),
+            ],
+            lost_tasks=self.reconciler.metric(LOST_METRIC),
+            reconciler_metrics=[self.reconciler.metric(name) for name in RECONCILER_METRICS],
         )
         self._outputs()
 

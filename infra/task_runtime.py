@@ -203,6 +203,25 @@ class TaskRuntime(Construct):
             env["PLATFORM_VERSION"] = s.platform_version
         return env
 
+    def grant_describe_tasks(self, grantee: iam.IGrantable) -> None:
+        """Allow DescribeTasks of this cluster's tasks (the reconciler asks ECS about launches that went quiet)."""
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="DescribeTasksOfThisCluster",
+                actions=["ecs:DescribeTasks"],
+                resources=[self.task_arns],
+                conditions={"ArnEquals": {"ecs:cluster": self.cluster_arn}},
+            )
+        )
+        role = grantee.grant_principal
+        if isinstance(role, Construct):
+            nag.acknowledge_wildcard_resource(
+                role,
+                self.task_arns,
+                "Task ids are assigned by ECS at launch, so DescribeTasks names this cluster's tasks "
+                "(task/<cluster>/*), with the ecs:cluster condition; it reads task state and nothing else.",
+            )
+
     def grant_launch(self, grantee: iam.IGrantable) -> None:
         """Allow RunTask of this task definition on this cluster, StopTask of its tasks, PassRole of its roles."""
         on_cluster = {"ArnEquals": {"ecs:cluster": self.cluster_arn}}

@@ -1,26 +1,62 @@
-"""The tasks table: one item per launch, written by the Lambdas, read by the executor through the change index."""
+"""The tasks table: one item per launch, written by the Lambdas, read by the executor and the reconciler by index.
+
+Keys, indexes and projections come from the contract's ``table_definition()`` (``ecs_event_executor.control.
+task_item``), the same CreateTable arguments the tests and the local mode use, so the stack cannot drift from it.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from constructs import Construct
-from ecs_event_executor.control.task_item import CHANGE_INDEX, CHANGE_INDEX_ATTRIBUTES, Attr
+from ecs_event_executor.control.task_item import CHANGE_INDEX, STALE_INDEX, Attr, table_definition
+
+_ATTRIBUTE_TYPES: Mapping[str, dynamodb.AttributeType] = {
+    "S": dynamodb.AttributeType.STRING,
+    "N": dynamodb.AttributeType.NUMBER,
+    "B": dynamodb.AttributeType.BINARY,
+}
+_PROJECTIONS: Mapping[str, dynamodb.ProjectionType] = {
+    "ALL": dynamodb.ProjectionType.ALL,
+    "KEYS_ONLY": dynamodb.ProjectionType.KEYS_ONLY,
+    "INCLUDE": dynamodb.ProjectionType.INCLUDE,
+}
+
+
+def _keys(
+    key_schema: list[dict[str, str]], types: Mapping[str, str]
+) -> tuple[dynamodb.Attribute, dynamodb.Attribute | None]:
+    """Return (partition key, sort key or None) of a CreateTable key schema."""
+    by_role = {
+        k["KeyType"]: dynamodb.Attribute(
+            name=k["AttributeName"], type=_ATTRIBUTE_TYPES[types[k["AttributeName"]]]
+        )
+        for k in key_schema
+    }
+    return by_role["HASH"], by_role.get("RANGE")
 
 
 class TasksTable(Construct):
-    """On-demand, point-in-time recovery, AWS-managed encryption, TTL on finished items, the change-feed index.
+    """On-demand, point-in-time recovery, AWS-managed encryption, TTL on finished items, the contract's indexes.
 
     The table is retained when the stack is deleted: it holds the only record of running tasks.
     """
 
     def __init__(self, scope: Construct, id_: str) -> None:
         super().__init__(scope, id_)
+        # The name is CloudFormation's to choose; only the keys, indexes and projections are taken from here.
+        definition: dict[str, Any] = table_definition("unused")
+        types = {a["AttributeName"]: a["AttributeType"] for a in definition["AttributeDefinitions"]}
+        partition_key, sort_key = _keys(definition["KeySchema"], types)
         self.table = dynamodb.Table(
             self,
             "Table",
-            partition_key=dynamodb.Attribute(name=Attr.PK, type=dynamodb.AttributeType.STRING),
+            partition_key=partition_key,
+            sort_key=sort_key,
             billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
             # An AWS-managed key: encrypted at rest, and readers need no KMS permission of their own.
             encryption=dynamodb.TableEncryption.AWS_MANAGED,
@@ -30,15 +66,24 @@ class TasksTable(Construct):
             time_to_live_attribute=Attr.EXPIRES_AT,
             removal_policy=RemovalPolicy.RETAIN,
         )
-        self.table.add_global_secondary_index(
-            index_name=CHANGE_INDEX,
-            partition_key=dynamodb.Attribute(name=Attr.OWNER, type=dynamodb.AttributeType.STRING),
-            sort_key=dynamodb.Attribute(name=Attr.CHANGED_AT, type=dynamodb.AttributeType.NUMBER),
-            projection_type=dynamodb.ProjectionType.INCLUDE,
-            non_key_attributes=list(CHANGE_INDEX_ATTRIBUTES),
-        )
+        for index in definition["GlobalSecondaryIndexes"]:
+            index_partition, index_sort = _keys(index["KeySchema"], types)
+            projection = index["Projection"]
+            self.table.add_global_secondary_index(
+                index_name=index["IndexName"],
+                partition_key=index_partition,
+                sort_key=index_sort,
+                projection_type=_PROJECTIONS[projection["ProjectionType"]],
+                non_key_attributes=projection.get("NonKeyAttributes"),
+            )
+        # The executor's change feed (by owner, by change time) and the reconciler's stale index (active items).
         self.index_name = CHANGE_INDEX
-        self.index_arn = f"{self.table.table_arn}/index/{CHANGE_INDEX}"
+        self.index_arn = self.index_arn_of(CHANGE_INDEX)
+        self.stale_index_arn = self.index_arn_of(STALE_INDEX)
+
+    def index_arn_of(self, index_name: str) -> str:
+        """Return the ARN of one of the table's indexes (IAM names an index as ``<table-arn>/index/<name>``)."""
+        return f"{self.table.table_arn}/index/{index_name}"
 
     def grant_item_actions(self, grantee: iam.IGrantable, *actions: str) -> None:
         """Allow item-level ``actions`` (GetItem, PutItem, ...) on the table, and nothing on its indexes."""
@@ -46,8 +91,8 @@ class TasksTable(Construct):
             iam.PolicyStatement(actions=[f"dynamodb:{a}" for a in actions], resources=[self.table.table_arn])
         )
 
-    def grant_change_feed_query(self, grantee: iam.IGrantable) -> None:
-        """Allow Query on the change-feed index only."""
+    def grant_stale_index_query(self, grantee: iam.IGrantable) -> None:
+        """Allow Query on the stale index only (the reconciler reads active items that stopped changing)."""
         grantee.grant_principal.add_to_principal_policy(
-            iam.PolicyStatement(actions=["dynamodb:Query"], resources=[self.index_arn])
+            iam.PolicyStatement(actions=["dynamodb:Query"], resources=[self.stale_index_arn])
         )

@@ -127,6 +127,8 @@ EXISTING: dict[str, Any] = {
         {"capacityProvider": "FARGATE", "weight": 1},
     ],
     "alarmTopicArn": "arn:aws:sns:eu-west-1:123456789012:ops-alarms",
+    "reconcileEveryMinutes": 2,
+    "reconcileStaleAfterSeconds": 900,
 }
 
 

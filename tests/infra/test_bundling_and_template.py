@@ -49,7 +49,10 @@ def test_synthesize_template_returns_plain_definitions_for_the_local_mode() -> N
     assert table["GlobalSecondaryIndexes"][0]["IndexName"] == CHANGE_INDEX
     mapping = next(r for r in resources if r["Type"] == "AWS::Lambda::EventSourceMapping")["Properties"]
     assert mapping["ScalingConfig"] == {"MaximumConcurrency": 3}
-    patterns = [r["Properties"]["EventPattern"] for r in resources if r["Type"] == "AWS::Events::Rule"]
+    rules = [r["Properties"] for r in resources if r["Type"] == "AWS::Events::Rule"]
+    patterns = [rule["EventPattern"] for rule in rules if "EventPattern" in rule]
     assert {p["source"][0] for p in patterns} == {"aws.ecs", "airflow.ecs-event-executor"}
+    # The reconciler's rule is a schedule, not a pattern.
+    assert [rule["ScheduleExpression"] for rule in rules if "EventPattern" not in rule] == ["rate(5 minutes)"]
     names = {r["Properties"].get("FunctionName") for r in resources if r["Type"] == "AWS::Lambda::Function"}
-    assert names == {"local-launcher", "local-status"}
+    assert names == {"local-launcher", "local-status", "local-reconciler"}

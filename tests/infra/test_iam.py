@@ -1,4 +1,4 @@
-"""Least privilege: the launcher, the status handler and the scheduler policy allow exactly what they need."""
+"""Least privilege: the launcher, the status handler, the reconciler and the scheduler policy allow exactly what they need."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from tests.infra.helpers import actions_of, logical_id, only, role_statements, s
 
 LAUNCHER = "airflow-ecs-launcher"
 STATUS = "airflow-ecs-status"
+RECONCILER = "airflow-ecs-reconciler"
 OWN_LOGS_AND_TRACES = {
     "logs:CreateLogStream",
     "logs:PutLogEvents",
@@ -36,7 +37,7 @@ def test_launcher_may_do_exactly_its_job(template: Template) -> None:
     statements = role_statements(template, LAUNCHER)
     assert actions_of(statements) == OWN_LOGS_AND_TRACES | {
         "ecs:RunTask", "ecs:StopTask", "ecs:TagResource", "iam:PassRole",
-        "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query",
+        "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
         "sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueUrl", "sqs:DeleteMessage",
         "sqs:GetQueueAttributes", "sqs:SendMessage", "events:PutEvents",
     }  # fmt: skip
@@ -69,14 +70,13 @@ def test_launcher_passes_only_the_worker_roles_to_ecs_tasks(template: Template) 
     assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}
 
 
-def test_launcher_table_access_is_items_plus_the_change_index(template: Template) -> None:
+def test_launcher_table_access_is_item_reads_and_writes_only(template: Template) -> None:
+    # create_for_launch puts the item; claims, records and cancels update it; get reads it. No index query.
     statements = role_statements(template, LAUNCHER)
     table = logical_id(template, "AWS::DynamoDB::Table")
     items = statement_with(statements, "dynamodb:GetItem")
     assert sorted(items["Action"]) == ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
     assert items["Resource"] == {"Fn::GetAtt": [table, "Arn"]}
-    query = statement_with(statements, "dynamodb:Query")
-    assert _sub(query["Resource"]) == f"${{{table}.Arn}}/index/by_owner_changed"
 
 
 def test_launcher_sends_only_to_its_dead_letter_queue_and_publishes_only_to_the_project_bus(
@@ -93,15 +93,65 @@ def test_launcher_sends_only_to_its_dead_letter_queue_and_publishes_only_to_the_
     assert statement_with(statements, "events:PutEvents")["Resource"] == {"Fn::GetAtt": [bus, "Arn"]}
 
 
-def test_status_handler_may_only_write_the_table_and_publish_to_the_bus(template: Template) -> None:
+def test_status_handler_may_only_read_and_update_items_and_publish_to_the_bus(template: Template) -> None:
+    # StatusTracker reads the item (get: relaunch decisions) and applies events with conditional update_item;
+    # it never creates an item, so no PutItem.
     statements = role_statements(template, STATUS)
     assert actions_of(statements) == OWN_LOGS_AND_TRACES | {
-        "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem", "events:PutEvents",
+        "dynamodb:GetItem", "dynamodb:UpdateItem", "events:PutEvents",
     }  # fmt: skip
     table = logical_id(template, "AWS::DynamoDB::Table")
-    assert statement_with(statements, "dynamodb:UpdateItem")["Resource"] == {"Fn::GetAtt": [table, "Arn"]}
+    items = statement_with(statements, "dynamodb:UpdateItem")
+    assert sorted(items["Action"]) == ["dynamodb:GetItem", "dynamodb:UpdateItem"]
+    assert items["Resource"] == {"Fn::GetAtt": [table, "Arn"]}
     bus = logical_id(template, "AWS::Events::EventBus")
     assert statement_with(statements, "events:PutEvents")["Resource"] == {"Fn::GetAtt": [bus, "Arn"]}
+
+
+def test_reconciler_may_do_exactly_its_job(template: Template) -> None:
+    statements = role_statements(template, RECONCILER)
+    assert actions_of(statements) == OWN_LOGS_AND_TRACES | {
+        "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:Query",
+        "ecs:DescribeTasks", "events:PutEvents",
+    }  # fmt: skip
+
+
+def test_reconciler_reads_only_the_stale_index_and_writes_items(template: Template) -> None:
+    # get and conditional update_item (StatusTracker, fail_lost, touch); put_item writes the heartbeat only.
+    statements = role_statements(template, RECONCILER)
+    table = logical_id(template, "AWS::DynamoDB::Table")
+    items = statement_with(statements, "dynamodb:PutItem")
+    assert sorted(items["Action"]) == ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+    assert items["Resource"] == {"Fn::GetAtt": [table, "Arn"]}
+    query = statement_with(statements, "dynamodb:Query")
+    assert query["Action"] == "dynamodb:Query"
+    assert _sub(query["Resource"]) == f"${{{table}.Arn}}/index/by_active_changed"
+
+
+def test_reconciler_describes_only_this_clusters_tasks_and_publishes_only_to_the_project_bus(
+    template: Template,
+) -> None:
+    statements = role_statements(template, RECONCILER)
+    cluster = logical_id(template, "AWS::ECS::Cluster")
+    describe = statement_with(statements, "ecs:DescribeTasks")
+    assert describe["Action"] == "ecs:DescribeTasks"
+    assert (
+        _sub(describe["Resource"])
+        == "arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:task/airflow-ecs/*"
+    )
+    assert describe["Condition"] == {"ArnEquals": {"ecs:cluster": {"Fn::GetAtt": [cluster, "Arn"]}}}
+    bus = logical_id(template, "AWS::Events::EventBus")
+    publish = statement_with(statements, "events:PutEvents")
+    assert publish["Action"] == "events:PutEvents"
+    assert publish["Resource"] == {"Fn::GetAtt": [bus, "Arn"]}
+
+
+def test_reconciler_on_an_existing_cluster_describes_its_tasks(existing_synth: InProcessSynth) -> None:
+    describe = statement_with(role_statements(existing_synth.template, RECONCILER), "ecs:DescribeTasks")
+    assert _sub(describe["Resource"]) == "arn:aws:ecs:eu-west-1:123456789012:task/airflow-prod/*"
+    assert describe["Condition"] == {
+        "ArnEquals": {"ecs:cluster": "arn:aws:ecs:eu-west-1:123456789012:cluster/airflow-prod"}
+    }
 
 
 def _scheduler_statements(template: Template) -> list[dict[str, Any]]:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from infra.settings import CONTEXT_KEY, Settings, SettingsError, load_settings
+from infra.settings import CONTEXT_KEY, MAX_RECONCILE_WINDOW_SECONDS, Settings, SettingsError, load_settings
 from infra.template import cdk_json_context
 
 
@@ -72,6 +72,11 @@ def test_empty_context_means_the_defaults() -> None:
         ),
         ({"alarmEmail": "not-an-address"}, "alarmEmail"),
         ({"launcherConcurrency": 5}, "launcherConcurrency"),
+        ({"reconcileEveryMinutes": 0}, "reconcileEveryMinutes"),
+        ({"reconcileEveryMinutes": "5"}, "reconcileEveryMinutes"),
+        ({"reconcileStaleAfterSeconds": 30}, "reconcileStaleAfterSeconds"),
+        ({"reconcileStaleAfterSeconds": 3600}, "reconcileStaleAfterSeconds"),
+        ({"reconcileStaleAfterSeconds": 2100, "reconcileEveryMinutes": 6}, "reconcileStaleAfterSeconds"),
     ],
 )
 def test_a_wrong_setting_fails_naming_it(overrides: dict[str, Any], named: str) -> None:
@@ -110,3 +115,16 @@ def test_ec2_capacity_needs_existing_cluster_and_task_definition() -> None:
 def test_the_longest_retry_horizon_fits_in_sqs_retention() -> None:
     settings = load_settings(defaults(retryHorizonSeconds=14 * 24 * 3600 - 3600))
     assert settings.queue_retention_seconds == 14 * 24 * 3600
+
+
+def test_reconciler_defaults_and_the_widest_window_ecs_allows() -> None:
+    settings = load_settings(defaults())
+    assert (settings.reconcile_every_minutes, settings.reconcile_stale_after_seconds) == (5, 600)
+    # Stale-after plus one period may reach 2400 s (40 min), inside the hour ECS keeps stopped tasks.
+    widest = load_settings(defaults(reconcileEveryMinutes=10, reconcileStaleAfterSeconds=1800))
+    assert (
+        widest.reconcile_stale_after_seconds + widest.reconcile_every_minutes * 60
+        == MAX_RECONCILE_WINDOW_SECONDS
+    )
+    with pytest.raises(SettingsError, match=r"reconcileStaleAfterSeconds: 1801 s plus reconcileEveryMinutes"):
+        load_settings(defaults(reconcileEveryMinutes=10, reconcileStaleAfterSeconds=1801))

@@ -9,13 +9,14 @@ from aws_cdk.assertions import Match, Template
 from ecs_event_executor.control.bus import RELAUNCH_REQUESTED, SOURCE
 from ecs_event_executor.control.ecs_state import STARTED_BY
 from ecs_event_executor.control.run_task import LaunchConfig
-from ecs_event_executor.control.task_item import CHANGE_INDEX, CHANGE_INDEX_ATTRIBUTES, Attr
+from ecs_event_executor.control.task_item import Attr, table_definition
 
 from infra.launcher import LAUNCHER_TIMEOUT, MAX_RECEIVE_COUNT
 from tests.infra.helpers import function, logical_id, only
 
 LAUNCHER = "airflow-ecs-launcher"
 STATUS = "airflow-ecs-status"
+RECONCILER = "airflow-ecs-reconciler"
 
 
 def launch_queue_id(template: Template) -> str:
@@ -113,7 +114,7 @@ def test_events_can_reach_the_launch_queue(template: Template) -> None:
     )
 
 
-def test_tasks_table_settings_and_change_index(template: Template) -> None:
+def test_tasks_table_settings(template: Template) -> None:
     _, table = only(template, "AWS::DynamoDB::Table")
     props = table["Properties"]
     assert table["DeletionPolicy"] == "Retain"
@@ -121,17 +122,32 @@ def test_tasks_table_settings_and_change_index(template: Template) -> None:
     assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
     assert props["SSESpecification"]["SSEEnabled"] is True
     assert props["TimeToLiveSpecification"] == {"AttributeName": Attr.EXPIRES_AT, "Enabled": True}
-    assert props["KeySchema"] == [{"AttributeName": Attr.PK, "KeyType": "HASH"}]
-    (index,) = props["GlobalSecondaryIndexes"]
-    assert index["IndexName"] == CHANGE_INDEX
-    assert index["KeySchema"] == [
-        {"AttributeName": Attr.OWNER, "KeyType": "HASH"},
-        {"AttributeName": Attr.CHANGED_AT, "KeyType": "RANGE"},
-    ]
-    assert index["Projection"]["ProjectionType"] == "INCLUDE"
-    assert sorted(index["Projection"]["NonKeyAttributes"]) == sorted(CHANGE_INDEX_ATTRIBUTES)
-    types = {a["AttributeName"]: a["AttributeType"] for a in props["AttributeDefinitions"]}
-    assert types == {Attr.PK: "S", Attr.OWNER: "S", Attr.CHANGED_AT: "N"}
+
+
+def _by_name(entries: list[dict[str, Any]], key: str) -> dict[str, dict[str, Any]]:
+    return {entry[key]: entry for entry in entries}
+
+
+def test_tasks_table_is_the_contracts_table_definition(template: Template) -> None:
+    """Keys, attribute types, indexes and projections are exactly the contract's CreateTable arguments."""
+    props = only(template, "AWS::DynamoDB::Table")[1]["Properties"]
+    contract = table_definition("unused")
+    assert props["BillingMode"] == contract["BillingMode"]
+    assert props["KeySchema"] == contract["KeySchema"]
+    assert _by_name(props["AttributeDefinitions"], "AttributeName") == _by_name(
+        contract["AttributeDefinitions"], "AttributeName"
+    )
+    indexes = _by_name(props["GlobalSecondaryIndexes"], "IndexName")
+    expected = _by_name(contract["GlobalSecondaryIndexes"], "IndexName")
+    assert set(indexes) == set(expected) == {"by_owner_changed", "by_active_changed"}
+    for name, index in expected.items():
+        assert indexes[name]["KeySchema"] == index["KeySchema"], name
+        projection = indexes[name]["Projection"]
+        assert projection["ProjectionType"] == index["Projection"]["ProjectionType"], name
+        # Order does not matter to DynamoDB; duplicates would fail the deploy.
+        assert sorted(projection["NonKeyAttributes"]) == sorted(index["Projection"]["NonKeyAttributes"]), name
+        assert len(set(projection["NonKeyAttributes"])) == len(projection["NonKeyAttributes"]), name
+        assert "ProvisionedThroughput" not in indexes[name]  # on-demand, like the table
 
 
 def _placeholders(env: dict[str, Any]) -> dict[str, str]:
@@ -170,6 +186,7 @@ def test_functions_trace_log_with_retention_and_use_the_runtime_layer(template: 
     for name, handler in (
         (LAUNCHER, "lambdas.launcher.handler.handler"),
         (STATUS, "lambdas.status.handler.handler"),
+        (RECONCILER, "lambdas.reconciler.handler.handler"),
     ):
         props = function(template, name)["Properties"]
         assert props["Handler"] == handler
@@ -216,7 +233,9 @@ def test_alarms_topic_and_dashboard(template: Template) -> None:
     alarms = template.find_resources("AWS::CloudWatch::Alarm")
     metrics = sorted(a["Properties"]["MetricName"] for a in alarms.values())
     assert metrics == sorted(
-        ["ApproximateNumberOfMessagesVisible"] * 3 + ["Errors"] * 2 + ["ApproximateAgeOfOldestMessage"]
+        ["ApproximateNumberOfMessagesVisible"] * 3
+        + ["Errors"] * 3
+        + ["ApproximateAgeOfOldestMessage", "ReconciledLost"]
     )
     topic_id, topic = only(template, "AWS::SNS::Topic")
     assert "KmsMasterKeyId" in topic["Properties"]

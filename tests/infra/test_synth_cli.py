@@ -55,7 +55,7 @@ def test_each_function_asset_holds_its_handler_at_the_handler_path(cli_synth: Cl
         for logical_id, r in cli_synth.template["Resources"].items()
         if r["Type"] == "AWS::Lambda::Function"
     }
-    assert len(functions) == 2
+    assert len(functions) == 3  # launcher, status, reconciler
     for resource in functions.values():
         module, _, function = resource["Properties"]["Handler"].rpartition(".")
         asset = cli_synth.outdir / resource["Metadata"]["aws:asset:path"]
