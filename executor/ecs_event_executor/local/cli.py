@@ -46,10 +46,8 @@ def latest_items(items: Sequence[TaskItem], dag_id: str, run_id: str) -> dict[st
             continue
         name = f"{item.key.task_id}[{item.key.map_index}]" if item.key.map_index >= 0 else item.key.task_id
         best = latest.get(name)
-        if best is None or (item.key.try_number, item.queued_at or 0) > (
-            best.key.try_number,
-            best.queued_at or 0,
-        ):  # type: ignore[union-attr]
+        best_order = (best.key.try_number if best.key else 0, best.queued_at or 0) if best else None
+        if best_order is None or (item.key.try_number, item.queued_at or 0) > best_order:
             latest[name] = item
     return latest
 

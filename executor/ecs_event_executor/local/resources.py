@@ -275,7 +275,7 @@ def create_resources(endpoint: str, template: dict[str, Any], *, origin: str) ->
     # Dead-letter queues first: a redrive policy names its DLQ's ARN.
     queues = sorted(_of_type(template, "AWS::SQS::Queue"), key=lambda q: "RedrivePolicy" in q[1])
     for logical, props in queues:
-        attributes = {
+        attributes: dict[str, str] = {
             key: str(props[key])
             for key in (
                 "VisibilityTimeout",

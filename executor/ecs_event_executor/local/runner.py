@@ -100,7 +100,7 @@ class EventEmitter:
                     self._cond.wait(timeout)
                 if self._stopped and not self._heap:
                     return
-                batch = []
+                batch: list[dict[str, Any]] = []
                 while self._heap and self._heap[0][0] <= time.monotonic() and len(batch) < 10:
                     batch.append(heapq.heappop(self._heap)[2])
             if batch:
@@ -262,7 +262,7 @@ class LocalEcsRunner:
     def _discover(self) -> None:
         new = [arn for arn in self._list_arns() if arn not in self.tasks]
         for described in self._describe(new):
-            ours = next(
+            ours: dict[str, Any] = next(
                 (
                     c
                     for c in described.get("overrides", {}).get("containerOverrides", [])
