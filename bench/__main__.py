@@ -10,6 +10,7 @@ import time
 import warnings
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--burst", type=int, default=200, help="tasks in the burst/churn/cost lifecycle (the issue asks 1000)"
     )
+    parser.add_argument("--churn-seconds", type=float, default=60.0, help="the churn's finishing window")
     parser.add_argument("--loops", type=int, default=5, help="measured steady-state loops per size")
     parser.add_argument("--extra-queued", type=int, default=100, help="newly queued on top of 1,000 running")
     parser.add_argument("--out", type=Path, default=ROOT / "docs", help="where bench.md and bench.png go")
@@ -36,10 +38,18 @@ def main(argv: list[str] | None = None) -> int:
     from bench import report, scenarios
     from bench.model import AwsModel
 
-    logging.disable(logging.CRITICAL)  # executors and handlers log every launch; the report is the output
-    warnings.simplefilter("ignore")
+    # Executors and handlers log every launch; the report is the output.
+    logging.disable(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return _run(args, scenarios, report, AwsModel(), tqdm)
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def _run(args: argparse.Namespace, scenarios: Any, report: Any, model: Any, tqdm: Any) -> int:
     sizes = [int(s) for s in args.sizes.split(",") if s]
-    model = AwsModel()
     steps = len(sizes) * 2 + 2 + 1
     started = time.perf_counter()
     with tqdm(total=steps, disable=args.no_progress, file=sys.stderr, unit="step") as bar:
@@ -48,8 +58,17 @@ def main(argv: list[str] | None = None) -> int:
             bar.set_description(label)
             bar.update(1)
 
-        results = scenarios.run_all(model, sizes, args.burst, args.loops, args.extra_queued, progress)
+        results = scenarios.run_all(
+            model,
+            sizes,
+            args.burst,
+            args.loops,
+            args.extra_queued,
+            progress,
+            churn_seconds=args.churn_seconds,
+        )
     results["extra_queued"] = args.extra_queued
+    results["churn_seconds"] = args.churn_seconds
     wall = time.perf_counter() - started
     date = datetime.now(UTC).strftime("%Y-%m-%d")
     commit = _commit()

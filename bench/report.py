@@ -108,7 +108,7 @@ def render(
         f"| tasks failed by throttling | {ours.failed_by_throttling} | {ref.failed_by_throttling} |",
         f"| longest scheduler loop during the burst | {_s(_longest(ours))} | {_s(_longest(ref))} |",
         "",
-        f"### 3. Churn: {ours.tasks:,} running tasks finish over 60 s",
+        f"### 3. Churn: {ours.tasks:,} running tasks finish over {results['churn_seconds']:g} s",
         "",
         "| | ours | reference |",
         "|---|---:|---:|",

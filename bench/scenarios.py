@@ -281,6 +281,8 @@ def run_all(
     loops: int,
     extra_queued: int,
     progress: Callable[[str], None],
+    *,
+    churn_seconds: float = 60.0,
 ) -> dict[str, Any]:
     from bench.world import make_workloads
 
@@ -296,7 +298,7 @@ def run_all(
     life: dict[str, LifecycleResult] = {}
     for kind in KINDS:
         progress(f"burst of {burst:,}, then churn: {kind}")
-        life[kind] = lifecycle(kind, model, workloads[:burst])
+        life[kind] = lifecycle(kind, model, workloads[:burst], churn_seconds=churn_seconds)
     progress("handler import times")
     imports = {name: import_time(f"lambdas.{name}.handler") for name in ("launcher", "status")}
     return {"steady": steady, "lifecycle": life, "imports": imports}
