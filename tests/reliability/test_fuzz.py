@@ -27,7 +27,8 @@ from tests.support.aws import LambdaContextStub, body_event
 from tests.support.ecs_events import task_event
 from tests.support.requests import launch_request
 
-pytestmark = pytest.mark.reliability
+# One worker runs this module in file order: the last test checks the case count of the properties above.
+pytestmark = [pytest.mark.reliability, pytest.mark.xdist_group("fuzz")]
 
 CASES = {"messages": 4000, "executor_config": 3000, "events": 3000}
 _counts: dict[str, int] = dict.fromkeys(CASES, 0)
