@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
 # Credential failures back off up to this long between attempts (the scheduler keeps looping meanwhile).
 MAX_BACKOFF_SECONDS = 60.0
+# The safety-net read of tracked items goes 100 at a time (BatchGetItem's limit), one slice per due loop.
+RECONCILE_SLICE = 100
 # How often end() polls the change feed while waiting for tasks to finish.
 END_POLL_SECONDS = 2.0
 # A launch id as long as the contract allows: the size check at queue time counts the longest environment.
@@ -128,6 +130,7 @@ class EcsEventExecutor(BaseExecutor):
         self._failures_in_row = 0
         self._next_attempt_at = 0.0
         self._next_reconcile_at = 0.0
+        self._reconcile_cursor = 0
 
     # ------------------------------------------------------------------ wiring
 
@@ -423,12 +426,22 @@ class EcsEventExecutor(BaseExecutor):
             self.log.info("EcsEventExecutor: task %s is %s: %s", tracked.key, item.state.value, outcome.info)
 
     def _reconcile(self) -> None:
-        """Read every tracked item directly: a safety net for a change the feed could have missed."""
-        self._next_reconcile_at = self._clock() + self.settings.reconcile_interval_seconds
-        if not self._tracked:
+        """Read a slice of the tracked items directly: a safety net for a change the feed could have missed.
+
+        One BatchGetItem (100 items) per due loop, spread so a full pass over every tracked item takes one
+        ``reconcile_interval_seconds``: a loop never makes more than one extra request, whatever runs.
+        """
+        interval = self.settings.reconcile_interval_seconds
+        launch_ids = list(self._tracked)
+        if not launch_ids:
+            self._next_reconcile_at = self._clock() + interval
             return
-        items = self.table.get_many(list(self._tracked))
-        for item in items.values():
+        slices = -(-len(launch_ids) // RECONCILE_SLICE)
+        start = self._reconcile_cursor % len(launch_ids)
+        chunk = launch_ids[start : start + RECONCILE_SLICE]
+        self._reconcile_cursor = start + len(chunk)
+        self._next_reconcile_at = self._clock() + interval / slices
+        for item in self.table.get_many(chunk).values():
             self._apply(item)
 
     # --------------------------------------------------------------- adoption

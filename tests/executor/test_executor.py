@@ -455,3 +455,39 @@ def test_get_task_log_reads_the_record_and_the_awslogs_stream(
     assert any(stream in m for m in messages)
     assert lines == ["hello from the task", "still here"]
     assert reader.get_task_log(make_ti("logged", external_executor_id=launch.launch_id), 2) == ([], [])
+
+
+def test_safety_net_finds_a_change_the_feed_missed_one_slice_per_loop(executor_env: ExecutorEnv) -> None:
+    from ecs_event_executor.control.task_item import EcsSnapshot
+
+    executor = executor_env.executor()
+    workloads = [task_workload(f"run-{i}") for i in range(250)]
+    queue_all(executor, workloads)
+    launches = {m.key.run_id: m for m in sent(executor_env) if isinstance(m, LaunchRequest)}
+    # The control plane's writer clock is an hour behind: its writes land far before the feed's window.
+    behind = executor_env.table(clock=lambda: executor_env.clock() - 3600)
+    for launch in launches.values():
+        behind.create_for_launch(launch, lease_seconds=60)
+    finished = launches["run-0"]
+    arn = "arn:aws:ecs:us-east-1:123456789012:task/airflow/0"
+    behind.apply_ecs_event(
+        finished.launch_id,
+        1,
+        EcsSnapshot(TaskState.SUCCEEDED, arn, version=5, last_status="STOPPED", exit_code=0),
+    )
+    executor.get_event_buffer()
+    executor_env.clock.advance(1)
+    executor.sync()
+    assert executor.get_event_buffer() == {}  # the feed missed it
+
+    interval = executor.settings.reconcile_interval_seconds
+    executor_env.clock.advance(interval)
+    batch_reads, found = [], {}
+    for _ in range(3):  # 250 tracked items: three slices of at most 100, one per due loop
+        executor_env.counter.reset()
+        executor.sync()
+        batch_reads.append(executor_env.counter.calls.get(("dynamodb", "BatchGetItem"), 0))
+        found.update(executor.get_event_buffer())
+        executor_env.clock.advance(interval / 3 + 0.01)
+    assert batch_reads == [1, 1, 1]
+    assert found == {workloads[0].ti.key: ("success", None)}
