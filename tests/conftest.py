@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,3 +68,32 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "e2e" in item.keywords:
             item.add_marker(pytest.mark.xdist_group("e2e"))
+
+
+# Reliability figures travel in the test reports' user_properties, so they reach the controlling process under
+# pytest-xdist too, and are printed together at the end of the run.
+_FIGURE = "reliability_figure"
+_figures: list[str] = []
+
+
+@pytest.fixture
+def figure(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """Record a reliability figure line, e.g. ``R1 duplicate tasks: 0 of 500``."""
+
+    def record(line: str) -> None:
+        print(line)
+        request.node.user_properties.append((_FIGURE, line))
+
+    return record
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call":
+        _figures.extend(str(value) for name, value in report.user_properties if name == _FIGURE)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _figures:
+        terminalreporter.section("reliability figures")
+        for line in sorted(_figures):
+            terminalreporter.write_line(line)

@@ -27,11 +27,9 @@ from tests.support.aws import LambdaContextStub, body_event
 from tests.support.ecs_events import task_event
 from tests.support.requests import launch_request
 
-# One worker runs this module in file order: the last test checks the case count of the properties above.
-pytestmark = [pytest.mark.reliability, pytest.mark.xdist_group("fuzz")]
+pytestmark = pytest.mark.reliability
 
 CASES = {"messages": 4000, "executor_config": 3000, "events": 3000}
-_counts: dict[str, int] = dict.fromkeys(CASES, 0)
 
 json_scalars = (
     st.none()
@@ -174,50 +172,53 @@ LAUNCH = LaunchConfig(
 )
 
 
-@settings(max_examples=CASES["messages"], deadline=None, suppress_health_check=list(HealthCheck))
-@given(mutated_messages())
-def test_fuzzed_launch_messages_parse_or_fail_with_a_reason(body: str) -> None:
-    _counts["messages"] += 1
-    try:
-        message = parse_message(body)
-    except MalformedMessage as exc:
-        assert str(exc), "a malformed message must say why"
-        return
-    assert message.kind in ("launch", "relaunch", "cancel", "adopt", "ping")
+def test_fuzzed_inputs_never_crash_and_always_say_why(figure: Callable[[str], None]) -> None:
+    """Three properties, run here so one test can report (and check) how many cases they tried."""
+    counts: dict[str, int] = dict.fromkeys(CASES, 0)
+    quiet = {"deadline": None, "suppress_health_check": list(HealthCheck)}
 
+    @settings(max_examples=CASES["messages"], **quiet)  # type: ignore[arg-type]
+    @given(mutated_messages())
+    def launch_messages_parse_or_fail_with_a_reason(body: str) -> None:
+        counts["messages"] += 1
+        try:
+            message = parse_message(body)
+        except MalformedMessage as exc:
+            assert str(exc), "a malformed message must say why"
+            return
+        assert message.kind in ("launch", "relaunch", "cancel", "adopt", "ping")
 
-@settings(max_examples=CASES["executor_config"], deadline=None, suppress_health_check=list(HealthCheck))
-@given(executor_configs())
-def test_fuzzed_executor_config_is_valid_or_names_the_field(config: Any) -> None:
-    _counts["executor_config"] += 1
-    try:
-        validate_executor_config(config, container_name="base")
-        kwargs = build_run_task_kwargs(
-            LAUNCH, launch_id="abcdefgh-1-00", attempt=1, command=["true"], executor_config=config
-        )
-    except ExecutorConfigError as exc:
-        assert str(exc).startswith("executor_config")
-        return
-    ours = [c for c in kwargs["overrides"]["containerOverrides"] if c["name"] == "base"]
-    assert len(ours) == 1 and ours[0]["command"] == ["true"]
-    assert kwargs["startedBy"] == "airflow-ecs-event-executor" and kwargs["count"] == 1
+    @settings(max_examples=CASES["executor_config"], **quiet)  # type: ignore[arg-type]
+    @given(executor_configs())
+    def executor_config_is_valid_or_names_the_field(config: Any) -> None:
+        counts["executor_config"] += 1
+        try:
+            validate_executor_config(config, container_name="base")
+            kwargs = build_run_task_kwargs(
+                LAUNCH, launch_id="abcdefgh-1-00", attempt=1, command=["true"], executor_config=config
+            )
+        except ExecutorConfigError as exc:
+            assert str(exc).startswith("executor_config")
+            return
+        ours = [c for c in kwargs["overrides"]["containerOverrides"] if c["name"] == "base"]
+        assert len(ours) == 1 and ours[0]["command"] == ["true"]
+        assert kwargs["startedBy"] == "airflow-ecs-event-executor" and kwargs["count"] == 1
 
+    @settings(max_examples=CASES["events"], **quiet)  # type: ignore[arg-type]
+    @given(ecs_events())
+    def events_parse_and_map_or_are_refused(event: Any) -> None:
+        counts["events"] += 1
+        try:
+            change = TaskStateChange.model_validate(event)
+        except ValueError:
+            return
+        assert map_event(change.detail, "base").state in set(TaskState)
 
-@settings(max_examples=CASES["events"], deadline=None, suppress_health_check=list(HealthCheck))
-@given(ecs_events())
-def test_fuzzed_events_parse_and_map_or_are_refused(event: Any) -> None:
-    _counts["events"] += 1
-    try:
-        change = TaskStateChange.model_validate(event)
-    except ValueError:
-        return
-    assert map_event(change.detail, "base").state in set(TaskState)
-
-
-def test_fuzz_case_count(figure: Callable[[str], None]) -> None:
-    """Runs after the three properties above (file order): report and check how many cases they tried."""
-    total = sum(_counts.values())
-    figure(f"R6 fuzzed cases without a crash: {total} ({', '.join(f'{k} {v}' for k, v in _counts.items())})")
+    launch_messages_parse_or_fail_with_a_reason()
+    executor_config_is_valid_or_names_the_field()
+    events_parse_and_map_or_are_refused()
+    total = sum(counts.values())
+    figure(f"R6 fuzzed cases without a crash: {total} ({', '.join(f'{k} {v}' for k, v in counts.items())})")
     assert total >= 10_000
 
 
