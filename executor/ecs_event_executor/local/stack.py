@@ -24,7 +24,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from ecs_event_executor.control.task_item import TaskItem
+from ecs_event_executor.control.task_item import Attr, TaskItem
 from ecs_event_executor.local.procs import ManagedProcess, free_port, http_ok, wait_until
 from ecs_event_executor.local.resources import LocalResources, create_resources, session
 from ecs_event_executor.local.runner import Faults
@@ -305,7 +305,8 @@ class LocalStack:
         kwargs: dict[str, Any] = {"TableName": self.resources.table_name, "ConsistentRead": True}
         while True:
             resp = ddb.scan(**kwargs)
-            items.extend(TaskItem.from_raw(raw) for raw in resp.get("Items", []))
+            # The table also holds the control plane's heartbeat, which is not a task (it has no state).
+            items.extend(TaskItem.from_raw(raw) for raw in resp.get("Items", []) if Attr.STATE in raw)
             if "LastEvaluatedKey" not in resp:
                 return items
             kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
