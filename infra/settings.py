@@ -129,6 +129,8 @@ class Settings:
     # Reconciler: how often it runs, and how long an active item may go unchanged before it asks ECS.
     reconcile_every_minutes: int = 5
     reconcile_stale_after_seconds: int = 600
+    # Publish routine notifications (task launched, task succeeded) to the project bus; failures always are.
+    publish_all_events: bool = False
 
     @property
     def new_vpc(self) -> bool:
@@ -204,6 +206,7 @@ _FIELDS: Mapping[str, str] = {
     "alarmTopicArn": "alarm_topic_arn",
     "reconcileEveryMinutes": "reconcile_every_minutes",
     "reconcileStaleAfterSeconds": "reconcile_stale_after_seconds",
+    "publishAllEvents": "publish_all_events",
 }
 
 
@@ -446,6 +449,7 @@ def load_settings(context: Mapping[str, Any] | None) -> Settings:
         alarm_topic_arn=alarm_topic_arn,
         reconcile_every_minutes=reconcile_every,
         reconcile_stale_after_seconds=stale_after,
+        publish_all_events=r.boolean("publishAllEvents", d.publish_all_events),
     )
 
 

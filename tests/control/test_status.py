@@ -40,8 +40,10 @@ def state(cp: ControlPlane, launch_id: str) -> TaskItem:
 
 def test_lifecycle_to_success(control_plane: ControlPlane) -> None:
     launch_id, task = launch(control_plane)
-    for version, last in enumerate(["PROVISIONING", "PENDING", "RUNNING"], start=1):
-        assert send(task_event(task, last_status=last, version=version)) == "Applied"
+    # PROVISIONING and PENDING cannot change the item (the launcher recorded PENDING): skipped, no write.
+    for version, last in enumerate(["PROVISIONING", "PENDING"], start=1):
+        assert send(task_event(task, last_status=last, version=version)) == "Skipped"
+    assert send(task_event(task, last_status="RUNNING", version=3)) == "Applied"
     assert state(control_plane, launch_id).state is TaskState.RUNNING
     assert (
         send(
@@ -59,7 +61,7 @@ def test_lifecycle_to_success(control_plane: ControlPlane) -> None:
 def test_late_and_duplicate_events_never_move_backwards(control_plane: ControlPlane) -> None:
     launch_id, task = launch(control_plane)
     assert send(task_event(task, last_status="RUNNING", version=3)) == "Applied"
-    assert send(task_event(task, last_status="PENDING", version=2)) == "Stale"
+    assert send(task_event(task, last_status="PENDING", version=2)) == "Skipped"
     assert send(task_event(task, last_status="RUNNING", version=3)) == "Stale"
     assert state(control_plane, launch_id).state is TaskState.RUNNING
     assert send(task_event(task, last_status="STOPPED", version=6, exit_code=1)) == "Finished"

@@ -128,3 +128,10 @@ def test_reconciler_defaults_and_the_widest_window_ecs_allows() -> None:
     )
     with pytest.raises(SettingsError, match=r"reconcileStaleAfterSeconds: 1801 s plus reconcileEveryMinutes"):
         load_settings(defaults(reconcileEveryMinutes=10, reconcileStaleAfterSeconds=1801))
+
+
+def test_publish_all_events_is_off_by_default_and_a_boolean() -> None:
+    assert load_settings(defaults()).publish_all_events is False
+    assert load_settings(defaults(publishAllEvents=True)).publish_all_events is True
+    with pytest.raises(SettingsError, match="publishAllEvents"):
+        load_settings(defaults(publishAllEvents="yes"))

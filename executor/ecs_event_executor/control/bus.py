@@ -3,6 +3,10 @@
 All have ``source`` = SOURCE. ``RELAUNCH_REQUESTED`` also drives the control plane itself: a rule on the bus
 sends its ``detail`` (a ``relaunch`` queue message) to the launch queue, because the status handler may only
 write the table and publish to the bus.
+
+Custom events are billed per event, so routine notifications (a task launched, a task finished successfully) are
+published only when the stack's ``publishAllEvents`` (env ``PUBLISH_ALL_EVENTS``) is true. Failures
+(``LAUNCH_FAILED``, a failed or cancelled ``TASK_FINISHED``) and ``RELAUNCH_REQUESTED`` are always published.
 """
 
 from __future__ import annotations
@@ -27,9 +31,10 @@ log = logging.getLogger(__name__)
 class ControlPlaneBus:
     """Publish control-plane events; with no bus configured, publishing is a no-op."""
 
-    def __init__(self, bus_name: str | None, *, client: Any | None = None) -> None:
+    def __init__(self, bus_name: str | None, *, client: Any | None = None, publish_all: bool = False) -> None:
         self.bus_name = bus_name
         self._client = client
+        self.publish_all = publish_all
 
     @property
     def client(self) -> Any:
@@ -37,8 +42,15 @@ class ControlPlaneBus:
             self._client = boto3.client("events")
         return self._client
 
-    def publish(self, detail_type: str, detail: Mapping[str, Any], *, required: bool = False) -> None:
-        """Publish one event. Notifications are best effort; a ``required`` event raises if it was not accepted."""
+    def publish(
+        self, detail_type: str, detail: Mapping[str, Any], *, required: bool = False, routine: bool = False
+    ) -> None:
+        """Publish one event. Notifications are best effort; a ``required`` event raises if it was not accepted.
+
+        A ``routine`` notification is dropped unless ``publish_all`` is set.
+        """
+        if routine and not self.publish_all:
+            return
         if not self.bus_name:
             if required:
                 raise RuntimeError(f"no EVENT_BUS_NAME configured to publish {detail_type!r}")
@@ -60,3 +72,13 @@ class ControlPlaneBus:
             if required:
                 raise
             log.warning("could not publish %s", detail_type, exc_info=True)
+
+
+def publish_all_from_env(env: Mapping[str, str]) -> bool:
+    """Read PUBLISH_ALL_EVENTS (true/false, default false)."""
+    raw = (env.get("PUBLISH_ALL_EVENTS") or "").strip().lower()
+    if raw in ("", "false", "0", "no"):
+        return False
+    if raw in ("true", "1", "yes"):
+        return True
+    raise ValueError(f"PUBLISH_ALL_EVENTS must be true or false, got {raw!r}")

@@ -21,6 +21,11 @@ ATTEMPT_ENV = "AIRFLOW_ECS_EVENT_ATTEMPT"
 
 # ECS allows 36 characters for startedBy; the EventBridge rule matches this exact value.
 STARTED_BY = "airflow-ecs-event-executor"
+# The lastStatus values whose events can change a task item: the first RUNNING (and a Spot warning, which is
+# RUNNING too), DEPROVISIONING (an exit code may already finish the task) and STOPPED. The stack's rule delivers
+# only these, so the status Lambda is not invoked for PROVISIONING, PENDING, ACTIVATING, DEACTIVATING or
+# STOPPING; the handler still skips the others without a write when it gets them (the local runner sends all).
+STATUS_EVENT_LAST_STATUSES = ("RUNNING", "DEPROVISIONING", "STOPPED")
 
 
 class _Lenient(BaseModel):

@@ -3,6 +3,13 @@
 The item is found from what the event itself carries (the launch id and attempt in the container override's
 environment), so an event that arrives before the launcher recorded the task ARN still lands. Events for tasks
 this control plane did not start are ignored.
+
+Only events that can change our state are written: a PENDING outcome (the launcher recorded PENDING when RunTask
+returned) and a RUNNING outcome while the task is on its way down without an exit code (DEACTIVATING, STOPPING,
+DEPROVISIONING) are skipped; the RUNNING event itself (also a Spot warning, which records the reason) and every
+terminal outcome are written. A STOPPED event whose task an earlier event already finished (an exit code at
+DEPROVISIONING) is dropped after an eventually consistent read, which costs a fraction of a failed conditional
+write.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ class StatusResult(StrEnum):
     FINISHED = "Finished"
     RELAUNCHED = "Relaunched"
     STALE = "Stale"  # late, duplicate, or for an earlier attempt
+    SKIPPED = "Skipped"  # a step that cannot change our state (PENDING, or going down without an exit code)
     UNKNOWN_TASK = "UnknownTask"  # carries our marks but no item exists (expired, or another deployment)
     NOT_OURS = "NotOurs"
     MALFORMED = "Malformed"
@@ -49,6 +57,8 @@ class StatusSettings:
     container_name: str
     cluster: str | None = None
     event_bus_name: str | None = None
+    # Publish routine notifications (a task finished successfully) too, not only failures and relaunches.
+    publish_all_events: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> StatusSettings:
@@ -60,6 +70,7 @@ class StatusSettings:
             container_name=env["CONTAINER_NAME"].strip(),
             cluster=(env.get("CLUSTER") or "").strip() or None,
             event_bus_name=(env.get("EVENT_BUS_NAME") or "").strip() or None,
+            publish_all_events=bus_events.publish_all_from_env(env),
         )
 
 
@@ -71,7 +82,7 @@ class StatusTracker:
     ) -> None:
         self.settings = settings
         self.table = table or TaskTable(settings.table_name)
-        self.bus = bus or ControlPlaneBus(settings.event_bus_name)
+        self.bus = bus or ControlPlaneBus(settings.event_bus_name, publish_all=settings.publish_all_events)
 
     def handle(self, event: Mapping[str, Any]) -> StatusResult:
         """Apply one EventBridge event; never raises for a bad event (only for AWS failures, to be retried)."""
@@ -100,6 +111,12 @@ class StatusTracker:
             )
             return StatusResult.MALFORMED
         outcome = map_event(detail, self.settings.container_name)
+        if not can_change_state(outcome, detail.last_status):
+            log.debug(
+                "ecs event skipped",
+                extra={"launch_id": launch_id, "attempt": attempt, "ecs": detail.last_status},
+            )
+            return StatusResult.SKIPPED
         snap = EcsSnapshot(
             state=outcome.state,
             task_arn=detail.task_arn,
@@ -115,6 +132,8 @@ class StatusTracker:
             if isinstance(special, StatusResult):
                 return special
             snap = special
+        elif detail.last_status == "STOPPED" and self._finished_already(launch_id, attempt):
+            return StatusResult.STALE
         result, item = self.table.apply_ecs_event(launch_id, attempt, snap)
         log.info(
             "ecs event",
@@ -141,7 +160,8 @@ class StatusTracker:
             }
             if item.key is not None:
                 detail_out.update(item.key.model_dump())
-            self.bus.publish(bus_events.TASK_FINISHED, detail_out)
+            # A success is routine (published only with PUBLISH_ALL_EVENTS); a failure or cancellation always.
+            self.bus.publish(bus_events.TASK_FINISHED, detail_out, routine=snap.state is TaskState.SUCCEEDED)
             return StatusResult.FINISHED
         return StatusResult.APPLIED
 
@@ -152,6 +172,8 @@ class StatusTracker:
         item = self.table.get(launch_id)
         if item is None:
             return StatusResult.UNKNOWN_TASK
+        if item.attempt == attempt and item.state.terminal:
+            return StatusResult.STALE
         # Our own StopTask (revoke, terminate): the container may still leave an exit code (137 after SIGKILL).
         if item.cancel_requested and snap.stop_code == "UserInitiated":
             return replace(
@@ -180,6 +202,12 @@ class StatusTracker:
             )
         return snap
 
+    def _finished_already(self, launch_id: str, attempt: int) -> bool:
+        """Return whether this attempt already ended (read eventually consistent: a terminal state is final, so
+        a stale read can only make the caller try its conditional write, never skip a needed one)."""
+        item = self.table.get(launch_id, consistent=False)
+        return item is not None and item.attempt == attempt and item.state.terminal
+
     def _request_relaunch(self, launch_id: str, attempt: int) -> None:
         message = RelaunchRequest(launch_id=launch_id, attempt=attempt)
         # Required: if the bus refuses it, the handler fails and EventBridge retries the whole event.
@@ -192,6 +220,19 @@ class StatusTracker:
         if not wanted or not cluster_arn:
             return True
         return cluster_arn == wanted or cluster_arn.rsplit("/", 1)[-1] == wanted.rsplit("/", 1)[-1]
+
+
+def can_change_state(outcome: Outcome, last_status: str) -> bool:
+    """Return whether an event mapped to ``outcome`` can change a task item, so is worth a write.
+
+    PENDING is recorded by the launcher when RunTask returns; a RUNNING outcome counts only from the RUNNING
+    event (the first one, or a Spot warning with its reason), not from a task on its way down without an exit code.
+    """
+    if outcome.state is TaskState.PENDING:
+        return False
+    if outcome.state is TaskState.RUNNING:
+        return last_status == "RUNNING"
+    return True
 
 
 def _summarize(exc: ValidationError) -> str:

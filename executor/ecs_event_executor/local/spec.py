@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ecs_event_executor.control import bus
-from ecs_event_executor.control.ecs_state import STARTED_BY
+from ecs_event_executor.control.ecs_state import STARTED_BY, STATUS_EVENT_LAST_STATUSES
 from ecs_event_executor.control.task_item import table_definition
 
 log = logging.getLogger(__name__)
@@ -156,6 +156,7 @@ def contract_template() -> dict[str, Any]:
                         "detail": {
                             "clusterArn": [{"Fn::GetAtt": ["Cluster", "Arn"]}],
                             "startedBy": [STARTED_BY],
+                            "lastStatus": list(STATUS_EVENT_LAST_STATUSES),
                         },
                     },
                     "Targets": [{"Id": "Target0", "Arn": {"Fn::GetAtt": ["StatusHandlerFunction", "Arn"]}}],
