@@ -59,6 +59,7 @@ class EcsEventExecutorStack(Stack):
             "FINISHED_TTL_SECONDS": str(settings.finished_ttl_seconds),
             "CONTAINER_NAME": settings.container_name,
             "CLUSTER": self.runtime.cluster_arn,
+            "PUBLISH_ALL_EVENTS": "true" if settings.publish_all_events else "false",
         }
         self.launcher = Launcher(
             self,
@@ -86,7 +87,10 @@ class EcsEventExecutorStack(Stack):
         self.runtime.grant_launch(self.launcher.function)
         self.tasks.grant_item_actions(self.launcher.function, "GetItem", "PutItem", "UpdateItem")
         self.tasks.grant_item_actions(self.status.function, "GetItem", "UpdateItem")
-        self.tasks.grant_item_actions(self.reconciler.function, "GetItem", "UpdateItem", "PutItem")
+        # BatchGetItem: the stale index holds keys only, the reconciler reads the items themselves.
+        self.tasks.grant_item_actions(
+            self.reconciler.function, "GetItem", "BatchGetItem", "UpdateItem", "PutItem"
+        )
         self.tasks.grant_stale_index_query(self.reconciler.function)
         self.runtime.grant_describe_tasks(self.reconciler.function)
         self.control_bus.bus.grant_put_events_to(self.launcher.function)

@@ -18,7 +18,7 @@ from typing import Any
 import boto3
 
 from ecs_event_executor.control.messages import MalformedMessage, parse_message
-from ecs_event_executor.control.task_item import HEARTBEAT_KEY, Attr, TaskItem, TaskState, TaskTable
+from ecs_event_executor.control.task_item import Attr, TaskItem, TaskState, TaskTable, is_task_key
 
 TABLE_ENV = "AIRFLOW__ECS_EVENT_EXECUTOR__TABLE_NAME"
 
@@ -59,7 +59,8 @@ def _scan(table: TaskTable, states: Sequence[str]) -> Iterator[TaskItem]:
     while True:
         resp = table.client.scan(**kwargs)
         for raw in resp.get("Items", []):
-            if raw.get(Attr.PK, {}).get("S") != HEARTBEAT_KEY:
+            # The heartbeat and the launch requests' side items share the table; they are not tasks.
+            if is_task_key(raw.get(Attr.PK, {}).get("S", "")):
                 yield TaskItem.from_raw(raw)
         if "LastEvaluatedKey" not in resp:
             return

@@ -31,7 +31,7 @@ from ecs_event_executor.control.messages import (
 from ecs_event_executor.control.run_task import ExecutorConfigError, LaunchConfig, build_run_task_kwargs
 from ecs_event_executor.control.task_item import TaskItem, TaskState, TaskTable
 from ecs_event_executor.launch_queue import LaunchQueue, OutgoingMessage, SendResult
-from ecs_event_executor.logs import control_plane_summary, read_stream, stream_name, task_arns
+from ecs_event_executor.logs import control_plane_summary, read_stream, stream_name, task_ids
 
 if TYPE_CHECKING:
     from airflow.models.taskinstance import TaskInstance
@@ -572,8 +572,8 @@ class EcsEventExecutor(BaseExecutor):
             if not settings.log_group:
                 messages.append("[ecs_event_executor] log_group is not set: container logs are not read")
                 return messages, lines
-            for arn in task_arns(item):
-                stream = stream_name(settings.log_stream_prefix, settings.container_name, arn)
+            for task_id in task_ids(item):
+                stream = stream_name(settings.log_stream_prefix, settings.container_name, task_id)
                 messages.append(f"Reading CloudWatch Logs {settings.log_group}/{stream}")
                 try:
                     lines.extend(read_stream(self.clients.client("logs"), settings.log_group, stream))

@@ -12,7 +12,7 @@ MAX_LOG_PAGES = 10
 
 
 def stream_name(prefix: str, container_name: str, task_arn: str) -> str:
-    """Return the awslogs stream of a container: ``prefix/container-name/ecs-task-id``."""
+    """Return the awslogs stream of a container: ``prefix/container-name/ecs-task-id`` (from a task ARN or id)."""
     task_id = task_arn.rsplit("/", 1)[-1]
     return f"{prefix}/{container_name}/{task_id}" if prefix else f"{container_name}/{task_id}"
 
@@ -42,12 +42,13 @@ def control_plane_summary(item: TaskItem) -> list[str]:
     return lines
 
 
-def task_arns(item: TaskItem) -> list[str]:
-    """Return the ECS tasks of every attempt of a launch, oldest first (a relaunch clears ``task_arn``)."""
-    arns = [str(e["task"]) for e in item.history if e.get("task")]
+def task_ids(item: TaskItem) -> list[str]:
+    """Return the ECS task ids of every attempt of a launch, oldest first (a relaunch clears ``task_arn``; the
+    history keeps each attempt's task id)."""
+    ids = [str(e["task"]).rsplit("/", 1)[-1] for e in item.history if e.get("task")]
     if item.task_arn:
-        arns.append(item.task_arn)
-    return list(dict.fromkeys(arns))
+        ids.append(item.task_arn.rsplit("/", 1)[-1])
+    return list(dict.fromkeys(ids))
 
 
 def read_stream(logs_client: Any, log_group: str, stream: str) -> list[str]:

@@ -9,6 +9,7 @@ from aws_cdk.assertions import Match, Template
 from ecs_event_executor.control.bus import RELAUNCH_REQUESTED, SOURCE
 from ecs_event_executor.control.ecs_state import STARTED_BY
 from ecs_event_executor.control.run_task import LaunchConfig
+from ecs_event_executor.control.status_tracking import StatusSettings
 from ecs_event_executor.control.task_item import Attr, table_definition
 
 from infra.launcher import LAUNCHER_TIMEOUT, MAX_RECEIVE_COUNT
@@ -69,7 +70,12 @@ def test_ecs_rule_matches_only_this_clusters_tasks_started_by_the_control_plane(
     assert props["EventPattern"] == {
         "source": ["aws.ecs"],
         "detail-type": ["ECS Task State Change"],
-        "detail": {"clusterArn": [{"Fn::GetAtt": [cluster, "Arn"]}], "startedBy": [STARTED_BY]},
+        "detail": {
+            "clusterArn": [{"Fn::GetAtt": [cluster, "Arn"]}],
+            "startedBy": [STARTED_BY],
+            # Only the steps that can change a task item: each delivery is a Lambda invocation.
+            "lastStatus": ["RUNNING", "DEPROVISIONING", "STOPPED"],
+        },
     }
     (target,) = props["Targets"]
     assert target["Arn"] == {"Fn::GetAtt": [status, "Arn"]}
@@ -139,14 +145,15 @@ def test_tasks_table_is_the_contracts_table_definition(template: Template) -> No
     )
     indexes = _by_name(props["GlobalSecondaryIndexes"], "IndexName")
     expected = _by_name(contract["GlobalSecondaryIndexes"], "IndexName")
-    assert set(indexes) == set(expected) == {"by_owner_changed", "by_active_changed"}
+    assert set(indexes) == set(expected) == {"by_owner_changed", "by_active_checked"}
     for name, index in expected.items():
         assert indexes[name]["KeySchema"] == index["KeySchema"], name
         projection = indexes[name]["Projection"]
         assert projection["ProjectionType"] == index["Projection"]["ProjectionType"], name
         # Order does not matter to DynamoDB; duplicates would fail the deploy.
-        assert sorted(projection["NonKeyAttributes"]) == sorted(index["Projection"]["NonKeyAttributes"]), name
-        assert len(set(projection["NonKeyAttributes"])) == len(projection["NonKeyAttributes"]), name
+        attributes = projection.get("NonKeyAttributes", [])
+        assert sorted(attributes) == sorted(index["Projection"].get("NonKeyAttributes", [])), name
+        assert len(set(attributes)) == len(attributes), name
         assert "ProvisionedThroughput" not in indexes[name]  # on-demand, like the table
 
 
@@ -179,6 +186,16 @@ def test_status_environment(template: Template) -> None:
     assert expected <= set(env)
     assert {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"} <= set(env)
     assert not {"SUBNETS", "TASK_DEFINITION", "LAUNCH_QUEUE_URL"} & set(env)
+    # Routine notifications (launched, succeeded) are off unless publishAllEvents; failures always go out.
+    assert env["PUBLISH_ALL_EVENTS"] == "false"
+    assert StatusSettings.from_env(_placeholders(env)).publish_all_events is False
+
+
+def test_status_function_memory_is_what_the_benchmark_models(template: Template) -> None:
+    from bench.model import AwsModel
+
+    assert function(template, STATUS)["Properties"]["MemorySize"] == AwsModel().status_memory_mb == 256
+    assert function(template, LAUNCHER)["Properties"]["MemorySize"] == AwsModel().launcher_memory_mb
 
 
 def test_functions_trace_log_with_retention_and_use_the_runtime_layer(template: Template) -> None:

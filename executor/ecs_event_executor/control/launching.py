@@ -46,6 +46,7 @@ from ecs_event_executor.control.run_task import (
 )
 from ecs_event_executor.control.task_item import (
     DEFAULT_FINISHED_TTL_SECONDS,
+    REQUEST_RETENTION_SECONDS,
     Claim,
     ClaimOutcome,
     TaskItem,
@@ -84,6 +85,8 @@ class LauncherSettings:
     launch: LaunchConfig
     table_name: str
     event_bus_name: str | None = None
+    # Publish routine notifications (a task launched) too, not only failures and relaunches.
+    publish_all_events: bool = False
     finished_ttl_seconds: int = DEFAULT_FINISHED_TTL_SECONDS
     # How long one launcher may hold an attempt before another may take it over (covers RunTask + the write).
     lease_seconds: int = 60
@@ -113,6 +116,7 @@ class LauncherSettings:
             launch=LaunchConfig.from_env(env),
             table_name=table,
             event_bus_name=env.get("EVENT_BUS_NAME") or None,
+            publish_all_events=_publish_all_events(env),
             finished_ttl_seconds=integer("FINISHED_TTL_SECONDS", DEFAULT_FINISHED_TTL_SECONDS),
             lease_seconds=integer("LAUNCH_LEASE_SECONDS", 60),
             backoff_max_seconds=integer("LAUNCH_BACKOFF_MAX_SECONDS", 120),
@@ -136,7 +140,7 @@ class Launcher:
         self.table = table or TaskTable(
             settings.table_name, finished_ttl_seconds=settings.finished_ttl_seconds, clock=clock
         )
-        self.bus = bus or ControlPlaneBus(settings.event_bus_name)
+        self.bus = bus or ControlPlaneBus(settings.event_bus_name, publish_all=settings.publish_all_events)
         self._clock = clock
 
     @property
@@ -170,9 +174,17 @@ class Launcher:
         claim = self.table.claim_attempt(
             message.launch_id, message.attempt, lease_seconds=self.settings.lease_seconds
         )
-        if claim.outcome is not ClaimOutcome.CLAIMED or claim.item is None or claim.item.request is None:
+        if claim.outcome is not ClaimOutcome.CLAIMED or claim.item is None:
             return self._run_claimed(claim, None, receive_count)
-        return self._run_claimed(claim, LaunchRequest.model_validate_json(claim.item.request), receive_count)
+        request = self.table.read_request(message.launch_id)
+        if request is None:
+            return self._fail(
+                claim.item,
+                message.attempt,
+                "cannot relaunch: the launch request is no longer stored (it is kept "
+                f"{REQUEST_RETENTION_SECONDS // 86400} days after the task was queued)",
+            )
+        return self._run_claimed(claim, request, receive_count)
 
     def _run_claimed(self, claim: Claim, request: LaunchRequest | None, receive_count: int) -> Result:
         if claim.outcome is ClaimOutcome.DONE:
@@ -235,7 +247,9 @@ class Launcher:
             )
             return Result.CANCELLED
         log.info("launched", extra={"launch_id": item.launch_id, "attempt": attempt, "task_arn": task_arn})
-        self.bus.publish(bus_events.TASK_LAUNCHED, _event_detail(current or item, task_arn=task_arn))
+        self.bus.publish(
+            bus_events.TASK_LAUNCHED, _event_detail(current or item, task_arn=task_arn), routine=True
+        )
         return Result.LAUNCHED
 
     def _fail(self, item: TaskItem, attempt: int, reason: str) -> Result:
@@ -283,6 +297,13 @@ class Launcher:
                 log.info("stop_task ignored", extra={"task_arn": task_arn, "error": error_code(exc)})
                 return
             raise RetryLater(f"StopTask: {error_text(exc)}", 5) from exc
+
+
+def _publish_all_events(env: Mapping[str, str]) -> bool:
+    try:
+        return bus_events.publish_all_from_env(env)
+    except ValueError as exc:
+        raise LaunchConfigError(str(exc)) from exc
 
 
 def _event_detail(item: TaskItem, **extra: Any) -> dict[str, Any]:

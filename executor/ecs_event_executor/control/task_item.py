@@ -10,11 +10,19 @@ moves it along ECS's lifecycle, the executor reads it. Every write is conditiona
 Every write bumps ``rev`` and stamps ``changed_at`` (epoch ms), which the ``by_owner_changed`` index sorts by, so
 an executor reads only what changed for its owner since a point: the cost follows the number of changes, not the
 number of running tasks.
+
+Write cost (DynamoDB bills each write by the item's size in 1 KB units, plus every index entry it puts, updates or
+moves): the launch request, a few KB with an Airflow 3 workload's token, lives in a side item written once
+(``<launch id>#request``, zlib-compressed, in no index) and read only for a relaunch; history entries are compact;
+so the task item stays under 1 KB. The stale index is sorted by ``checked_at``, which only creation and the
+reconciler's ``touch`` set, and projects keys only: a state change does not write it (only creation, touch and
+the terminal write that removes ``active``).
 """
 
 from __future__ import annotations
 
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -81,16 +89,21 @@ class Attr:
     MAP_INDEX = "map_index"
     TRY_NUMBER = "try_number"
     TEAM = "team"
-    REQUEST = "request"  # the launch request JSON, kept so a relaunch needs nothing from the queue
+    # On the side item only (``<launch id>#request``): the launch request JSON, zlib-compressed (Binary), kept so
+    # a relaunch needs nothing from the queue.
+    REQUEST = "request"
     QUEUED_AT = "queued_at"  # epoch ms: when the executor queued it
     LAUNCHED_AT = "launched_at"  # epoch ms: when RunTask returned the task
     RUNNING_AT = "running_at"  # epoch ms: the first RUNNING event
     FINISHED_AT = "finished_at"  # epoch ms: the terminal write
     CANCEL_REQUESTED = "cancel_requested"
-    HISTORY = "history"  # short list of {at, state, ecs, version, reason}: for operators
-    EXPIRES_AT = "expires_at"  # epoch seconds: DynamoDB TTL, set on terminal writes
+    HISTORY = "history"  # short list of compact entries (HISTORY_KEYS): for operators
+    EXPIRES_AT = "expires_at"  # epoch seconds: DynamoDB TTL, set on terminal writes (and on the side item)
     # Present only while the launch is active: the sparse stale index holds active items and nothing else.
     ACTIVE = "active"
+    # Epoch ms of creation or of the reconciler's last check: the stale index's sort key. State changes leave it
+    # alone, so they never write the stale index.
+    CHECKED_AT = "checked_at"
 
 
 # The change-feed index: partition by owner, sort by change time.
@@ -116,25 +129,81 @@ CHANGE_INDEX_ATTRIBUTES: tuple[str, ...] = (
     Attr.FINISHED_AT,
 )
 
-# The stale index: only active items (sparse on ``active``), sorted by change time, so the reconciler's cost
-# follows the number of active items that stopped changing, not the table size.
-STALE_INDEX = "by_active_changed"
-STALE_INDEX_ATTRIBUTES: tuple[str, ...] = (
-    Attr.STATE,
-    Attr.ATTEMPT,
-    Attr.TASK_ARN,
-    Attr.CLUSTER_ARN,
-    Attr.LEASE_UNTIL,
-    Attr.OWNER,
-)
+# The stale index: only active items (sparse on ``active``), sorted by when the reconciler last checked them, so
+# its cost follows the number of active items due for a check, not the table size. Keys only: the reconciler
+# reads the items themselves (BatchGetItem), and no write but creation, touch and the terminal one updates it.
+STALE_INDEX = "by_active_checked"
 ACTIVE_MARK = "1"
 # The control plane's heartbeat lives in the table under a key no launch id can take (launch ids have no '#').
 HEARTBEAT_KEY = "control-plane#heartbeat"
+# The launch request's side item: ``<launch id>#request`` (launch ids have no '#', so it cannot be a task item).
+REQUEST_KEY_SUFFIX = "#request"
+# How long a launch request is kept for relaunches. Only a launch whose ECS task never started is relaunched
+# (minutes after queueing), and an Airflow 3 workload's token expires after task_queued_timeout anyway.
+REQUEST_RETENTION_SECONDS = 30 * 24 * 3600
 
 # Finished items are kept this long (DynamoDB TTL), for adoption, operators and late duplicates.
 DEFAULT_FINISHED_TTL_SECONDS = 7 * 24 * 3600
 # History is for people, not for the protocol; bound it so a chatty task cannot grow its item.
 HISTORY_LIMIT = 30
+# History entries are stored with one-letter keys (every byte of the item is billed on every write) and read back
+# with these names. A reason in history is cut to HISTORY_REASON_CHARS; the full one is in ``reason``. The
+# terminal entry stores none (a terminal state is final, so its reason is the item's) and is read back with it.
+HISTORY_KEYS: Mapping[str, str] = {
+    "t": "at",
+    "s": "state",
+    "e": "ecs",
+    "v": "version",
+    "a": "attempt",
+    "r": "reason",
+    "k": "task",
+}
+_HISTORY_SHORT = {long: short for short, long in HISTORY_KEYS.items()}
+HISTORY_REASON_CHARS = 120
+
+
+def request_key(launch_id: str) -> str:
+    """Return the key of a launch's request side item."""
+    return launch_id + REQUEST_KEY_SUFFIX
+
+
+def is_task_key(pk: str) -> bool:
+    """Return whether a table key is a task item's (not the heartbeat's or a launch request's side item)."""
+    return "#" not in pk
+
+
+def history_entry(
+    at: int,
+    state: TaskState,
+    *,
+    ecs: str | None = None,
+    version: int | None = None,
+    attempt: int | None = None,
+    reason: str | None = None,
+    task_arn: str | None = None,
+) -> dict[str, Any]:
+    """Return one compact history entry as stored (the task id only: the full ARN is in ``task_arn``)."""
+    entry = {
+        "t": at,
+        "s": state.value,
+        "e": ecs,
+        "v": version,
+        "a": attempt,
+        "r": reason[:HISTORY_REASON_CHARS] if reason else None,
+        "k": task_arn.rsplit("/", 1)[-1] if task_arn else None,
+    }
+    return {k: v for k, v in entry.items() if v is not None}
+
+
+def _expand_history(
+    entries: list[Mapping[str, Any]], state: str, reason: str | None
+) -> tuple[dict[str, Any], ...]:
+    expanded = [{HISTORY_KEYS.get(k, k): v for k, v in entry.items()} for entry in entries]
+    last = expanded[-1] if expanded else None
+    if last is not None and reason and last.get("state") == state and state in TERMINAL_STATES:
+        last.setdefault("reason", reason[:HISTORY_REASON_CHARS])
+    return tuple(expanded)
+
 
 _SER = TypeSerializer()
 _DESER = TypeDeserializer()
@@ -178,7 +247,6 @@ class TaskItem:
     exit_code: int | None = None
     key: TaskKey | None = None
     team: str | None = None
-    request: str | None = None
     queued_at: int | None = None
     launched_at: int | None = None
     running_at: int | None = None
@@ -217,14 +285,13 @@ class TaskItem:
             exit_code=v.get(Attr.EXIT_CODE),
             key=key,
             team=v.get(Attr.TEAM),
-            request=v.get(Attr.REQUEST),
             queued_at=v.get(Attr.QUEUED_AT),
             launched_at=v.get(Attr.LAUNCHED_AT),
             running_at=v.get(Attr.RUNNING_AT),
             finished_at=v.get(Attr.FINISHED_AT),
             lease_until=v.get(Attr.LEASE_UNTIL),
             cancel_requested=bool(v.get(Attr.CANCEL_REQUESTED, False)),
-            history=tuple(v.get(Attr.HISTORY, [])),
+            history=_expand_history(v.get(Attr.HISTORY, []), v[Attr.STATE], v.get(Attr.REASON)),
         )
 
 
@@ -354,7 +421,7 @@ class TaskTable:
 
     def _history(self, names: dict[str, str], values: dict[str, Any], entry: dict[str, Any]) -> str:
         names["#hist"] = Attr.HISTORY
-        values[":hist"] = [{k: v for k, v in entry.items() if v is not None}]
+        values[":hist"] = [entry]
         values[":empty"] = []
         return "#hist = list_append(if_not_exists(#hist, :empty), :hist)"
 
@@ -400,7 +467,12 @@ class TaskTable:
         return ["#fin = :fin", "#exp = :exp"]
 
     def create_for_launch(self, request: LaunchRequest, *, lease_seconds: float) -> Claim:
-        """Create the item for a new launch, holding the launch lease for attempt 1; or report what exists."""
+        """Create the item for a new launch, holding the launch lease for attempt 1; or report what exists.
+
+        The launch request's side item is written first, so whenever the task item exists its request does too
+        (a launcher that dies in between leaves a request whose redelivered message writes it again).
+        """
+        self._put_request(request)
         now = self._now_ms()
         values: dict[str, Any] = {
             Attr.PK: request.launch_id,
@@ -416,10 +488,10 @@ class TaskTable:
             Attr.RUN_ID: request.key.run_id,
             Attr.MAP_INDEX: request.key.map_index,
             Attr.TRY_NUMBER: request.key.try_number,
-            Attr.REQUEST: request.to_json(),
             Attr.QUEUED_AT: int(request.queued_at.timestamp() * 1000),
-            Attr.HISTORY: [{"at": now, "state": TaskState.LAUNCHING.value, "attempt": 1}],
+            Attr.HISTORY: [history_entry(now, TaskState.LAUNCHING, attempt=1)],
             Attr.ACTIVE: ACTIVE_MARK,
+            Attr.CHECKED_AT: now,
         }
         if request.team:
             values[Attr.TEAM] = request.team
@@ -437,6 +509,29 @@ class TaskTable:
             return self.claim_attempt(request.launch_id, 1, lease_seconds=lease_seconds)
         # The item is exactly what was written: no need to read it back.
         return Claim(ClaimOutcome.CLAIMED, TaskItem.from_raw(_serialize(values)))
+
+    def _put_request(self, request: LaunchRequest) -> None:
+        """Write the launch request's side item: compressed, in no index, expiring REQUEST_RETENTION_SECONDS after
+        it was queued (DynamoDB TTL deletes cost nothing)."""
+        queued_s = int(request.queued_at.timestamp())
+        self.client.put_item(
+            TableName=self.table_name,
+            Item={
+                Attr.PK: {"S": request_key(request.launch_id)},
+                Attr.REQUEST: {"B": zlib.compress(request.to_json().encode(), 9)},
+                Attr.EXPIRES_AT: {"N": str(queued_s + REQUEST_RETENTION_SECONDS)},
+            },
+        )
+
+    def read_request(self, launch_id: str) -> LaunchRequest | None:
+        """Return the launch request kept for ``launch_id`` (for a relaunch), or None if it is gone."""
+        resp = self.client.get_item(
+            TableName=self.table_name, Key={Attr.PK: {"S": request_key(launch_id)}}, ConsistentRead=True
+        )
+        raw = resp.get("Item", {}).get(Attr.REQUEST, {}).get("B")
+        if raw is None:
+            return None
+        return LaunchRequest.model_validate_json(zlib.decompress(raw))
 
     def claim_attempt(self, launch_id: str, attempt: int, *, lease_seconds: float) -> Claim:
         """Take the launch lease for ``attempt`` if no ECS task is known for it and no live lease is held."""
@@ -493,7 +588,7 @@ class TaskTable:
             self._history(
                 names,
                 values,
-                {"at": now, "state": TaskState.PENDING.value, "attempt": attempt, "task": task_arn},
+                history_entry(now, TaskState.PENDING, attempt=attempt, task_arn=task_arn),
             )
         )
         written, item = self._update(
@@ -555,7 +650,7 @@ class TaskTable:
             self._history(
                 names,
                 values,
-                {"at": now, "state": TaskState.FAILED.value, "attempt": attempt, "reason": reason[:300]},
+                history_entry(now, TaskState.FAILED, attempt=attempt),
             ),
         ]
         return self._update(
@@ -613,14 +708,14 @@ class TaskTable:
             self._history(
                 names,
                 values,
-                {
-                    "at": now,
-                    "state": snap.state.value,
-                    "ecs": snap.last_status,
-                    "version": snap.version,
-                    "attempt": attempt,
-                    "reason": (snap.reason or "")[:300] or None,
-                },
+                history_entry(
+                    now,
+                    snap.state,
+                    ecs=snap.last_status,
+                    version=snap.version,
+                    attempt=attempt,
+                    reason=None if snap.state.terminal else snap.reason,
+                ),
             )
         )
         # The state sets in this attempt only move forward: LAUNCHING < PENDING < RUNNING < terminal.
@@ -664,14 +759,14 @@ class TaskTable:
             self._history(
                 names,
                 values,
-                {
-                    "at": now,
-                    "state": TaskState.LAUNCHING.value,
-                    "ecs": snap.last_status,
-                    "version": snap.version,
-                    "attempt": attempt + 1,
-                    "reason": (snap.reason or "")[:300] or None,
-                },
+                history_entry(
+                    now,
+                    TaskState.LAUNCHING,
+                    ecs=snap.last_status,
+                    version=snap.version,
+                    attempt=attempt + 1,
+                    reason=snap.reason,
+                ),
             ),
         ]
         if snap.version is not None:
@@ -721,9 +816,7 @@ class TaskTable:
             "#r = :r",
             "#o = if_not_exists(#o, :o)",
             *self._terminal_sets(names, values, now),
-            self._history(
-                names, values, {"at": now, "state": TaskState.CANCELLED.value, "reason": request.reason[:300]}
-            ),
+            self._history(names, values, history_entry(now, TaskState.CANCELLED)),
         ]
         # A missing item is created CANCELLED, so a launch message that arrives later finds it and does nothing.
         condition = "attribute_not_exists(#s) OR (#s = :launching AND attribute_not_exists(#arn))"
@@ -764,23 +857,29 @@ class TaskTable:
     # ------------------------------------------------------- reconciliation
 
     def stale_active(self, older_than_ms: int, *, limit: int = 500) -> list[TaskItem]:
-        """Return up to ``limit`` active items whose last write is older than ``older_than_ms`` (oldest first)."""
-        found: list[TaskItem] = []
+        """Return up to ``limit`` active items not checked since ``older_than_ms`` (least recently checked first).
+
+        The stale index holds keys only; the items are read with BatchGetItem (strongly consistent), and those
+        that finished since the index was written are left out.
+        """
+        keys: list[str] = []
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
             "IndexName": STALE_INDEX,
             "KeyConditionExpression": "#act = :act AND #c < :c",
-            "ExpressionAttributeNames": {"#act": Attr.ACTIVE, "#c": Attr.CHANGED_AT},
+            "ExpressionAttributeNames": {"#act": Attr.ACTIVE, "#c": Attr.CHECKED_AT},
             "ExpressionAttributeValues": {":act": {"S": ACTIVE_MARK}, ":c": {"N": str(older_than_ms)}},
             "Limit": limit,
         }
-        while len(found) < limit:
+        while len(keys) < limit:
             resp = self.client.query(**kwargs)
-            found.extend(TaskItem.from_raw(raw) for raw in resp.get("Items", []))
+            keys.extend(raw[Attr.PK]["S"] for raw in resp.get("Items", []))
             if "LastEvaluatedKey" not in resp:
                 break
             kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
-        return found[:limit]
+        keys = keys[:limit]
+        items = self.get_many(keys)
+        return [items[k] for k in keys if k in items and not items[k].state.terminal]
 
     def fail_lost(
         self, launch_id: str, attempt: int, *, task_arn: str, reason: str
@@ -805,20 +904,25 @@ class TaskTable:
             self._history(
                 names,
                 values,
-                {"at": now, "state": TaskState.FAILED.value, "attempt": attempt, "reason": reason[:300]},
+                history_entry(now, TaskState.FAILED, attempt=attempt),
             ),
         ]
         condition = "#a = :a AND #arn = :arn AND #s IN (:active_0, :active_1, :active_2)"
         return self._update(launch_id, sets=sets, condition=condition, names=names, values=values)
 
     def touch(self, launch_id: str, attempt: int) -> None:
-        """Re-stamp an active item the reconciler checked and found unchanged, so it is not re-checked every run."""
-        now = self._now_ms()
-        names = {"#a": Attr.ATTEMPT, "#on": Attr.ACTIVE}
-        values: dict[str, Any] = {":a": attempt}
-        sets = self._stamp(names, values, now)
+        """Mark an active item checked by the reconciler (``checked_at``), so it is not re-checked every run.
+
+        Not a change: ``rev`` and ``changed_at`` stay, so the change feed does not show it.
+        """
+        names = {"#a": Attr.ATTEMPT, "#on": Attr.ACTIVE, "#chk": Attr.CHECKED_AT}
+        values: dict[str, Any] = {":a": attempt, ":now": self._now_ms()}
         self._update(
-            launch_id, sets=sets, condition="#a = :a AND attribute_exists(#on)", names=names, values=values
+            launch_id,
+            sets=["#chk = :now"],
+            condition="#a = :a AND attribute_exists(#on)",
+            names=names,
+            values=values,
         )
 
     def write_heartbeat(self, **facts: int | str) -> None:
@@ -844,20 +948,28 @@ def table_definition(table_name: str) -> dict[str, Any]:
             {"AttributeName": Attr.OWNER, "AttributeType": "S"},
             {"AttributeName": Attr.CHANGED_AT, "AttributeType": "N"},
             {"AttributeName": Attr.ACTIVE, "AttributeType": "S"},
+            {"AttributeName": Attr.CHECKED_AT, "AttributeType": "N"},
         ],
         "KeySchema": [{"AttributeName": Attr.PK, "KeyType": "HASH"}],
         "GlobalSecondaryIndexes": [
             {
-                "IndexName": index,
+                "IndexName": CHANGE_INDEX,
                 "KeySchema": [
-                    {"AttributeName": partition, "KeyType": "HASH"},
+                    {"AttributeName": Attr.OWNER, "KeyType": "HASH"},
                     {"AttributeName": Attr.CHANGED_AT, "KeyType": "RANGE"},
                 ],
-                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(attributes)},
-            }
-            for index, partition, attributes in (
-                (CHANGE_INDEX, Attr.OWNER, CHANGE_INDEX_ATTRIBUTES),
-                (STALE_INDEX, Attr.ACTIVE, STALE_INDEX_ATTRIBUTES),
-            )
+                "Projection": {
+                    "ProjectionType": "INCLUDE",
+                    "NonKeyAttributes": list(CHANGE_INDEX_ATTRIBUTES),
+                },
+            },
+            {
+                "IndexName": STALE_INDEX,
+                "KeySchema": [
+                    {"AttributeName": Attr.ACTIVE, "KeyType": "HASH"},
+                    {"AttributeName": Attr.CHECKED_AT, "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            },
         ],
     }

@@ -1,0 +1,302 @@
+"""What each write costs: the task item stays under 1 KB, the launch request lives in a side item written once,
+state changes leave the stale index alone, and steps that cannot change our state are not written."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import zlib
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+from ecs_event_executor.control.bus import LAUNCH_FAILED, TASK_FINISHED, TASK_LAUNCHED, ControlPlaneBus
+from ecs_event_executor.control.launching import Launcher, LauncherSettings, Result
+from ecs_event_executor.control.messages import RelaunchRequest
+from ecs_event_executor.control.status_tracking import StatusSettings, StatusTracker
+from ecs_event_executor.control.task_item import (
+    CHANGE_INDEX,
+    STALE_INDEX,
+    Attr,
+    EcsSnapshot,
+    TaskState,
+    TaskTable,
+    request_key,
+    table_definition,
+)
+
+from lambdas.launcher import handler as launcher_handler
+from lambdas.status import handler as status_handler
+from tests.conftest import ControlPlane
+from tests.support.aws import CallCounter, LambdaContextStub, body_event
+from tests.support.ecs_events import task_event
+from tests.support.requests import launch_request
+
+ARN = "arn:aws:ecs:eu-west-1:123456789012:task/airflow-ecs-event-executor/0123456789abcdef0123456789abcdef"
+CLUSTER_ARN = "arn:aws:ecs:eu-west-1:123456789012:cluster/airflow-ecs-event-executor"
+
+
+# ------------------------------------------------------------------- DynamoDB's item size, as AWS documents it
+
+
+def _number_size(text: str) -> int:
+    digits = text.lstrip("-").replace(".", "").lstrip("0") or "0"
+    return (len(digits) + 1) // 2 + 1
+
+
+def _value_size(value: Mapping[str, Any]) -> int:
+    ((kind, v),) = value.items()
+    if kind == "S":
+        return len(v.encode())
+    if kind == "N":
+        return _number_size(v)
+    if kind == "B":
+        return len(base64.b64decode(v)) if isinstance(v, str) else len(v)
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "L":  # 3 bytes of overhead, 1 per element
+        return 3 + sum(1 + _value_size(x) for x in v)
+    if kind == "M":  # 3 bytes of overhead, 1 per element, plus the keys
+        return 3 + sum(len(k.encode()) + 1 + _value_size(x) for k, x in v.items())
+    raise AssertionError(f"unexpected type {kind}")
+
+
+def item_size(raw: Mapping[str, Any]) -> int:
+    """Bytes DynamoDB bills for an item: UTF-8 attribute names plus values (rounded up to 1 KB per write)."""
+    return sum(len(name.encode()) + _value_size(value) for name, value in raw.items())
+
+
+def raw_item(cp: ControlPlane, pk: str) -> dict[str, Any]:
+    resp = cp.client("dynamodb").get_item(TableName=cp.table, Key={Attr.PK: {"S": pk}}, ConsistentRead=True)
+    return dict(resp["Item"])
+
+
+def test_typical_finished_item_is_under_one_kilobyte(control_plane: ControlPlane) -> None:
+    """Launched, running, failed with exit 1 and a reason: every write of its life is billed 1 WRU."""
+    request = launch_request("a_typical_task_id", owner="default:scheduler-7f9c2b1a")
+    table = TaskTable(control_plane.table)
+    table.create_for_launch(request, lease_seconds=60)
+    table.record_launched(request.launch_id, 1, task_arn=ARN, cluster_arn=CLUSTER_ARN)
+    table.apply_ecs_event(
+        request.launch_id,
+        1,
+        EcsSnapshot(TaskState.RUNNING, ARN, 4, "RUNNING", cluster_arn=CLUSTER_ARN),
+    )
+    reason = (
+        "the Airflow container exited with code 1 (EssentialContainerExited - Essential container in task "
+        "exited)"
+    )
+    written, item = table.apply_ecs_event(
+        request.launch_id,
+        1,
+        EcsSnapshot(
+            TaskState.FAILED,
+            ARN,
+            6,
+            "DEPROVISIONING",
+            cluster_arn=CLUSTER_ARN,
+            reason=reason,
+            stop_code="EssentialContainerExited",
+            exit_code=1,
+        ),
+    )
+    assert written and item is not None and item.state is TaskState.FAILED
+    raw = raw_item(control_plane, request.launch_id)
+    assert Attr.REQUEST not in raw
+    size = item_size(raw)
+    print(f"\ntypical finished item: {size} bytes")
+    assert size < 1024
+    # History is compact in storage, readable through TaskItem.
+    assert [e["state"] for e in item.history] == ["LAUNCHING", "PENDING", "RUNNING", "FAILED"]
+    assert item.history[1]["task"] == ARN.rsplit("/", 1)[-1]
+    assert item.history[-1]["reason"] == reason[:120]
+
+
+def test_history_reason_is_cut_but_the_item_keeps_the_whole_reason(control_plane: ControlPlane) -> None:
+    request = launch_request()
+    table = TaskTable(control_plane.table)
+    table.create_for_launch(request, lease_seconds=60)
+    long_reason = "x" * 1500
+    _, item = table.fail_launch(request.launch_id, 1, reason=long_reason)
+    assert item is not None and item.reason == long_reason
+    assert item.history[-1]["reason"] == "x" * 120
+
+
+def test_launch_request_lives_in_a_compressed_side_item_in_no_index(control_plane: ControlPlane) -> None:
+    request = launch_request()
+    table = TaskTable(control_plane.table)
+    table.create_for_launch(request, lease_seconds=60)
+    side = raw_item(control_plane, request_key(request.launch_id))
+    assert set(side) == {Attr.PK, Attr.REQUEST, Attr.EXPIRES_AT}  # no owner, no active: in neither index
+    stored = side[Attr.REQUEST]["B"]
+    blob = base64.b64decode(stored) if isinstance(stored, str) else stored
+    assert json.loads(zlib.decompress(blob)) == json.loads(request.to_json())
+    assert int(side[Attr.EXPIRES_AT]["N"]) > time.time() + 7 * 24 * 3600
+    assert table.read_request(request.launch_id) == request
+    assert table.read_request("no-such-launch-id") is None
+
+
+def test_indexes_change_feed_by_change_time_stale_index_keys_only_by_check_time() -> None:
+    indexes = {i["IndexName"]: i for i in table_definition("t")["GlobalSecondaryIndexes"]}
+    assert [k["AttributeName"] for k in indexes[CHANGE_INDEX]["KeySchema"]] == [Attr.OWNER, Attr.CHANGED_AT]
+    assert [k["AttributeName"] for k in indexes[STALE_INDEX]["KeySchema"]] == [Attr.ACTIVE, Attr.CHECKED_AT]
+    assert indexes[STALE_INDEX]["Projection"] == {"ProjectionType": "KEYS_ONLY"}
+
+
+def test_state_changes_leave_checked_at_and_touch_is_not_a_change(control_plane: ControlPlane) -> None:
+    request = launch_request()
+    table = TaskTable(control_plane.table)
+    table.create_for_launch(request, lease_seconds=60)
+    created = raw_item(control_plane, request.launch_id)[Attr.CHECKED_AT]
+    table.record_launched(request.launch_id, 1, task_arn=ARN, cluster_arn=None)
+    table.apply_ecs_event(request.launch_id, 1, EcsSnapshot(TaskState.RUNNING, ARN, 3, "RUNNING"))
+    running = raw_item(control_plane, request.launch_id)
+    assert running[Attr.CHECKED_AT] == created
+    later = TaskTable(control_plane.table, clock=lambda: time.time() + 900)
+    later.touch(request.launch_id, 1)
+    touched = raw_item(control_plane, request.launch_id)
+    assert int(touched[Attr.CHECKED_AT]["N"]) > int(created["N"])
+    # Not a change: the executor's change feed does not show it again.
+    assert (touched[Attr.REV], touched[Attr.CHANGED_AT]) == (running[Attr.REV], running[Attr.CHANGED_AT])
+    # Only active items are found, by check time, with everything the reconciler needs.
+    (stale,) = TaskTable(control_plane.table, clock=lambda: time.time() + 3600).stale_active(
+        int((time.time() + 1800) * 1000)
+    )
+    assert (stale.launch_id, stale.state, stale.task_arn) == (request.launch_id, TaskState.RUNNING, ARN)
+
+
+def test_relaunch_without_a_stored_request_fails_with_the_reason(control_plane: ControlPlane) -> None:
+    request = launch_request()
+    table = TaskTable(control_plane.table)
+    table.create_for_launch(request, lease_seconds=60)
+    table.record_launched(request.launch_id, 1, task_arn=ARN, cluster_arn=None)
+    snap = EcsSnapshot(TaskState.FAILED, ARN, 5, "STOPPED", reason="ECS could not start the task")
+    relaunched, _ = table.schedule_relaunch(request.launch_id, 1, snap)
+    assert relaunched
+    control_plane.client("dynamodb").delete_item(
+        TableName=control_plane.table, Key={Attr.PK: {"S": request_key(request.launch_id)}}
+    )
+    launcher = Launcher(LauncherSettings.from_env(control_plane.env), table=table)
+    message = RelaunchRequest(launch_id=request.launch_id, attempt=2)
+    assert launcher.handle(message.to_json()) is Result.LAUNCH_FAILED
+    item = table.get(request.launch_id)
+    assert item is not None and item.state is TaskState.FAILED
+    assert "launch request is no longer stored" in (item.reason or "")
+
+
+# ------------------------------------------------------------------------------------- the status handler
+
+
+def _launched(cp: ControlPlane) -> tuple[str, dict[str, Any]]:
+    request = launch_request()
+    launcher_handler.handler(body_event([request.to_json()], cp.queue_arn), LambdaContextStub())
+    stored = TaskTable(cp.table).get(request.launch_id)
+    assert stored is not None and stored.task_arn
+    task = cp.client("ecs").describe_tasks(cluster=cp.ecs.cluster_arn, tasks=[stored.task_arn])["tasks"][0]
+    return request.launch_id, task
+
+
+def _send(event: dict[str, Any]) -> str:
+    return status_handler.handler(event, LambdaContextStub())["result"]
+
+
+@pytest.fixture
+def dynamodb_calls(control_plane: ControlPlane) -> CallCounter:
+    tracker = status_handler.tracker()
+    return CallCounter().attach(tracker.table.client)
+
+
+def test_steps_that_cannot_change_the_state_are_skipped_without_a_write(
+    control_plane: ControlPlane, dynamodb_calls: CallCounter
+) -> None:
+    launch_id, task = _launched(control_plane)
+    for version, last in enumerate(["PROVISIONING", "PENDING", "ACTIVATING"], start=1):
+        assert _send(task_event(task, last_status=last, version=version)) == "Skipped"
+    assert _send(task_event(task, last_status="RUNNING", version=4)) == "Applied"
+    # On its way down without an exit code yet: still RUNNING, nothing to write.
+    for version, last in enumerate(["DEACTIVATING", "STOPPING", "DEPROVISIONING"], start=5):
+        assert _send(task_event(task, last_status=last, version=version)) == "Skipped"
+    assert dynamodb_calls.calls == {"UpdateItem": 1}
+    item = TaskTable(control_plane.table).get(launch_id)
+    assert item is not None and (item.state, item.ecs_version) == (TaskState.RUNNING, 4)
+
+
+def test_spot_warning_while_running_is_written_with_its_reason(
+    control_plane: ControlPlane, dynamodb_calls: CallCounter
+) -> None:
+    launch_id, task = _launched(control_plane)
+    assert _send(task_event(task, last_status="RUNNING", version=3)) == "Applied"
+    warning = task_event(
+        task, last_status="RUNNING", version=4, desired_status="STOPPED", stop_code="SpotInterruption"
+    )
+    assert _send(warning) == "Applied"
+    item = TaskTable(control_plane.table).get(launch_id)
+    assert item is not None and item.state is TaskState.RUNNING and "SpotInterruption" in (item.reason or "")
+
+
+def test_stopped_after_an_exit_code_at_deprovisioning_reads_and_does_not_write(
+    control_plane: ControlPlane, dynamodb_calls: CallCounter
+) -> None:
+    launch_id, task = _launched(control_plane)
+    assert _send(task_event(task, last_status="RUNNING", version=3)) == "Applied"
+    assert _send(task_event(task, last_status="DEPROVISIONING", version=6, exit_code=0)) == "Finished"
+    dynamodb_calls.calls.clear()
+    assert _send(task_event(task, last_status="STOPPED", version=7, exit_code=0)) == "Stale"
+    assert dynamodb_calls.calls == {"GetItem": 1}
+    item = TaskTable(control_plane.table).get(launch_id)
+    assert item is not None and (item.state, item.ecs_version) == (TaskState.SUCCEEDED, 6)
+
+
+# ---------------------------------------------------------------------------------------- notifications
+
+
+class _Events:
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def put_events(self, Entries: list[dict[str, Any]]) -> dict[str, Any]:
+        self.sent.extend(e["DetailType"] for e in Entries)
+        return {"FailedEntryCount": 0, "Entries": [{"EventId": "1"} for _ in Entries]}
+
+
+@pytest.mark.parametrize("publish_all", [False, True])
+def test_routine_notifications_only_with_publish_all_events(
+    control_plane: ControlPlane, publish_all: bool
+) -> None:
+    events = _Events()
+    bus = ControlPlaneBus("control-plane", client=events, publish_all=publish_all)
+    env = dict(control_plane.env, PUBLISH_ALL_EVENTS=str(publish_all).lower())
+    settings = LauncherSettings.from_env(env)
+    assert settings.publish_all_events is publish_all
+    launcher = Launcher(settings, bus=bus)
+    tracker = StatusTracker(StatusSettings.from_env(env), bus=bus)
+    ok, failing = launch_request("ok"), launch_request("failing", deadline_in=-1)
+    assert launcher.handle(ok.to_json()) is Result.LAUNCHED
+    assert launcher.handle(failing.to_json()) is Result.LAUNCH_FAILED
+    item = TaskTable(control_plane.table).get(ok.launch_id)
+    assert item is not None and item.task_arn
+    task = control_plane.client("ecs").describe_tasks(
+        cluster=control_plane.ecs.cluster_arn, tasks=[item.task_arn]
+    )
+    (ecs_task,) = task["tasks"]
+    assert (
+        tracker.handle(task_event(ecs_task, last_status="STOPPED", version=9, exit_code=0)).value
+        == "Finished"
+    )
+    routine = [TASK_LAUNCHED, TASK_FINISHED] if publish_all else []
+    assert sorted(events.sent) == sorted([LAUNCH_FAILED, *routine])
+
+
+def test_a_failed_task_is_always_announced(control_plane: ControlPlane) -> None:
+    events = _Events()
+    bus = ControlPlaneBus("control-plane", client=events)
+    tracker = StatusTracker(StatusSettings.from_env(control_plane.env), bus=bus)
+    _, task = _launched(control_plane)
+    assert tracker.handle(task_event(task, last_status="STOPPED", version=9, exit_code=1)).value == "Finished"
+    assert events.sent == [TASK_FINISHED]
+
+
+def test_publish_all_events_must_be_a_boolean(control_plane: ControlPlane) -> None:
+    with pytest.raises(ValueError, match="PUBLISH_ALL_EVENTS"):
+        StatusSettings.from_env(dict(control_plane.env, PUBLISH_ALL_EVENTS="sometimes"))
