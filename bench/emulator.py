@@ -350,7 +350,12 @@ class DynamoBilling:
         return item.to_json()["Attributes"] if item is not None else None
 
     def write_units(self, before: dict[str, Any] | None, after: dict[str, Any] | None, ok: bool) -> float:
-        """WRU of a write: the item (1 KB units), and each index entry it puts or deletes (2 if it moves)."""
+        """WRU of a write: the item (1 KB units), and each index entry it puts, updates or deletes (2 if it moves).
+
+        As AWS documents for global secondary indexes: an entry is written when the item enters or leaves the
+        index, twice when an index key changes, once when only projected attributes change, and not at all when
+        the write changes neither.
+        """
         base = after if ok and after is not None else before
         units = float(max(1, math.ceil(item_size(base or {}) / 1024)))
         if not ok:
@@ -364,9 +369,15 @@ class DynamoBilling:
             assert shown is not None
             names = (self.key, *index.keys, *index.projected)
             size = item_size({k: v for k, v in shown.items() if k in names})
-            # An index entry whose keys change is deleted and put again: billed twice.
-            moved = was and now and any(before[k] != after[k] for k in index.keys)  # type: ignore[index]
-            units += math.ceil(size / 1024) * (2 if moved else 1)
+            writes = 1
+            if was and now:
+                assert before is not None and after is not None
+                # An index entry whose keys change is deleted and put again: billed twice.
+                if any(before[k] != after[k] for k in index.keys):
+                    writes = 2
+                elif all(before.get(k) == after.get(k) for k in index.projected):
+                    writes = 0
+            units += math.ceil(size / 1024) * writes
         return units
 
 

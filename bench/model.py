@@ -38,7 +38,7 @@ class Prices:
         0.125  # on-demand read request units (4 KB strongly consistent, 8 KB eventual)
     )
     lambda_per_million_requests: float = 0.20
-    lambda_per_gb_second: float = 0.0000166667  # x86
+    lambda_per_gb_second: float = 0.0000133334  # arm64 (the stack's architecture; x86 is 0.0000166667)
     eventbridge_custom_per_million: float = 1.00  # 64 KB chunks; AWS service events on the default bus: free
     ecs_api: float = 0.0  # ECS API calls are free (Fargate bills vCPU/GB per second, not requests)
 
@@ -61,12 +61,20 @@ class AwsModel:
     fargate_running_after: float = 30.0  # PROVISIONING -> RUNNING
     deprovision_seconds: float = 2.0  # STOPPING (exit code known) -> DEPROVISIONING
     stopped_after_exit: float = 7.0  # STOPPING -> STOPPED
+    # The stack's memory sizes (infra/python_function.py's default for the launcher, infra/status.py MEMORY_MB).
+    # Lambda gives a function CPU in proportion to its memory, one full vCPU at 1,769 MB: the handlers' measured
+    # CPU time is stretched by that share.
     launcher_memory_mb: int = 512
-    status_memory_mb: int = 512
+    status_memory_mb: int = 256
+    lambda_full_vcpu_mb: int = 1769
     launcher_max_concurrency: int = 5  # the stack's default SQS event source maximum concurrency
     launcher_batch_size: int = 10
     launcher_batching_window: float = 1.0
     prices: Prices = field(default_factory=Prices)
+
+    def lambda_cpu_seconds(self, cpu: float, memory_mb: int) -> float:
+        """Return how long ``cpu`` seconds of one full core take in a function with ``memory_mb``."""
+        return cpu * max(1.0, self.lambda_full_vcpu_mb / memory_mb)
 
     def latency_of(self, service: str, operation: str) -> float:
         return self.latency.get(f"{service}.{operation}", self.latency.get(f"{service}.*", 0.0))
@@ -86,7 +94,9 @@ class AwsModel:
             f"warm Lambda invoke {self.lambda_invoke_overhead_seconds * 1000:.0f} ms.",
             f"Scheduler loop: heartbeat, then {self.scheduler_idle_sleep_seconds:g} s idle sleep. Launcher: SQS "
             f"event source, batch {self.launcher_batch_size}, window {self.launcher_batching_window:g} s, "
-            f"maximum concurrency {self.launcher_max_concurrency}, {self.launcher_memory_mb} MB.",
+            f"maximum concurrency {self.launcher_max_concurrency}. Lambda memory: launcher {self.launcher_memory_mb} "
+            f"MB, status {self.status_memory_mb} MB, arm64; CPU in proportion to memory (1 vCPU at "
+            f"{self.lambda_full_vcpu_mb} MB), so a handler's measured CPU time is stretched by that share.",
             f"Prices (us-east-1, {p.as_of}): SQS ${p.sqs_per_million_requests}/1M requests (64 KB chunks); "
             f"DynamoDB on-demand ${p.ddb_per_million_wru}/1M WRU, ${p.ddb_per_million_rru}/1M RRU; Lambda "
             f"${p.lambda_per_million_requests}/1M requests + ${p.lambda_per_gb_second}/GB-s; EventBridge custom "

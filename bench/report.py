@@ -129,7 +129,8 @@ def render(
         f"${c_ours.dynamodb:,.2f} | ${c_ref.dynamodb:,.2f} |",
         f"| Lambda requests ({(ours.launcher_invocations + ours.status_invocations) / ours.tasks:.2f} per task) | "
         f"${c_ours.lambda_requests:,.2f} | ${c_ref.lambda_requests:,.2f} |",
-        f"| Lambda GB-s ({model.launcher_memory_mb} MB) | ${c_ours.lambda_compute:,.2f} | ${c_ref.lambda_compute:,.2f} |",
+        f"| Lambda GB-s (arm64; launcher {model.launcher_memory_mb} MB, status {model.status_memory_mb} MB) | "
+        f"${c_ours.lambda_compute:,.2f} | ${c_ref.lambda_compute:,.2f} |",
         f"| EventBridge custom events ({ours.custom_events / ours.tasks:.1f} per task) | ${c_ours.eventbridge:,.2f} | "
         f"${c_ref.eventbridge:,.2f} |",
         f"| ECS API ({ref.requests['ecs.DescribeTasks'] + ref.requests['ecs.RunTask']:,} requests for the reference) "

@@ -151,7 +151,6 @@ def _write_running_items(world: World) -> None:
         item = copy.deepcopy(template)
         item[Attr.PK] = {"S": request.launch_id}
         item[Attr.RUN_ID] = {"S": request.key.run_id}
-        item[Attr.REQUEST] = {"S": request.to_json()}
         item[Attr.TASK_ARN] = {"S": f"{arn[:-32]}{i:032x}"}
         backend.put_item(TABLE, item)
 

@@ -300,10 +300,10 @@ class World:
     # ------------------------------------------------------------------------------ the status Lambda
 
     def _deliver_event(self, task: dict[str, Any]) -> None:
-        from ecs_event_executor.control.ecs_state import STARTED_BY
+        from ecs_event_executor.control.ecs_state import STARTED_BY, STATUS_EVENT_LAST_STATUSES
 
-        if task.get("startedBy") != STARTED_BY:
-            return
+        if task.get("startedBy") != STARTED_BY or task["lastStatus"] not in STATUS_EVENT_LAST_STATUSES:
+            return  # the stack's rule does not deliver it
         event = json.loads(json.dumps(task_state_event(task)))  # as it is now, not as it will be
         when = self.sim.clock() + self.model.eventbridge_delivery_seconds
         self.sim.at(when, lambda: self._invoke_status(event), self.status_actor)
@@ -313,22 +313,26 @@ class World:
 
         status_handler._tracker = self._tracker
         self._invoke(
-            self.status_actor, self.status, lambda: status_handler.handler(event, self._context("status"))
+            self.status_actor,
+            self.status,
+            lambda: status_handler.handler(event, self._context("status", self.model.status_memory_mb)),
+            self.model.status_memory_mb,
         )
         self.status.records += 1
 
-    def _context(self, name: str) -> Any:
-        return _Context(function_name=name, memory_limit_in_mb=self.model.launcher_memory_mb)
+    def _context(self, name: str, memory_mb: int) -> Any:
+        return _Context(function_name=name, memory_limit_in_mb=memory_mb)
 
-    def _invoke(self, actor: Actor, ledger: LambdaLedger, call: Callable[[], Any]) -> Any:
-        """Run one warm invocation on ``actor``'s clock; bill its duration (modelled waits + own CPU)."""
+    def _invoke(self, actor: Actor, ledger: LambdaLedger, call: Callable[[], Any], memory_mb: int) -> Any:
+        """Run one warm invocation on ``actor``'s clock; bill its duration (modelled waits + own CPU, stretched by
+        the function's share of a vCPU)."""
         begin = actor.time
         actor.wait(self.model.lambda_invoke_overhead_seconds)
         emulator_before = actor.emulator_cpu
         cpu_before = time.thread_time()
         result = call()
         cpu = time.thread_time() - cpu_before - (actor.emulator_cpu - emulator_before)
-        actor.time += cpu
+        actor.time += self.model.lambda_cpu_seconds(cpu, memory_mb)
         if self.emu.charging:
             ledger.invocations += 1
             ledger.billed_seconds += actor.time - begin
@@ -387,8 +391,12 @@ class World:
         launcher_handler._launcher = self._launchers[index]
         launcher_handler._sqs = self._launcher_sqs
         event = {"Records": [_sqs_record(m) for m in batch]}
+        memory = self.model.launcher_memory_mb
         response = self._invoke(
-            worker, self.launcher, lambda: launcher_handler.handler(event, self._context("launcher"))
+            worker,
+            self.launcher,
+            lambda: launcher_handler.handler(event, self._context("launcher", memory)),
+            memory,
         )
         self.launcher.records += len(batch)
         failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
