@@ -28,6 +28,10 @@ def test_tasks_and_show(control_plane: ControlPlane, capsys: pytest.CaptureFixtu
     assert main(["--table", control_plane.table, "tasks", "--owner", "team-a:1"]) == 0
     assert "total 2 PENDING=1 FAILED=1" in capsys.readouterr().out
 
+    # Unfiltered, the scan sees the launch requests' side items too: they are not tasks.
+    assert main(["--table", control_plane.table, "tasks"]) == 0
+    assert "total 2 PENDING=1 FAILED=1" in capsys.readouterr().out
+
     assert main(["--table", control_plane.table, "show", late.launch_id]) == 0
     shown = capsys.readouterr().out
     assert "task_queued_timeout" in shown and "FAILED" in shown and "example" in shown
