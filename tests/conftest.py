@@ -62,6 +62,8 @@ def control_plane(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Contro
     status_handler.reset()
 
 
+# tryfirst: pytest-xdist reads the group in its own collection hook, which must see this marker.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Each end-to-end module starts a whole local system (moto_server, control plane, Airflow processes);
     # under pytest-xdist they share one worker so two such systems never compete for the 2 cores.
