@@ -626,40 +626,40 @@ class TaskTable:
             removes=["#l"],
         )
 
-    def fail_launch(self, launch_id: str, attempt: int, *, reason: str) -> tuple[bool, TaskItem | None]:
-        """End a launch FAILED before any ECS task ran for it (permanent RunTask error, deadline passed)."""
+    def _fail(
+        self,
+        launch_id: str,
+        attempt: int,
+        *,
+        reason: str,
+        condition: str,
+        names: dict[str, str],
+        values: dict[str, Any],
+    ) -> tuple[bool, TaskItem | None]:
+        """End a launch FAILED with ``reason``, if ``condition`` (over ``names``/``values``) holds."""
         now = self._now_ms()
-        names = {
-            "#s": Attr.STATE,
-            "#a": Attr.ATTEMPT,
-            "#r": Attr.REASON,
-            "#l": Attr.LEASE_UNTIL,
-            "#arn": Attr.TASK_ARN,
-        }
-        values: dict[str, Any] = {
-            ":a": attempt,
-            ":launching": TaskState.LAUNCHING.value,
-            ":failed": TaskState.FAILED.value,
-            ":r": reason[:2000],
-        }
+        names.update({"#s": Attr.STATE, "#a": Attr.ATTEMPT, "#r": Attr.REASON, "#l": Attr.LEASE_UNTIL})
+        values.update({":a": attempt, ":failed": TaskState.FAILED.value, ":r": reason[:2000]})
         sets = [
             *self._stamp(names, values, now),
             "#s = :failed",
             "#r = :r",
             *self._terminal_sets(names, values, now),
-            self._history(
-                names,
-                values,
-                history_entry(now, TaskState.FAILED, attempt=attempt),
-            ),
+            self._history(names, values, history_entry(now, TaskState.FAILED, attempt=attempt)),
         ]
         return self._update(
+            launch_id, sets=sets, condition=condition, names=names, values=values, removes=["#l"]
+        )
+
+    def fail_launch(self, launch_id: str, attempt: int, *, reason: str) -> tuple[bool, TaskItem | None]:
+        """End a launch FAILED before any ECS task ran for it (permanent RunTask error, deadline passed)."""
+        return self._fail(
             launch_id,
-            sets=sets,
+            attempt,
+            reason=reason,
             condition="#s = :launching AND #a = :a AND attribute_not_exists(#arn)",
-            names=names,
-            values=values,
-            removes=["#l"],
+            names={"#arn": Attr.TASK_ARN},
+            values={":launching": TaskState.LAUNCHING.value},
         )
 
     def apply_ecs_event(
@@ -885,30 +885,14 @@ class TaskTable:
         self, launch_id: str, attempt: int, *, task_arn: str, reason: str
     ) -> tuple[bool, TaskItem | None]:
         """End a launch whose ECS task ECS no longer knows (its events were lost and it aged out)."""
-        now = self._now_ms()
-        names = {"#s": Attr.STATE, "#a": Attr.ATTEMPT, "#arn": Attr.TASK_ARN, "#r": Attr.REASON}
-        values: dict[str, Any] = {
-            ":a": attempt,
-            ":arn": task_arn,
-            ":failed": TaskState.FAILED.value,
-            ":r": reason[:2000],
-            ":active_0": TaskState.LAUNCHING.value,
-            ":active_1": TaskState.PENDING.value,
-            ":active_2": TaskState.RUNNING.value,
-        }
-        sets = [
-            *self._stamp(names, values, now),
-            "#s = :failed",
-            "#r = :r",
-            *self._terminal_sets(names, values, now),
-            self._history(
-                names,
-                values,
-                history_entry(now, TaskState.FAILED, attempt=attempt),
-            ),
-        ]
-        condition = "#a = :a AND #arn = :arn AND #s IN (:active_0, :active_1, :active_2)"
-        return self._update(launch_id, sets=sets, condition=condition, names=names, values=values)
+        return self._fail(
+            launch_id,
+            attempt,
+            reason=reason,
+            condition="#a = :a AND #arn = :arn AND #s IN (:active_0, :active_1, :active_2)",
+            names={"#arn": Attr.TASK_ARN},
+            values={":arn": task_arn, **{f":active_{i}": s.value for i, s in enumerate(ACTIVE_STATES)}},
+        )
 
     def touch(self, launch_id: str, attempt: int) -> None:
         """Mark an active item checked by the reconciler (``checked_at``), so it is not re-checked every run.
