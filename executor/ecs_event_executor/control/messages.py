@@ -134,10 +134,14 @@ def parse_message(body: str) -> AnyMessage:
     try:
         return _CONTROL_MESSAGE.validate_python(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '<body>'}: {err['msg']}" for err in exc.errors()[:5]
-        )
-        raise MalformedMessage(problems) from exc
+        raise MalformedMessage(describe_validation_error(exc)) from exc
+
+
+def describe_validation_error(exc: ValidationError, *, limit: int = 5) -> str:
+    """Return the first ``limit`` problems of a pydantic error as ``field.path: message; ...``."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '<body>'}: {err['msg']}" for err in exc.errors()[:limit]
+    )
 
 
 def new_launch_id(key: TaskKey) -> str:

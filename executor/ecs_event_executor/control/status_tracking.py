@@ -32,7 +32,7 @@ from ecs_event_executor.control.ecs_state import (
     TaskStateChange,
     map_event,
 )
-from ecs_event_executor.control.messages import RelaunchRequest
+from ecs_event_executor.control.messages import RelaunchRequest, describe_validation_error
 from ecs_event_executor.control.task_item import EcsSnapshot, EventOutcome, TaskState, TaskTable
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ class StatusTracker:
             log.warning(
                 "malformed ECS event",
                 extra={
-                    "reason": _summarize(exc),
+                    "reason": describe_validation_error(exc),
                     "event_id": event.get("id") if isinstance(event, Mapping) else None,
                 },
             )
@@ -233,7 +233,3 @@ def can_change_state(outcome: Outcome, last_status: str) -> bool:
     if outcome.state is TaskState.RUNNING:
         return last_status == "RUNNING"
     return True
-
-
-def _summarize(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
