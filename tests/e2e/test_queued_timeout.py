@@ -64,7 +64,8 @@ def test_terminate_stops_the_local_tasks(stack: LocalStack, monkeypatch: pytest.
     from airflow.models.taskinstancekey import TaskInstanceKey
     from ecs_event_executor.executor import EcsEventExecutor
 
-    run_id = "e2e_queued"
+    # Its own run, so the test does not depend on running after the test above (or on the same xdist worker).
+    run_id = stack.trigger(DAG_ID, "e2e_terminate")
 
     def running_item() -> TaskItem | None:
         return next(
@@ -79,7 +80,8 @@ def test_terminate_stops_the_local_tasks(stack: LocalStack, monkeypatch: pytest.
             None,
         )
 
-    item: TaskItem = wait_until(running_item, timeout=240, what="long_running to run after its requeue")
+    # The local ECS holds the first launch; it is revoked after the queued timeout and requeued, then runs.
+    item: TaskItem = wait_until(running_item, timeout=300, what="long_running to run after its requeue")
     # A second executor (as a scheduler taking over would) adopts the running task, then terminates.
     for key, value in stack.airflow_env.items():
         if key.startswith("AIRFLOW__ECS_EVENT_EXECUTOR__"):
