@@ -30,7 +30,7 @@ typecheck: setup
 	$(BIN)/mypy executor lambdas infra app.py bench tests
 
 unit: setup
-	$(BIN)/pytest -q -n 2 --dist loadgroup
+	$(BIN)/pytest -q -n 2 --dist loadfile
 
 test: lint typecheck unit
 

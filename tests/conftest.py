@@ -62,16 +62,6 @@ def control_plane(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Contro
     status_handler.reset()
 
 
-# tryfirst: pytest-xdist reads the group in its own collection hook, which must see this marker.
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # Each end-to-end module starts a whole local system (moto_server, control plane, Airflow processes);
-    # under pytest-xdist they share one worker so two such systems never compete for the 2 cores.
-    for item in items:
-        if "e2e" in item.keywords:
-            item.add_marker(pytest.mark.xdist_group("e2e"))
-
-
 # Reliability figures travel in the test reports' user_properties, so they reach the controlling process under
 # pytest-xdist too, and are printed together at the end of the run.
 _FIGURE = "reliability_figure"
