@@ -10,7 +10,15 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from tests.support.aws import REGION, EcsSetup, create_ecs, create_queues, create_table, launcher_environment
+from tests.support.aws import (
+    REGION,
+    EcsSetup,
+    atomic_moto_requests,
+    create_ecs,
+    create_queues,
+    create_table,
+    launcher_environment,
+)
 
 
 @pytest.fixture
@@ -24,7 +32,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         "AWS_REGION": REGION,
     }.items():
         monkeypatch.setenv(name, value)
-    with mock_aws():
+    with mock_aws(), atomic_moto_requests():
         yield
 
 

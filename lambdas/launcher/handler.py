@@ -1,26 +1,29 @@
-"""Launcher Lambda: SQS launch-queue batches in, one ECS task per launch out (partial batch responses)."""
+"""Launcher Lambda: SQS launch-queue batches in, one ECS task per launch out (partial batch responses).
+
+The batch's messages are applied concurrently by the launcher; each failed one (even a wholly failed batch) is
+reported as a batch item failure, and the invocation itself never fails.
+"""
 
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse, PartialItemFailures
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from ecs_event_executor.control.launching import Launcher, LauncherSettings, RetryLater
+from ecs_event_executor.control.launching import Launcher, LauncherSettings, Outcome, Result, RetryLater
 from ecs_event_executor.control.messages import MalformedMessage
 
 logger = Logger(service="ecs-event-launcher")
 metrics = Metrics(
     namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "AirflowEcsEventExecutor"), service="launcher"
 )
-# Report every failed record (even a wholly failed batch) as a batch item failure; never fail the invocation.
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+_metrics_lock = threading.Lock()
 
 _launcher: Launcher | None = None
 _sqs: Any = None
@@ -55,44 +58,73 @@ def _queue_url(record: SQSRecord) -> str:
     return sqs().get_queue_url(QueueName=record.event_source_arn.rsplit(":", 1)[-1])["QueueUrl"]
 
 
-def record_handler(record: SQSRecord) -> None:
-    """Apply one message; poison goes to the DLQ with its reason, throttled launches come back later."""
-    receive_count = int(record.attributes.approximate_receive_count or 1)
-    try:
-        result = launcher().handle(record.body, receive_count=receive_count)
-    except MalformedMessage as exc:
-        metrics.add_metric(name="MalformedMessages", unit=MetricUnit.Count, value=1)
+def _count(name: str) -> None:
+    with _metrics_lock:
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+
+
+def settle(record: SQSRecord, outcome: Outcome) -> bool:
+    """Finish one message after it was applied; return whether it is done (deleted from the queue).
+
+    Poison goes to the DLQ with its reason; a launch to retry comes back after the delay it asked for.
+    """
+    if isinstance(outcome, Result):
+        _count(outcome.value)
+        return True
+    if isinstance(outcome, MalformedMessage):
+        _count("MalformedMessages")
         dead_letter_queue = os.environ.get("DEAD_LETTER_QUEUE_URL")
-        logger.error("malformed launch message", extra={"reason": str(exc), "message_id": record.message_id})
+        logger.error(
+            "malformed launch message", extra={"reason": str(outcome), "message_id": record.message_id}
+        )
         if not dead_letter_queue:
-            raise
+            return False
         sqs().send_message(
             QueueUrl=dead_letter_queue,
             MessageBody=record.body,
             MessageAttributes={
-                "FailureReason": {"DataType": "String", "StringValue": str(exc)[:1000] or "malformed"},
+                "FailureReason": {"DataType": "String", "StringValue": str(outcome)[:1000] or "malformed"},
                 "SourceMessageId": {"DataType": "String", "StringValue": record.message_id},
             },
         )
-        return
-    except RetryLater as exc:
-        metrics.add_metric(name="LaunchRetries", unit=MetricUnit.Count, value=1)
+        return True
+    if isinstance(outcome, RetryLater):
+        _count("LaunchRetries")
         logger.info(
             "launch retried later",
-            extra={"reason": exc.reason, "delay": exc.delay_seconds, "message_id": record.message_id},
+            extra={"reason": outcome.reason, "delay": outcome.delay_seconds, "message_id": record.message_id},
         )
         sqs().change_message_visibility(
             QueueUrl=_queue_url(record),
             ReceiptHandle=record.receipt_handle,
-            VisibilityTimeout=exc.delay_seconds,
+            VisibilityTimeout=outcome.delay_seconds,
         )
-        raise
-    metrics.add_metric(name=result.value, unit=MetricUnit.Count, value=1)
+        return False
+    logger.error(
+        "launch message failed; SQS delivers it again",
+        extra={"error": f"{type(outcome).__name__}: {outcome}", "message_id": record.message_id},
+    )
+    return False
 
 
 @metrics.log_metrics
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    return process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
+    records = [SQSRecord(raw) for raw in event.get("Records", [])]
+    outcomes = launcher().handle_many(
+        [(r.body, int(r.attributes.approximate_receive_count or 1)) for r in records]
     )
+    failures: list[PartialItemFailures] = []
+    for record, outcome in zip(records, outcomes, strict=True):
+        try:
+            done = settle(record, outcome)
+        except Exception as exc:
+            # The DLQ or the visibility change failed: SQS delivers the message again.
+            logger.error(
+                "could not settle a launch message",
+                extra={"error": f"{type(exc).__name__}: {exc}", "message_id": record.message_id},
+            )
+            done = False
+        if not done:
+            failures.append({"itemIdentifier": record.message_id})
+    return {"batchItemFailures": failures}

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 import pytest
-from ecs_event_executor.control.launching import Launcher, LauncherSettings, RetryLater
+from ecs_event_executor.control.launching import Launcher, LauncherSettings, Result, RetryLater
 from ecs_event_executor.control.messages import AdoptRequest, CancelRequest
 from ecs_event_executor.control.run_task import LaunchConfigError
 from ecs_event_executor.control.task_item import TaskItem, TaskState, TaskTable
@@ -51,6 +52,33 @@ def test_launch_starts_one_task_with_our_marks(control_plane: ControlPlane) -> N
     assert env["AIRFLOW_ECS_EVENT_ATTEMPT"] == "1"
     assert env["X"] == "1"
     assert task["overrides"]["containerOverrides"][0]["command"] == request.command
+
+
+def test_a_batch_is_launched_concurrently(control_plane: ControlPlane) -> None:
+    """Ten launches of one batch call RunTask at the same time: each call waits for all ten to be in flight."""
+    requests = [launch_request(f"t{i}") for i in range(10)]
+    launcher = launcher_handler.launcher()
+    all_in_flight = threading.Barrier(10, timeout=30)
+
+    def wait_for_the_others(**_: Any) -> None:
+        all_in_flight.wait()
+
+    launcher.ecs.meta.events.register("before-call.ecs.RunTask", wait_for_the_others)
+    assert invoke(control_plane, [r.to_json() for r in requests]) == {"batchItemFailures": []}
+    assert all(item(control_plane, r.launch_id).state is TaskState.PENDING for r in requests)
+    assert len(running_tasks(control_plane)) == 10
+
+
+def test_run_task_calls_are_paced_to_the_environment_rate(control_plane: ControlPlane) -> None:
+    """With LAUNCHER_RUN_TASK_RATE=4, a batch of 10 waits for tokens: 4 at once, then one every 0.25 s."""
+    slept: list[float] = []
+    settings = LauncherSettings.from_env(
+        dict(control_plane.env, LAUNCHER_RUN_TASK_RATE="4", LAUNCH_PARALLELISM="1")
+    )
+    launcher = Launcher(settings, clock=lambda: 1000.0, sleep=slept.append)
+    outcomes = launcher.handle_many([(launch_request(f"t{i}").to_json(), 1) for i in range(10)])
+    assert all(o is Result.LAUNCHED for o in outcomes)
+    assert slept == pytest.approx([0.25 * k for k in range(1, 7)])
 
 
 def test_redelivered_message_starts_exactly_one_task(control_plane: ControlPlane) -> None:
@@ -291,6 +319,9 @@ def test_adopt_moves_the_item_to_the_new_owner(control_plane: ControlPlane) -> N
         ("RUN_TASK_KWARGS", '{"count": 2}', "RUN_TASK_KWARGS is invalid"),
         ("CAPACITY_PROVIDER_STRATEGY", '[{"capacityProvider": "FARGATE_SPOT"}]', "mutually exclusive"),
         ("ASSIGN_PUBLIC_IP", "maybe", "ASSIGN_PUBLIC_IP"),
+        ("LAUNCHER_RUN_TASK_RATE", "fast", "LAUNCHER_RUN_TASK_RATE must be a number"),
+        ("LAUNCHER_RUN_TASK_RATE", "0", "LAUNCHER_RUN_TASK_RATE must be positive"),
+        ("LAUNCH_PARALLELISM", "0", "LAUNCH_PARALLELISM must be positive"),
     ],
 )
 def test_launch_settings_are_validated_naming_the_variable(

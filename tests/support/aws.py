@@ -6,9 +6,12 @@ the first call started; ``ClientTokenSemantics`` emulates exactly that at the bo
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -160,16 +163,45 @@ class CallCounter:
         return sum(self.calls.values())
 
 
+@contextlib.contextmanager
+def atomic_moto_requests() -> Iterator[None]:
+    """Answer one in-process moto request at a time, as AWS applies each request atomically.
+
+    moto's backends check a condition and then write without a lock, so two threads (the launcher applies a
+    batch's messages concurrently) could both pass the same ConditionExpression; DynamoDB never lets them.
+    """
+    from moto.core.botocore_stubber import BotocoreStubber
+
+    original = BotocoreStubber.__call__
+    lock = threading.RLock()
+
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return original(self, *args, **kwargs)
+
+    BotocoreStubber.__call__ = call  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        BotocoreStubber.__call__ = original  # type: ignore[method-assign]
+
+
 class ClientTokenSemantics:
-    """Emulate RunTask's documented idempotency on a moto-backed ECS client (moto ignores clientToken)."""
+    """Emulate RunTask's documented idempotency on a moto-backed ECS client (moto ignores clientToken).
+
+    Concurrent calls with one token get one task: a call whose token is in flight waits for the first to answer.
+    """
 
     def __init__(self) -> None:
         self.responses: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
         self.replayed = 0
+        self._lock = threading.Lock()
+        self._in_flight: dict[tuple[str, str], threading.Event] = {}
 
     def attach(self, client: Any) -> ClientTokenSemantics:
         client.meta.events.register("before-call.ecs.RunTask", self._before)
         client.meta.events.register("after-call.ecs.RunTask", self._after)
+        client.meta.events.register("after-call-error.ecs.RunTask", self._after_error)
         return self
 
     @staticmethod
@@ -183,18 +215,40 @@ class ClientTokenSemantics:
     def _before(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> Any:
         key, fingerprint = self._key(params)
         context["client_token_key"] = (key, fingerprint)
-        if key and key in self.responses:
-            first_fingerprint, parsed = self.responses[key]
-            if first_fingerprint != fingerprint:
-                raise AssertionError("same clientToken with different parameters (AWS would refuse it)")
-            self.replayed += 1
-            return AWSResponse("https://ecs.amazonaws.com/", 200, {}, None), parsed
-        return None
+        if not key:
+            return None
+        while True:
+            with self._lock:
+                if key in self.responses:
+                    first_fingerprint, parsed = self.responses[key]
+                    if first_fingerprint != fingerprint:
+                        raise AssertionError(
+                            "same clientToken with different parameters (AWS would refuse it)"
+                        )
+                    self.replayed += 1
+                    return AWSResponse("https://ecs.amazonaws.com/", 200, {}, None), parsed
+                running = self._in_flight.get(key)
+                if running is None:
+                    self._in_flight[key] = threading.Event()
+                    return None
+            running.wait()
+
+    def _done(self, context: dict[str, Any], parsed: dict[str, Any] | None) -> None:
+        key, fingerprint = context.get("client_token_key", (None, ""))
+        if not key:
+            return
+        with self._lock:
+            if parsed is not None and parsed.get("tasks"):
+                self.responses.setdefault(key, (fingerprint, parsed))
+            running = self._in_flight.pop(key, None)
+        if running is not None:
+            running.set()
 
     def _after(self, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
-        key, fingerprint = context.get("client_token_key", (None, ""))
-        if key and parsed.get("tasks"):
-            self.responses.setdefault(key, (fingerprint, parsed))
+        self._done(context, parsed)
+
+    def _after_error(self, context: dict[str, Any], **_: Any) -> None:
+        self._done(context, None)
 
 
 def apply_input_path_detail(body: str) -> str:

@@ -4,6 +4,10 @@ Two guards make a redelivered or duplicated message harmless: a conditional clai
 only one launcher calls RunTask for an attempt at a time and none after the task is recorded; and a
 deterministic RunTask ``clientToken``, so a launcher that crashed between RunTask and recording the task gets the
 same task back when the message returns.
+
+A batch's messages are applied concurrently (``LAUNCH_PARALLELISM`` threads), so RunTask's latency overlaps
+instead of adding up; every RunTask call first takes a token from the environment's pacer (``pacing.py``), so
+the launchers together stay inside the account's RunTask rate.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -38,6 +43,7 @@ from ecs_event_executor.control.messages import (
     RelaunchRequest,
     parse_message,
 )
+from ecs_event_executor.control.pacing import Pacer
 from ecs_event_executor.control.run_task import (
     ExecutorConfigError,
     LaunchConfig,
@@ -78,6 +84,14 @@ class Result(StrEnum):
     IGNORED = "Ignored"
 
 
+# One message of a batch, (body, receive count), and what applying it gave: a result or the exception it raised.
+BatchMessage = tuple[str, int]
+Outcome = Result | Exception
+# How a batch's messages are applied: (apply one, the messages) -> outcomes in order. The default runs threads;
+# the benchmark passes one that runs them on simulated time.
+ParallelMap = Callable[[Callable[[BatchMessage], Outcome], Sequence[BatchMessage]], list[Outcome]]
+
+
 @dataclass(frozen=True)
 class LauncherSettings:
     """The launcher's whole configuration, read once from its environment."""
@@ -92,6 +106,11 @@ class LauncherSettings:
     lease_seconds: int = 60
     backoff_base_seconds: int = 2
     backoff_max_seconds: int = 120
+    # Messages of one batch applied at once (threads); 1 applies them one after another.
+    parallelism: int = 10
+    # RunTask calls per second this execution environment may make (None: unpaced). The stack sets the account's
+    # RunTask rate divided by the event source's maximum concurrency.
+    run_task_rate: float | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> LauncherSettings:
@@ -112,6 +131,17 @@ class LauncherSettings:
                 raise LaunchConfigError(f"{name} must be positive, got {value}")
             return value
 
+        rate_raw = env.get("LAUNCHER_RUN_TASK_RATE", "").strip()
+        run_task_rate: float | None = None
+        if rate_raw:
+            try:
+                run_task_rate = float(rate_raw)
+            except ValueError as exc:
+                raise LaunchConfigError(
+                    f"LAUNCHER_RUN_TASK_RATE must be a number of calls per second, got {rate_raw!r}"
+                ) from exc
+            if not run_task_rate > 0:
+                raise LaunchConfigError(f"LAUNCHER_RUN_TASK_RATE must be positive, got {rate_raw!r}")
         return cls(
             launch=LaunchConfig.from_env(env),
             table_name=table,
@@ -120,6 +150,8 @@ class LauncherSettings:
             finished_ttl_seconds=integer("FINISHED_TTL_SECONDS", DEFAULT_FINISHED_TTL_SECONDS),
             lease_seconds=integer("LAUNCH_LEASE_SECONDS", 60),
             backoff_max_seconds=integer("LAUNCH_BACKOFF_MAX_SECONDS", 120),
+            parallelism=integer("LAUNCH_PARALLELISM", 10),
+            run_task_rate=run_task_rate,
         )
 
 
@@ -134,6 +166,8 @@ class Launcher:
         table: TaskTable | None = None,
         bus: ControlPlaneBus | None = None,
         clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        parallel_map: ParallelMap | None = None,
     ) -> None:
         self.settings = settings
         self._ecs = ecs
@@ -142,12 +176,41 @@ class Launcher:
         )
         self.bus = bus or ControlPlaneBus(settings.event_bus_name, publish_all=settings.publish_all_events)
         self._clock = clock
+        self._map = parallel_map or self._threaded_map
+        self.pacer = (
+            Pacer(settings.run_task_rate, clock=clock, sleep=sleep) if settings.run_task_rate else None
+        )
 
     @property
     def ecs(self) -> Any:
         if self._ecs is None:
             self._ecs = boto3.client("ecs")
         return self._ecs
+
+    def handle_many(self, messages: Sequence[BatchMessage]) -> list[Outcome]:
+        """Apply a batch of (body, receive count), concurrently; return each one's result or the exception it raised
+        (MalformedMessage, RetryLater, or an AWS error), in order."""
+        if not messages:
+            return []
+        # boto3 creates clients from a shared session, which is not thread-safe: create them before the threads.
+        _ = self.ecs, self.table.client, self.bus.client
+
+        def apply(message: BatchMessage) -> Outcome:
+            try:
+                return self.handle(message[0], receive_count=message[1])
+            except Exception as exc:
+                return exc
+
+        return self._map(apply, messages)
+
+    def _threaded_map(
+        self, apply: Callable[[BatchMessage], Outcome], messages: Sequence[BatchMessage]
+    ) -> list[Outcome]:
+        workers = min(self.settings.parallelism, len(messages))
+        if workers <= 1:
+            return [apply(m) for m in messages]
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="launch") as pool:
+            return list(pool.map(apply, messages))
 
     def handle(self, body: str, *, receive_count: int = 1) -> Result:
         """Apply one message body. Raises MalformedMessage (poison) or RetryLater (come back later)."""
@@ -217,6 +280,8 @@ class Launcher:
             )
         except ExecutorConfigError as exc:
             return self._fail(item, attempt, str(exc))
+        if self.pacer is not None:
+            self.pacer.acquire()
         try:
             response = self.ecs.run_task(**kwargs)
         except (ClientError, BotoCoreError) as exc:

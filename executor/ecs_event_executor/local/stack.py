@@ -97,7 +97,15 @@ class LocalStack:
         endpoint = f"http://127.0.0.1:{port}"
         self.processes["moto"] = ManagedProcess(
             "moto_server",
-            [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "ecs_event_executor.local.moto_server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                str(port),
+            ],
             env=_clean_env(),
             log_path=self.state_dir / "logs" / "moto.log",
         )
