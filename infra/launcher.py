@@ -15,8 +15,9 @@ from infra.python_function import PythonFunction, log_retention
 from infra.queues import DEAD_LETTER_RETENTION, secure_queue
 from infra.settings import Settings
 
-# A batch makes at most 10 RunTask calls; throttled launches are retried later by changing the message's
-# visibility, never by sleeping, so this is generous.
+# A batch makes at most 10 RunTask calls, concurrently, each after a token from the environment's pacer (at the
+# default share of 4 calls per second, the last waits 2.5 s); throttled launches are retried later by changing the
+# message's visibility, never by sleeping, so this is generous.
 LAUNCHER_TIMEOUT = Duration.seconds(60)
 BATCH_SIZE = 10
 MAX_BATCHING_WINDOW = Duration.seconds(1)
@@ -28,6 +29,11 @@ MAX_RECEIVE_COUNT = 50
 def queue_visibility_timeout(function_timeout: Duration, batching_window: Duration) -> Duration:
     """Return the visibility AWS recommends for a Lambda-consumed queue: 6x the timeout plus the batching window."""
     return Duration.seconds(6 * function_timeout.to_seconds() + batching_window.to_seconds())
+
+
+def launcher_run_task_rate(settings: Settings) -> str:
+    """Return one launcher execution environment's share of the account's RunTask rate (calls per second)."""
+    return f"{settings.run_task_calls_per_second / settings.launcher_max_concurrency:g}"
 
 
 class Launcher(Construct):
@@ -71,6 +77,10 @@ class Launcher(Construct):
             environment={
                 "LAUNCH_QUEUE_URL": self.queue.queue_url,
                 "DEAD_LETTER_QUEUE_URL": self.dead_letter_queue.queue_url,
+                # Apply a batch's messages at once, each environment pacing RunTask to its share of the
+                # account's rate, so the launchers together launch at the quota and are not throttled.
+                "LAUNCH_PARALLELISM": str(BATCH_SIZE),
+                "LAUNCHER_RUN_TASK_RATE": launcher_run_task_rate(settings),
                 **environment,
             },
         )

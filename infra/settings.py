@@ -120,6 +120,8 @@ class Settings:
     run_task_kwargs: Mapping[str, Any] = field(default_factory=dict)
     # Control plane.
     launcher_max_concurrency: int = 5
+    # The account's RunTask rate in this region (Fargate: 20 calls per second); the launchers share it.
+    run_task_calls_per_second: int = 20
     status_reserved_concurrency: int | None = None
     retry_horizon_seconds: int = 3600
     finished_item_ttl_days: int = 7
@@ -198,6 +200,7 @@ _FIELDS: Mapping[str, str] = {
     "platformVersion": "platform_version",
     "runTaskKwargs": "run_task_kwargs",
     "launcherMaxConcurrency": "launcher_max_concurrency",
+    "runTaskCallsPerSecond": "run_task_calls_per_second",
     "statusReservedConcurrency": "status_reserved_concurrency",
     "retryHorizonSeconds": "retry_horizon_seconds",
     "finishedItemTtlDays": "finished_item_ttl_days",
@@ -393,6 +396,7 @@ def load_settings(context: Mapping[str, Any] | None) -> Settings:
     launcher_max_concurrency = r.integer(
         "launcherMaxConcurrency", d.launcher_max_concurrency, MIN_ESM_CONCURRENCY, MAX_ESM_CONCURRENCY
     )
+    run_task_rate = r.integer("runTaskCallsPerSecond", d.run_task_calls_per_second, 1, 1000)
     status_reserved = r.integer("statusReservedConcurrency", None, 1, 1000)
     retry_horizon = r.integer(
         "retryHorizonSeconds",
@@ -412,6 +416,7 @@ def load_settings(context: Mapping[str, Any] | None) -> Settings:
     if alarm_email and alarm_topic_arn:
         raise r.error("alarmEmail", "set alarmEmail (a new topic) or alarmTopicArn (your topic), not both")
     assert launcher_max_concurrency is not None and retry_horizon is not None and ttl_days is not None
+    assert run_task_rate is not None
     reconcile_every, stale_after = _reconcile(r, d)
 
     return Settings(
@@ -441,6 +446,7 @@ def load_settings(context: Mapping[str, Any] | None) -> Settings:
         platform_version=platform_version,
         run_task_kwargs=dict(run_task_kwargs),
         launcher_max_concurrency=launcher_max_concurrency,
+        run_task_calls_per_second=run_task_rate,
         status_reserved_concurrency=status_reserved,
         retry_horizon_seconds=retry_horizon,
         finished_item_ttl_days=ttl_days,

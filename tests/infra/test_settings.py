@@ -35,6 +35,7 @@ def test_empty_context_means_the_defaults() -> None:
         ({"namePrefix": "Airflow_ECS"}, "namePrefix"),
         ({"launcherMaxConcurrency": 1}, "launcherMaxConcurrency"),
         ({"launcherMaxConcurrency": "5"}, "launcherMaxConcurrency"),
+        ({"runTaskCallsPerSecond": 0}, "runTaskCallsPerSecond"),
         ({"retryHorizonSeconds": 30 * 24 * 3600}, "retryHorizonSeconds"),
         ({"logRetentionDays": 10}, "logRetentionDays"),
         ({"cpu": 300}, "cpu"),

@@ -8,6 +8,7 @@ from typing import Any
 from aws_cdk.assertions import Match, Template
 from ecs_event_executor.control.bus import RELAUNCH_REQUESTED, SOURCE
 from ecs_event_executor.control.ecs_state import STARTED_BY
+from ecs_event_executor.control.launching import LauncherSettings
 from ecs_event_executor.control.run_task import LaunchConfig
 from ecs_event_executor.control.status_tracking import StatusSettings
 from ecs_event_executor.control.task_item import Attr, table_definition
@@ -174,6 +175,10 @@ def test_launcher_environment_is_accepted_by_the_launchers_own_parser(template: 
     assert required <= set(env)
     assert (env["LAUNCH_TYPE"], env["ASSIGN_PUBLIC_IP"], env["CONTAINER_NAME"]) == ("FARGATE", "true", "base")
     assert env["FINISHED_TTL_SECONDS"] == str(7 * 24 * 3600)
+    # The launchers share the account's 20 RunTask calls/s: 5 environments at 4 each, a batch applied at once.
+    assert (env["LAUNCHER_RUN_TASK_RATE"], env["LAUNCH_PARALLELISM"]) == ("4", "10")
+    settings = LauncherSettings.from_env(_placeholders(env))
+    assert (settings.run_task_rate, settings.parallelism) == (4.0, 10)
     config = LaunchConfig.from_env(_placeholders(env))
     kwargs = config.base_kwargs()
     assert kwargs["launchType"] == "FARGATE"
