@@ -72,14 +72,13 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     states = [s.upper() for s in args.state]
     if args.owner:
         since = int(time.time() * 1000) - args.since
-        items = [
-            i
-            for i in table.items_by_state(args.owner, since_ms=since)
-            if not states or i.state.value in states
-        ]
+        # The owner's change feed holds what finished (or was retried) lately; what is active is not in it.
+        found = {i.launch_id: i for i in table.items_by_state(args.owner, since_ms=since)}
+        found.update({i.launch_id: i for i in table.active_items() if i.owner == args.owner})
+        items = [i for i in found.values() if not states or i.state.value in states]
     else:
         items = list(_scan(table, states))
-    items.sort(key=lambda i: i.changed_at)
+    items.sort(key=lambda i: i.last_step_at)
     print(f"{'launch id':40} {'state':10} {'try':>3} {'att':>3} {'changed (UTC)':19}  task / reason")
     for item in items:
         key = item.key
@@ -91,7 +90,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
         detail = item.reason or (item.task_arn or "").rsplit("/", 1)[-1]
         print(
             f"{item.launch_id:40} {item.state.value:10} {key.try_number if key else '-':>3} {item.attempt:>3} "
-            f"{_when(item.changed_at):19}  {name}  {detail}"
+            f"{_when(item.last_step_at):19}  {name}  {detail}"
         )
     counts = {s.value: sum(1 for i in items if i.state is s) for s in TaskState}
     print("total", len(items), " ".join(f"{k}={v}" for k, v in counts.items() if v))

@@ -158,12 +158,35 @@ def test_state_changes_leave_checked_at_and_touch_is_not_a_change(control_plane:
     touched = raw_item(control_plane, request.launch_id)
     assert int(touched[Attr.CHECKED_AT]["N"]) > int(created["N"])
     # Not a change: the executor's change feed does not show it again.
-    assert (touched[Attr.REV], touched[Attr.CHANGED_AT]) == (running[Attr.REV], running[Attr.CHANGED_AT])
+    assert (touched[Attr.REV], touched.get(Attr.CHANGED_AT)) == (
+        running[Attr.REV],
+        running.get(Attr.CHANGED_AT),
+    )
     # Only active items are found, by check time, with everything the reconciler needs.
     (stale,) = TaskTable(control_plane.table, clock=lambda: time.time() + 3600).stale_active(
         int((time.time() + 1800) * 1000)
     )
     assert (stale.launch_id, stale.state, stale.task_arn) == (request.launch_id, TaskState.RUNNING, ARN)
+
+
+def test_only_outcomes_enter_the_change_feed(control_plane: ControlPlane) -> None:
+    """Created, launched, pending and running are not stamped: the change index is written once, at the end."""
+    request = launch_request()
+    table = TaskTable(control_plane.table)
+    table.create_for_launch(request, lease_seconds=60)
+    table.record_launched(request.launch_id, 1, task_arn=ARN, cluster_arn=None)
+    table.apply_ecs_event(request.launch_id, 1, EcsSnapshot(TaskState.PENDING, ARN, 2, "PENDING"))
+    table.apply_ecs_event(request.launch_id, 1, EcsSnapshot(TaskState.RUNNING, ARN, 3, "RUNNING"))
+    assert Attr.CHANGED_AT not in raw_item(control_plane, request.launch_id)
+    assert table.items_by_state(request.owner) == []
+    # ... yet operators see it among the active items, with its state.
+    (active,) = table.active_items()
+    assert (active.launch_id, active.state, active.rev) == (request.launch_id, TaskState.RUNNING, 4)
+    snap = EcsSnapshot(TaskState.SUCCEEDED, ARN, 6, "DEPROVISIONING", exit_code=0)
+    table.apply_ecs_event(request.launch_id, 1, snap)
+    (finished,) = table.items_by_state(request.owner)
+    assert (finished.launch_id, finished.state, finished.rev) == (request.launch_id, TaskState.SUCCEEDED, 5)
+    assert table.active_items() == []
 
 
 def test_relaunch_without_a_stored_request_fails_with_the_reason(control_plane: ControlPlane) -> None:

@@ -7,9 +7,11 @@ moves it along ECS's lifecycle, the executor reads it. Every write is conditiona
 - ECS events are applied in ``detail.version`` order: an older or equal version is a late duplicate and is dropped;
 - an event for an earlier attempt (an ECS task that was replaced after an infrastructure failure) is dropped.
 
-Every write bumps ``rev`` and stamps ``changed_at`` (epoch ms), which the ``by_owner_changed`` index sorts by, so
-an executor reads only what changed for its owner since a point: the cost follows the number of changes, not the
-number of running tasks.
+Every write bumps ``rev``. A write the executor must act on (a terminal state, a relaunch, a retry reason, a new
+owner) also stamps ``changed_at`` (epoch ms), which the sparse ``by_owner_changed`` index sorts by, so an executor
+reads only what changed for its owner since a point: the cost follows the number of outcomes, not the number of
+running tasks. Steps the executor has no use for (created, launched, running: Airflow learns a task runs from the
+worker itself) are not stamped, so they never write the index: an item enters it once, when it finishes.
 
 Write cost (DynamoDB bills each write by the item's size in 1 KB units, plus every index entry it puts, updates or
 moves): the launch request, a few KB with an Airflow 3 workload's token, lives in a side item written once
@@ -21,6 +23,7 @@ the terminal write that removes ``active``).
 
 from __future__ import annotations
 
+import re
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -34,6 +37,9 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from ecs_event_executor.control.messages import CancelRequest, LaunchRequest, TaskKey
+
+# The placeholders an expression uses: #name and :value.
+_PLACEHOLDER = re.compile(r"[#:]\w+")
 
 
 class TaskState(StrEnum):
@@ -70,7 +76,9 @@ class Attr:
 
     PK = "pk"  # the launch id
     OWNER = "owner"  # the executor instance (or team) whose change feed shows this item
-    CHANGED_AT = "changed_at"  # epoch ms of the last write: the change-feed index's sort key
+    CHANGED_AT = (
+        "changed_at"  # epoch ms of the last write the executor must see: the change-feed index's sort key
+    )
     REV = "rev"  # write counter: the executor de-duplicates overlapping reads with it
     STATE = "state"
     REASON = "reason"  # why the task failed, was cancelled, or is retrying; shown in the task's log
@@ -255,6 +263,12 @@ class TaskItem:
     cancel_requested: bool = False
     history: tuple[dict[str, Any], ...] = field(default_factory=tuple)
 
+    @property
+    def last_step_at(self) -> int:
+        """Epoch ms of the latest step, stamped in the feed or not (``changed_at`` moves only for outcomes)."""
+        times = (self.changed_at, self.queued_at, self.launched_at, self.running_at, self.finished_at)
+        return max(t or 0 for t in times)
+
     @classmethod
     def from_raw(cls, raw: Mapping[str, Any]) -> TaskItem:
         """Build from a low-level DynamoDB item (``{"pk": {"S": ...}, ...}``)."""
@@ -413,10 +427,16 @@ class TaskTable:
 
     # ---------------------------------------------------------------- writes
 
-    def _stamp(self, names: dict[str, str], values: dict[str, Any], now: int) -> list[str]:
-        """Return the SET clauses every write carries: a new rev and change time."""
-        names.update({"#rev": Attr.REV, "#chg": Attr.CHANGED_AT})
+    def _stamp(
+        self, names: dict[str, str], values: dict[str, Any], now: int, *, feed: bool = True
+    ) -> list[str]:
+        """Return the SET clauses every write carries: a new rev, and with ``feed`` the change time that puts the
+        item in its owner's change feed (an index write: only for what the executor acts on)."""
+        names["#rev"] = Attr.REV
         values.update({":one": 1, ":zero": 0, ":now": now})
+        if not feed:
+            return ["#rev = if_not_exists(#rev, :zero) + :one"]
+        names["#chg"] = Attr.CHANGED_AT
         return ["#rev = if_not_exists(#rev, :zero) + :one", "#chg = :now"]
 
     def _history(self, names: dict[str, str], values: dict[str, Any], entry: dict[str, Any]) -> str:
@@ -442,6 +462,10 @@ class TaskTable:
             removes.append("#act")
         if removes:
             expression += " REMOVE " + ", ".join(removes)
+        # DynamoDB refuses placeholders an expression does not use (an unstamped write has no change time).
+        used = set(_PLACEHOLDER.findall(f"{expression} {condition}"))
+        names = {k: v for k, v in names.items() if k in used}
+        values = {k: v for k, v in values.items() if k in used}
         try:
             resp = self.client.update_item(
                 TableName=self.table_name,
@@ -479,7 +503,6 @@ class TaskTable:
             Attr.OWNER: request.owner,
             Attr.STATE: TaskState.LAUNCHING.value,
             Attr.REV: 1,
-            Attr.CHANGED_AT: now,
             Attr.ATTEMPT: 1,
             Attr.MAX_ATTEMPTS: request.max_attempts,
             Attr.LEASE_UNTIL: now + int(lease_seconds * 1000),
@@ -542,7 +565,7 @@ class TaskTable:
             ":a": attempt,
             ":lease": now + int(lease_seconds * 1000),
         }
-        sets = [*self._stamp(names, values, now), "#l = :lease"]
+        sets = [*self._stamp(names, values, now, feed=False), "#l = :lease"]
         condition = (
             "#s = :launching AND #a = :a AND attribute_not_exists(#arn) "
             "AND (attribute_not_exists(#l) OR #l < :now)"
@@ -575,7 +598,7 @@ class TaskTable:
             "#at": Attr.LAUNCHED_AT,
         }
         values: dict[str, Any] = {":a": attempt, ":arn": task_arn, ":launching": TaskState.LAUNCHING.value}
-        sets = [*self._stamp(names, values, now), "#arn = :arn", "#at = if_not_exists(#at, :now)"]
+        sets = [*self._stamp(names, values, now, feed=False), "#arn = :arn", "#at = if_not_exists(#at, :now)"]
         if cluster_arn:
             names["#cl"] = Attr.CLUSTER_ARN
             values[":cl"] = cluster_arn
@@ -605,7 +628,7 @@ class TaskTable:
         names = {"#a": Attr.ATTEMPT, "#arn": Attr.TASK_ARN, "#at": Attr.LAUNCHED_AT}
         values = {":a": attempt, ":arn": task_arn}
         sets = [
-            *self._stamp(names, values, now),
+            *self._stamp(names, values, now, feed=False),
             "#arn = if_not_exists(#arn, :arn)",
             "#at = if_not_exists(#at, :now)",
         ]
@@ -681,7 +704,13 @@ class TaskTable:
             ":arn": snap.task_arn,
             ":active": [s.value for s in ACTIVE_STATES],
         }
-        sets = [*self._stamp(names, values, now), "#s = :ns", "#ls = :ls", "#arn = :arn"]
+        # Only an outcome goes to the executor's feed; PENDING and RUNNING are for operators and the reconciler.
+        sets = [
+            *self._stamp(names, values, now, feed=snap.state.terminal),
+            "#s = :ns",
+            "#ls = :ls",
+            "#arn = :arn",
+        ]
         # Versions order events; an event without one (partial) may only be the first we apply.
         if snap.version is not None:
             values[":v"] = snap.version
@@ -835,7 +864,7 @@ class TaskTable:
             ":active_1": TaskState.PENDING.value,
             ":active_2": TaskState.RUNNING.value,
         }
-        sets = [*self._stamp(names, values, now), "#c = :t", "#r = :r"]
+        sets = [*self._stamp(names, values, now, feed=False), "#c = :t", "#r = :r"]
         return self._update(
             launch_id,
             sets=sets,
@@ -880,6 +909,10 @@ class TaskTable:
         keys = keys[:limit]
         items = self.get_many(keys)
         return [items[k] for k in keys if k in items and not items[k].state.terminal]
+
+    def active_items(self, *, limit: int = 10_000) -> list[TaskItem]:
+        """Return up to ``limit`` active items, of every owner (operator tooling: the feed shows outcomes only)."""
+        return self.stale_active(2**62, limit=limit)
 
     def fail_lost(
         self, launch_id: str, attempt: int, *, task_arn: str, reason: str
