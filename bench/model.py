@@ -10,6 +10,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -94,7 +95,10 @@ class AwsModel:
             f"warm Lambda invoke {self.lambda_invoke_overhead_seconds * 1000:.0f} ms.",
             f"Scheduler loop: heartbeat, then {self.scheduler_idle_sleep_seconds:g} s idle sleep. Launcher: SQS "
             f"event source, batch {self.launcher_batch_size}, window {self.launcher_batching_window:g} s, "
-            f"maximum concurrency {self.launcher_max_concurrency}. Lambda memory: launcher {self.launcher_memory_mb} "
+            f"maximum concurrency {self.launcher_max_concurrency}; an invocation applies its batch on "
+            f"{self.launcher_batch_size} threads, each environment pacing RunTask at "
+            f"{self.run_task_calls_per_second / self.launcher_max_concurrency:g}/s (the stack's share). "
+            f"Lambda memory: launcher {self.launcher_memory_mb} "
             f"MB, status {self.status_memory_mb} MB, arm64; CPU in proportion to memory (1 vCPU at "
             f"{self.lambda_full_vcpu_mb} MB), so a handler's measured CPU time is stretched by that share.",
             f"Prices (us-east-1, {p.as_of}): SQS ${p.sqs_per_million_requests}/1M requests (64 KB chunks); "
@@ -148,9 +152,51 @@ class Actor:
         self.time += seconds
         self.waited += seconds
 
+    def absorb(self, other: Actor) -> None:
+        """Add what ``other`` (a thread of this actor's invocation) requested and was billed."""
+        self.requests.update(other.requests)
+        self.throttled += other.throttled
+        self.wru += other.wru
+        self.rru += other.rru
+        self.sqs_billed += other.sqs_billed
+        self.custom_events += other.custom_events
+
+
+class Process:
+    """Code that runs on simulated time in its own thread, one step at a time: it hands control back to the event
+    loop whenever it waits (a request's latency, a back-off, a pacer), so the requests of every process are
+    served in the order of their simulated times, not in the order the code happens to run."""
+
+    def __init__(self, sim: Sim, fn: Callable[[], None], actor: Actor) -> None:
+        self.sim = sim
+        self.fn = fn
+        self.actor = actor
+        self.done = False
+        self.error: BaseException | None = None
+        self.on_done: Callable[[], None] | None = None
+        self.resume = threading.Semaphore(0)
+        self.thread = threading.Thread(target=self._run, name=f"sim:{actor.name}", daemon=True)
+
+    def _run(self) -> None:
+        self.resume.acquire()
+        self.sim._local.process = self
+        try:
+            self.fn()
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self.done = True
+            if self.on_done is not None:
+                self.on_done()
+            self.sim._baton.release()
+
 
 class Sim:
-    """Discrete-event loop over simulated time; the current actor's clock is what product code reads."""
+    """Discrete-event loop over simulated time; the current actor's clock is what product code reads.
+
+    Events run inline; a ``process`` runs in its own thread but never alongside anything else: exactly one of
+    the loop and the processes runs at a time (a baton), so no emulated state is touched concurrently.
+    """
 
     def __init__(self, start: float) -> None:
         self.start = start
@@ -159,9 +205,63 @@ class Sim:
         self.current = self.system
         self._events: list[tuple[float, int, Callable[[], None], Actor | None]] = []
         self._seq = itertools.count()
+        self._baton = threading.Semaphore(0)
+        self._local = threading.local()
 
     def clock(self) -> float:
         return self.current.time
+
+    def process(self, when: float, fn: Callable[[], None], actor: Actor) -> Process:
+        """Start ``fn`` as a process on ``actor``'s clock at ``when``."""
+        proc = Process(self, fn, actor)
+        proc.thread.start()
+        self.at(when, lambda: self._switch_to(proc), actor)
+        return proc
+
+    def in_process(self) -> bool:
+        """Whether the caller runs inside a process (and may wait or join)."""
+        return getattr(self._local, "process", None) is not None
+
+    def _switch_to(self, proc: Process) -> None:
+        proc.resume.release()
+        self._baton.acquire()
+        # A joined process's error goes to the process that joined it; any other's stops the loop.
+        if proc.done and proc.error is not None and proc.on_done is None:
+            raise proc.error
+
+    def _yield(self) -> None:
+        proc: Process = self._local.process
+        self._baton.release()
+        proc.resume.acquire()
+        self.current = proc.actor
+
+    def wait(self, actor: Actor, seconds: float) -> None:
+        """Charge ``seconds`` to ``actor``; inside a process, let everything due before then happen first."""
+        actor.wait(seconds)
+        proc: Process | None = getattr(self._local, "process", None)
+        if proc is None or proc.actor is not actor or seconds <= 0:
+            return
+        self.at(actor.time, lambda: self._switch_to(proc), actor)
+        self._yield()
+
+    def join(self, procs: list[Process]) -> None:
+        """Inside a process: wait until ``procs`` are done; resume at the latest of their clocks."""
+        me: Process = self._local.process
+        pending = [p for p in procs if not p.done]
+        if not pending:
+            return
+
+        def finished() -> None:
+            if all(p.done for p in procs):
+                end = max(p.actor.time for p in procs)
+                self.at(max(end, me.actor.time), lambda: self._switch_to(me), me.actor)
+
+        for p in pending:
+            p.on_done = finished
+        self._yield()
+        errors = [p.error for p in procs if p.error is not None]
+        if errors:
+            raise errors[0]
 
     def at(self, when: float, fn: Callable[[], None], actor: Actor | None = None) -> None:
         heapq.heappush(self._events, (when, next(self._seq), fn, actor))

@@ -26,10 +26,12 @@ from typing import Any
 
 from bench.emulator import (
     CLUSTER,
+    CLUSTER_ARN,
     DLQ_URL,
     QUEUE_URL,
     REGION,
     Emulator,
+    Message,
     fast_moto_projection,
     simulated_retry_sleeps,
     task_state_event,
@@ -40,6 +42,18 @@ TABLE = "airflow-tasks"
 BUS = "airflow-ecs-event-executor-events"
 TASK_DEFINITION = f"arn:aws:ecs:{REGION}:123456789012:task-definition/airflow-worker:1"
 PARALLELISM = 1_000_000  # the bench measures executors, not Airflow's parallelism limit
+_WARM_UP_TASK: dict[str, Any] = {
+    "taskArn": f"arn:aws:ecs:{REGION}:123456789012:task/{CLUSTER}/{'f' * 32}",
+    "clusterArn": CLUSTER_ARN,
+    "lastStatus": "RUNNING",
+    "desiredStatus": "RUNNING",
+    "version": 3,
+    "group": "family:airflow-worker",
+    "launchType": "FARGATE",
+    "startedBy": "airflow-ecs-event-executor",
+    "overrides": {"containerOverrides": []},
+    "containers": [],
+}
 
 _ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -165,6 +179,7 @@ class World:
         self.launcher = LambdaLedger()
         self.status = LambdaLedger()
         self.failed_keys: set[Any] = set()
+        self._thread_cpu: dict[str, float] = {}  # invocation (actor name) -> its threads' CPU so far
 
     # ---------------------------------------------------------------------------------------- set-up
 
@@ -240,7 +255,9 @@ class World:
         from ecs_event_executor.control.task_item import TaskTable
 
         self.emu.relaunch_detail_type = bus_events.RELAUNCH_REQUESTED
-        settings = LauncherSettings.from_env(os.environ)
+        # As the stack sets it: each execution environment's share of the account's RunTask rate.
+        rate = self.model.run_task_calls_per_second / self.model.launcher_max_concurrency
+        settings = LauncherSettings.from_env({**os.environ, "LAUNCHER_RUN_TASK_RATE": f"{rate:g}"})
 
         def table() -> TaskTable:
             return TaskTable(TABLE, client=self.emu.client("dynamodb"), clock=self.sim.clock)
@@ -253,9 +270,12 @@ class World:
                 table=table(),
                 bus=ControlPlaneBus(BUS, client=self.emu.client("events")),
                 clock=self.sim.clock,
+                sleep=lambda seconds: self.sim.wait(self.sim.current, seconds),
+                parallel_map=self._parallel_map,
             )
             for _ in self.workers
         ]
+        self._parallelism = settings.parallelism
         self._launcher_sqs = self.emu.client("sqs")
         self._tracker = StatusTracker(
             StatusSettings.from_env(os.environ),
@@ -264,6 +284,37 @@ class World:
         )
         self.emu.launch_queue.on_send.append(self._wake_poller)
         self.emu.ecs.on_change.append(self._deliver_event)
+        self._warm_up(settings)
+
+    def _warm_up(self, settings: Any) -> None:
+        """Run the handlers' code paths once, outside the measurement: the model's Lambdas are warm, and the
+        first call in this process would otherwise charge its one-time imports to the first batch."""
+        from ecs_event_executor.control.messages import PingRequest
+        from ecs_event_executor.control.run_task import build_run_task_kwargs
+
+        # moto imports a service's backend on the first request that reaches it (seconds, once per process).
+        from moto.backends import get_backend
+
+        from lambdas.launcher import handler as launcher_handler
+        from lambdas.status import handler as status_handler
+
+        for service in ("dynamodb", "ecs", "ec2", "sqs", "events", "sts", "iam", "logs"):
+            get_backend(service)
+        ping = Message("warm-up", PingRequest(owner="bench").to_json(), self.sim.now, self.sim.now, 1)
+        with self.emu.free(), self._as(self.workers[0]):
+            build_run_task_kwargs(
+                settings.launch, launch_id="warm-up", attempt=1, command=["true"], executor_config=None
+            )
+            for launcher in self._launchers:
+                launcher_handler._launcher = launcher
+                launcher_handler._sqs = self._launcher_sqs
+                launcher_handler.handler(
+                    {"Records": [_sqs_record(ping)]}, self._context("launcher", self.model.launcher_memory_mb)
+                )
+            # An event for a task that is not ours: read, mapped, ignored.
+            status_handler._tracker = self._tracker
+            event = task_state_event({**_WARM_UP_TASK, "createdAt": self.sim.now})
+            status_handler.handler(event, self._context("status", self.model.status_memory_mb))
 
     @contextlib.contextmanager
     def _as(self, actor: Actor) -> Iterator[None]:
@@ -325,19 +376,62 @@ class World:
 
     def _invoke(self, actor: Actor, ledger: LambdaLedger, call: Callable[[], Any], memory_mb: int) -> Any:
         """Run one warm invocation on ``actor``'s clock; bill its duration (modelled waits + own CPU, stretched by
-        the function's share of a vCPU)."""
+        the function's share of a vCPU).
+
+        Threads of the invocation (``_parallel_map``) wait in parallel but share the function's CPU: it lasts at
+        least as long as all their CPU time, stretched, one after another.
+        """
         begin = actor.time
         actor.wait(self.model.lambda_invoke_overhead_seconds)
         emulator_before = actor.emulator_cpu
+        self._thread_cpu[actor.name] = 0.0
         cpu_before = time.thread_time()
         result = call()
         cpu = time.thread_time() - cpu_before - (actor.emulator_cpu - emulator_before)
         actor.time += self.model.lambda_cpu_seconds(cpu, memory_mb)
+        total_cpu = cpu + self._thread_cpu.pop(actor.name)
+        actor.time = max(
+            actor.time,
+            begin
+            + self.model.lambda_invoke_overhead_seconds
+            + self.model.lambda_cpu_seconds(total_cpu, memory_mb),
+        )
         if self.emu.charging:
             ledger.invocations += 1
             ledger.billed_seconds += actor.time - begin
-            ledger.cpu += cpu
+            ledger.cpu += total_cpu
         return result
+
+    def _parallel_map(self, apply: Callable[[Any], Any], messages: Any) -> list[Any]:
+        """The launcher's thread pool on simulated time: each thread is a process on its own clock, forked from
+        the invocation's, so their requests' latencies overlap as they do in the Lambda."""
+        if not self.sim.in_process():
+            return [apply(m) for m in messages]  # the warm-up, outside the measurement
+        parent = self.sim.current
+        count = min(self._parallelism, len(messages))
+        threads = [Actor(f"{parent.name} thread {j}", time=parent.time) for j in range(count)]
+        results: list[Any] = [None] * len(messages)
+        memory = self.model.launcher_memory_mb
+
+        def run(j: int) -> None:
+            thread = threads[j]
+            for i in range(j, len(messages), count):
+                emulator_before = thread.emulator_cpu
+                cpu_before = time.thread_time()
+                results[i] = apply(messages[i])
+                cpu = time.thread_time() - cpu_before - (thread.emulator_cpu - emulator_before)
+                thread.time += self.model.lambda_cpu_seconds(cpu, memory)
+                self._thread_cpu[parent.name] += cpu
+
+        procs = [
+            self.sim.process(parent.time, lambda j=j: run(j), thread)  # type: ignore[misc]
+            for j, thread in enumerate(threads)
+        ]
+        self.sim.join(procs)
+        for thread in threads:
+            parent.absorb(thread)
+        parent.time = max(parent.time, *(t.time for t in threads))
+        return results
 
     # ---------------------------------------------------------------- the launcher behind the event source
 
@@ -378,7 +472,7 @@ class World:
                 self.esm.requests["sqs.ReceiveMessage"] += 1
                 self.esm.sqs_billed += max(1, -(-sum(len(m.body) for m in batch) // (64 * 1024)))
             self._free_at[i] = float("inf")
-            self.sim.at(now, lambda i=i, batch=batch: self._invoke_launcher(i, batch), worker)  # type: ignore[misc]
+            self.sim.process(now, lambda i=i, batch=batch: self._invoke_launcher(i, batch), worker)  # type: ignore[misc]
         if queue.visible(now):
             busy_until = min(self._free_at)
             if busy_until != float("inf"):
@@ -413,7 +507,7 @@ class World:
 
     def start_loop(self) -> None:
         self.loop_running = True
-        self.sim.at(max(self.sim.now, self.scheduler.time), self._loop, self.scheduler)
+        self.sim.process(max(self.sim.now, self.scheduler.time), self._loop, self.scheduler)
 
     def _loop(self) -> None:
         if not self.loop_running:
@@ -445,7 +539,7 @@ class World:
                     queued,
                 )
             )
-        self.sim.at(actor.time + self.model.scheduler_idle_sleep_seconds, self._loop, actor)
+        self.sim.process(actor.time + self.model.scheduler_idle_sleep_seconds, self._loop, actor)
 
     def _collect_states(self, now: float) -> None:
         for key, (state, _info) in self.executor.get_event_buffer().items():
