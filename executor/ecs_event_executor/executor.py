@@ -282,7 +282,7 @@ class EcsEventExecutor(BaseExecutor):
             self._task_event(work.key, "ecs task invalid executor_config", message)
             self.fail(work.key, info=message)
             return None
-        queued_at = datetime.now(UTC)
+        queued_at = datetime.fromtimestamp(self._clock(), UTC)
         request = LaunchRequest(
             launch_id=new_launch_id(work.task_key),
             owner=self._ensure_owner(),
@@ -337,7 +337,7 @@ class EcsEventExecutor(BaseExecutor):
     def _flush_outbox(self) -> None:
         if not self._outbox:
             return
-        now = datetime.now(UTC)
+        now = datetime.fromtimestamp(self._clock(), UTC)
         pending, self._outbox = self._outbox, []
         keep: list[OutgoingMessage] = []
         for message in pending:
