@@ -55,6 +55,8 @@ FARGATE_MEMORY: Mapping[int, tuple[int, int, int]] = {
 # SQS keeps a message at most 14 days; the launch queue keeps it for the retry horizon plus this margin.
 QUEUE_RETENTION_MARGIN_SECONDS = 3600
 MAX_QUEUE_RETENTION_SECONDS = 14 * 24 * 3600
+# Each launcher's share of the RunTask rate must let it launch a batch of 10 well inside its timeout.
+MIN_LAUNCHER_RUN_TASK_RATE = 0.5
 # The SQS event source's MaximumConcurrency must be in this range.
 MIN_ESM_CONCURRENCY, MAX_ESM_CONCURRENCY = 2, 1000
 # DescribeTasks shows a stopped task for about an hour after it stops, then ECS forgets it. An active item the
@@ -397,6 +399,15 @@ def load_settings(context: Mapping[str, Any] | None) -> Settings:
         "launcherMaxConcurrency", d.launcher_max_concurrency, MIN_ESM_CONCURRENCY, MAX_ESM_CONCURRENCY
     )
     run_task_rate = r.integer("runTaskCallsPerSecond", d.run_task_calls_per_second, 1, 1000)
+    assert run_task_rate is not None and launcher_max_concurrency is not None
+    if run_task_rate / launcher_max_concurrency < MIN_LAUNCHER_RUN_TASK_RATE:
+        raise r.error(
+            "runTaskCallsPerSecond",
+            f"{run_task_rate} calls/s shared by launcherMaxConcurrency={launcher_max_concurrency} launchers is "
+            f"{run_task_rate / launcher_max_concurrency:g}/s each; each needs at least "
+            f"{MIN_LAUNCHER_RUN_TASK_RATE:g}/s to launch a batch of 10 within its timeout (lower "
+            "launcherMaxConcurrency)",
+        )
     status_reserved = r.integer("statusReservedConcurrency", None, 1, 1000)
     retry_horizon = r.integer(
         "retryHorizonSeconds",
@@ -416,7 +427,6 @@ def load_settings(context: Mapping[str, Any] | None) -> Settings:
     if alarm_email and alarm_topic_arn:
         raise r.error("alarmEmail", "set alarmEmail (a new topic) or alarmTopicArn (your topic), not both")
     assert launcher_max_concurrency is not None and retry_horizon is not None and ttl_days is not None
-    assert run_task_rate is not None
     reconcile_every, stale_after = _reconcile(r, d)
 
     return Settings(

@@ -81,6 +81,23 @@ def test_run_task_calls_are_paced_to_the_environment_rate(control_plane: Control
     assert slept == pytest.approx([0.25 * k for k in range(1, 7)])
 
 
+def test_a_launch_that_would_wait_too_long_for_a_token_comes_back_later(control_plane: ControlPlane) -> None:
+    """At 0.01 RunTask calls/s the second launch would wait 100 s: it is put back, its lease released."""
+    settings = LauncherSettings.from_env(
+        dict(control_plane.env, LAUNCHER_RUN_TASK_RATE="0.01", LAUNCH_PARALLELISM="1")
+    )
+    slept: list[float] = []
+    launcher = Launcher(settings, clock=lambda: 1000.0, sleep=slept.append)
+    first, second = launch_request("first"), launch_request("second")
+    outcomes = launcher.handle_many([(first.to_json(), 1), (second.to_json(), 1)])
+    assert outcomes[0] is Result.LAUNCHED
+    assert isinstance(outcomes[1], RetryLater) and "paced" in outcomes[1].reason
+    assert slept == []
+    waiting = item(control_plane, second.launch_id)
+    assert waiting.state is TaskState.LAUNCHING and waiting.lease_until is None
+    assert "RunTask paced at 0.01/s" in (waiting.reason or "")
+
+
 def test_redelivered_message_starts_exactly_one_task(control_plane: ControlPlane) -> None:
     """One message delivered 3 times, then again after a crash between RunTask and the SQS delete."""
     sqs = control_plane.client("sqs")

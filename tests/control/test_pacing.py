@@ -55,6 +55,15 @@ def test_concurrent_callers_each_get_their_own_slot() -> None:
     assert sorted(waits) == pytest.approx([i / 10 for i in range(20)])
 
 
+def test_a_wait_longer_than_allowed_takes_no_token() -> None:
+    t = FakeTime()
+    pacer = Pacer(1.0, clock=t.clock, sleep=t.sleep)
+    assert pacer.acquire(max_wait=5) == 0.0
+    assert pacer.acquire(max_wait=0.5) is None  # would wait 1 s
+    assert t.slept == []
+    assert pacer.acquire(max_wait=5) == 1.0  # the refused caller gave its token back
+
+
 def test_rate_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         Pacer(0)

@@ -36,6 +36,7 @@ def test_empty_context_means_the_defaults() -> None:
         ({"launcherMaxConcurrency": 1}, "launcherMaxConcurrency"),
         ({"launcherMaxConcurrency": "5"}, "launcherMaxConcurrency"),
         ({"runTaskCallsPerSecond": 0}, "runTaskCallsPerSecond"),
+        ({"runTaskCallsPerSecond": 2, "launcherMaxConcurrency": 5}, "runTaskCallsPerSecond"),
         ({"retryHorizonSeconds": 30 * 24 * 3600}, "retryHorizonSeconds"),
         ({"logRetentionDays": 10}, "logRetentionDays"),
         ({"cpu": 300}, "cpu"),

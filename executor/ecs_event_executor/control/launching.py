@@ -62,6 +62,10 @@ from ecs_event_executor.control.task_item import (
 
 log = logging.getLogger(__name__)
 
+# The longest a launch waits in the Lambda for a RunTask token before its message is put back instead (the
+# function's timeout is 60 s; at the stack's default share a batch of 10 waits at most 2.5 s).
+MAX_PACING_WAIT_SECONDS = 20.0
+
 
 class RetryLater(Exception):
     """The message should come back after ``delay_seconds`` (throttling, capacity, a lease held elsewhere)."""
@@ -280,8 +284,15 @@ class Launcher:
             )
         except ExecutorConfigError as exc:
             return self._fail(item, attempt, str(exc))
-        if self.pacer is not None:
-            self.pacer.acquire()
+        if self.pacer is not None and self.pacer.acquire(max_wait=MAX_PACING_WAIT_SECONDS) is None:
+            # More launches are waiting for RunTask tokens than this invocation should sit through.
+            return self._retry(
+                item,
+                attempt,
+                f"RunTask paced at {self.pacer.rate:g}/s: more launches waiting than fit in "
+                f"{MAX_PACING_WAIT_SECONDS:g} s",
+                receive_count,
+            )
         try:
             response = self.ecs.run_task(**kwargs)
         except (ClientError, BotoCoreError) as exc:

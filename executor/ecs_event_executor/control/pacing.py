@@ -49,9 +49,17 @@ class Pacer:
             self._tokens -= 1.0
             return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
 
-    def acquire(self) -> float:
-        """Wait for a token; return the seconds waited."""
+    def acquire(self, *, max_wait: float | None = None) -> float | None:
+        """Wait for a token; return the seconds waited, or None (and no token taken) if that would exceed
+        ``max_wait``: the caller should come back later rather than hold its Lambda that long."""
         wait = self.reserve()
+        if max_wait is not None and wait > max_wait:
+            self._give_back()
+            return None
         if wait > 0:
             self._sleep(wait)
         return wait
+
+    def _give_back(self) -> None:
+        with self._lock:
+            self._tokens += 1.0
