@@ -76,9 +76,7 @@ class Attr:
 
     PK = "pk"  # the launch id
     OWNER = "owner"  # the executor instance (or team) whose change feed shows this item
-    CHANGED_AT = (
-        "changed_at"  # epoch ms of the last write the executor must see: the change-feed index's sort key
-    )
+    CHANGED_AT = "changed_at"  # epoch ms of the last write the executor acts on: the change feed's sort key
     REV = "rev"  # write counter: the executor de-duplicates overlapping reads with it
     STATE = "state"
     REASON = "reason"  # why the task failed, was cancelled, or is retrying; shown in the task's log
