@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.model import TokenBucket
+from bench.model import Actor, Sim, TokenBucket
 
 
 def test_token_bucket_refills_at_its_rate_up_to_its_capacity() -> None:
@@ -17,6 +17,46 @@ def test_token_bucket_refills_at_its_rate_up_to_its_capacity() -> None:
     assert bucket.available(1.0)
     bucket.take(1.0)
     assert bucket.available(100.0) and bucket.tokens == 2
+
+
+def test_processes_act_in_simulated_time_order_not_code_order() -> None:
+    """A process that waits yields: the other's earlier request happens first, as it would on real clocks."""
+    sim = Sim(start=0.0)
+    log: list[tuple[str, float]] = []
+    a, b = Actor("a", time=0.0), Actor("b", time=0.0)
+
+    def slow() -> None:  # two requests of 1 s each
+        for _ in range(2):
+            sim.wait(a, 1.0)
+            log.append(("a", sim.clock()))
+
+    def quick() -> None:  # one request of 1.5 s, started a little later
+        sim.wait(b, 1.5)
+        log.append(("b", sim.clock()))
+
+    sim.process(0.0, slow, a)
+    sim.process(0.1, quick, b)
+    assert sim.run_until(lambda: len(log) == 3, limit=10)
+    assert log == [("a", 1.0), ("b", 1.6), ("a", 2.0)]
+
+
+def test_joined_threads_wait_in_parallel_and_resume_at_the_latest() -> None:
+    sim = Sim(start=0.0)
+    parent = Actor("invocation", time=0.0)
+    ends: list[float] = []
+
+    def invocation() -> None:
+        threads = [Actor(f"thread {i}", time=parent.time) for i in range(3)]
+        procs = [
+            sim.process(parent.time, lambda t=t, s=s: sim.wait(t, s), t)  # type: ignore[misc]
+            for t, s in zip(threads, (0.5, 2.0, 1.0), strict=True)
+        ]
+        sim.join(procs)
+        ends.append(sim.clock())
+
+    sim.process(0.0, invocation, parent)
+    assert sim.run_until(lambda: bool(ends), limit=10)
+    assert ends == [2.0]  # not 3.5: the waits overlapped
 
 
 def test_bench_runs_both_executors_and_writes_the_report(
