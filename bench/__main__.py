@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import logging
 import subprocess
 import sys
@@ -56,15 +58,18 @@ def _run(args: argparse.Namespace, scenarios: Any, report: Any, model: Any, tqdm
             bar.set_description(label)
             bar.update(1)
 
-        results = scenarios.run_all(
-            model,
-            sizes,
-            args.burst,
-            args.loops,
-            args.extra_queued,
-            progress,
-            churn_seconds=args.churn_seconds,
-        )
+        # The handlers' metrics (Powertools prints them when its buffer fills) would bury the progress bar; the
+        # report is the output.
+        with contextlib.redirect_stdout(io.StringIO()):
+            results = scenarios.run_all(
+                model,
+                sizes,
+                args.burst,
+                args.loops,
+                args.extra_queued,
+                progress,
+                churn_seconds=args.churn_seconds,
+            )
     results["extra_queued"] = args.extra_queued
     results["churn_seconds"] = args.churn_seconds
     wall = time.perf_counter() - started
