@@ -59,6 +59,9 @@ class TaskState(StrEnum):
 
 TERMINAL_STATES = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED})
 ACTIVE_STATES = (TaskState.LAUNCHING, TaskState.PENDING, TaskState.RUNNING)
+# "The item is active", as a condition over ``#s`` (the state), and the values it names.
+IS_ACTIVE = "#s IN (" + ", ".join(f":active_{i}" for i in range(len(ACTIVE_STATES))) + ")"
+ACTIVE_VALUES: Mapping[str, str] = {f":active_{i}": s.value for i, s in enumerate(ACTIVE_STATES)}
 
 # Allowed transitions. A relaunch (next attempt) is the one way back to LAUNCHING, and it increments ``attempt``.
 TRANSITIONS: Mapping[TaskState, frozenset[TaskState]] = {
@@ -700,7 +703,7 @@ class TaskTable:
             ":ns": snap.state.value,
             ":ls": snap.last_status,
             ":arn": snap.task_arn,
-            ":active": [s.value for s in ACTIVE_STATES],
+            **ACTIVE_VALUES,
         }
         # Only an outcome goes to the executor's feed; PENDING and RUNNING are for operators and the reconciler.
         sets = [
@@ -746,10 +749,7 @@ class TaskTable:
             )
         )
         # The state sets in this attempt only move forward: LAUNCHING < PENDING < RUNNING < terminal.
-        rank_ok = "#s IN (:active_0, :active_1, :active_2)"
-        for i, state in enumerate(ACTIVE_STATES):
-            values[f":active_{i}"] = state.value
-        del values[":active"]
+        rank_ok = IS_ACTIVE
         if snap.state is TaskState.PENDING:
             values[":running"] = TaskState.RUNNING.value
             rank_ok += " AND #s <> :running"
@@ -774,9 +774,7 @@ class TaskTable:
             ":next": attempt + 1,
             ":launching": TaskState.LAUNCHING.value,
             ":r": f"attempt {attempt} failed, relaunching: {snap.reason or ''}"[:2000],
-            ":active_0": TaskState.LAUNCHING.value,
-            ":active_1": TaskState.PENDING.value,
-            ":active_2": TaskState.RUNNING.value,
+            **ACTIVE_VALUES,
         }
         sets = [
             *self._stamp(names, values, now),
@@ -816,7 +814,7 @@ class TaskTable:
         ):
             names[f"#rm{i}"] = attr
             removes.append(f"#rm{i}")
-        condition = f"#a = :a AND #s IN (:active_0, :active_1, :active_2) AND {version_ok}"
+        condition = f"#a = :a AND {IS_ACTIVE} AND {version_ok}"
         return self._update(
             launch_id, sets=sets, condition=condition, names=names, values=values, removes=removes
         )
@@ -858,15 +856,13 @@ class TaskTable:
         values: dict[str, Any] = {
             ":t": True,
             ":r": reason,
-            ":active_0": TaskState.LAUNCHING.value,
-            ":active_1": TaskState.PENDING.value,
-            ":active_2": TaskState.RUNNING.value,
+            **ACTIVE_VALUES,
         }
         sets = [*self._stamp(names, values, now, feed=False), "#c = :t", "#r = :r"]
         return self._update(
             launch_id,
             sets=sets,
-            condition="#s IN (:active_0, :active_1, :active_2)",
+            condition=IS_ACTIVE,
             names=names,
             values=values,
         )
@@ -920,9 +916,9 @@ class TaskTable:
             launch_id,
             attempt,
             reason=reason,
-            condition="#a = :a AND #arn = :arn AND #s IN (:active_0, :active_1, :active_2)",
+            condition=f"#a = :a AND #arn = :arn AND {IS_ACTIVE}",
             names={"#arn": Attr.TASK_ARN},
-            values={":arn": task_arn, **{f":active_{i}": s.value for i, s in enumerate(ACTIVE_STATES)}},
+            values={":arn": task_arn, **ACTIVE_VALUES},
         )
 
     def touch(self, launch_id: str, attempt: int) -> None:
