@@ -196,8 +196,11 @@ class Launcher:
         (MalformedMessage, RetryLater, or an AWS error), in order."""
         if not messages:
             return []
-        # boto3 creates clients from a shared session, which is not thread-safe: create them before the threads.
-        _ = self.ecs, self.table.client, self.bus.client
+        # boto3 creates clients from a shared session, which is not thread-safe: create them before the threads
+        # (the bus's only if it will publish).
+        _ = self.ecs, self.table.client
+        if self.bus.bus_name:
+            _ = self.bus.client
 
         def apply(message: BatchMessage) -> Outcome:
             try:
