@@ -16,20 +16,8 @@ from lambdas.status import handler as status_handler
 from tests.conftest import ControlPlane
 from tests.support.aws import REGION, LambdaContextStub, apply_input_path_detail, body_event
 from tests.support.ecs_events import task_event
+from tests.support.handlers import launch, send
 from tests.support.requests import launch_request
-
-
-def launch(cp: ControlPlane, **fields: Any) -> tuple[str, dict[str, Any]]:
-    request = launch_request(**fields)
-    launcher_handler.handler(body_event([request.to_json()], cp.queue_arn), LambdaContextStub())
-    stored = TaskTable(cp.table).get(request.launch_id)
-    assert stored is not None and stored.task_arn
-    task = cp.client("ecs").describe_tasks(cluster=cp.ecs.cluster, tasks=[stored.task_arn])["tasks"][0]
-    return request.launch_id, task
-
-
-def send(event: dict[str, Any]) -> str:
-    return status_handler.handler(event, LambdaContextStub())["result"]
 
 
 def state(cp: ControlPlane, launch_id: str) -> TaskItem:

@@ -26,11 +26,11 @@ from ecs_event_executor.control.task_item import (
     table_definition,
 )
 
-from lambdas.launcher import handler as launcher_handler
 from lambdas.status import handler as status_handler
 from tests.conftest import ControlPlane
-from tests.support.aws import CallCounter, LambdaContextStub, body_event
+from tests.support.aws import CallCounter
 from tests.support.ecs_events import task_event
+from tests.support.handlers import launch, send
 from tests.support.requests import launch_request
 
 ARN = "arn:aws:ecs:eu-west-1:123456789012:task/airflow-ecs-event-executor/0123456789abcdef0123456789abcdef"
@@ -211,19 +211,6 @@ def test_relaunch_without_a_stored_request_fails_with_the_reason(control_plane: 
 # ------------------------------------------------------------------------------------- the status handler
 
 
-def _launched(cp: ControlPlane) -> tuple[str, dict[str, Any]]:
-    request = launch_request()
-    launcher_handler.handler(body_event([request.to_json()], cp.queue_arn), LambdaContextStub())
-    stored = TaskTable(cp.table).get(request.launch_id)
-    assert stored is not None and stored.task_arn
-    task = cp.client("ecs").describe_tasks(cluster=cp.ecs.cluster_arn, tasks=[stored.task_arn])["tasks"][0]
-    return request.launch_id, task
-
-
-def _send(event: dict[str, Any]) -> str:
-    return status_handler.handler(event, LambdaContextStub())["result"]
-
-
 @pytest.fixture
 def dynamodb_calls(control_plane: ControlPlane) -> CallCounter:
     tracker = status_handler.tracker()
@@ -233,13 +220,13 @@ def dynamodb_calls(control_plane: ControlPlane) -> CallCounter:
 def test_steps_that_cannot_change_the_state_are_skipped_without_a_write(
     control_plane: ControlPlane, dynamodb_calls: CallCounter
 ) -> None:
-    launch_id, task = _launched(control_plane)
+    launch_id, task = launch(control_plane)
     for version, last in enumerate(["PROVISIONING", "PENDING", "ACTIVATING"], start=1):
-        assert _send(task_event(task, last_status=last, version=version)) == "Skipped"
-    assert _send(task_event(task, last_status="RUNNING", version=4)) == "Applied"
+        assert send(task_event(task, last_status=last, version=version)) == "Skipped"
+    assert send(task_event(task, last_status="RUNNING", version=4)) == "Applied"
     # On its way down without an exit code yet: still RUNNING, nothing to write.
     for version, last in enumerate(["DEACTIVATING", "STOPPING", "DEPROVISIONING"], start=5):
-        assert _send(task_event(task, last_status=last, version=version)) == "Skipped"
+        assert send(task_event(task, last_status=last, version=version)) == "Skipped"
     assert dynamodb_calls.calls == {"UpdateItem": 1}
     item = TaskTable(control_plane.table).get(launch_id)
     assert item is not None and (item.state, item.ecs_version) == (TaskState.RUNNING, 4)
@@ -248,12 +235,12 @@ def test_steps_that_cannot_change_the_state_are_skipped_without_a_write(
 def test_spot_warning_while_running_is_written_with_its_reason(
     control_plane: ControlPlane, dynamodb_calls: CallCounter
 ) -> None:
-    launch_id, task = _launched(control_plane)
-    assert _send(task_event(task, last_status="RUNNING", version=3)) == "Applied"
+    launch_id, task = launch(control_plane)
+    assert send(task_event(task, last_status="RUNNING", version=3)) == "Applied"
     warning = task_event(
         task, last_status="RUNNING", version=4, desired_status="STOPPED", stop_code="SpotInterruption"
     )
-    assert _send(warning) == "Applied"
+    assert send(warning) == "Applied"
     item = TaskTable(control_plane.table).get(launch_id)
     assert item is not None and item.state is TaskState.RUNNING and "SpotInterruption" in (item.reason or "")
 
@@ -261,11 +248,11 @@ def test_spot_warning_while_running_is_written_with_its_reason(
 def test_stopped_after_an_exit_code_at_deprovisioning_reads_and_does_not_write(
     control_plane: ControlPlane, dynamodb_calls: CallCounter
 ) -> None:
-    launch_id, task = _launched(control_plane)
-    assert _send(task_event(task, last_status="RUNNING", version=3)) == "Applied"
-    assert _send(task_event(task, last_status="DEPROVISIONING", version=6, exit_code=0)) == "Finished"
+    launch_id, task = launch(control_plane)
+    assert send(task_event(task, last_status="RUNNING", version=3)) == "Applied"
+    assert send(task_event(task, last_status="DEPROVISIONING", version=6, exit_code=0)) == "Finished"
     dynamodb_calls.calls.clear()
-    assert _send(task_event(task, last_status="STOPPED", version=7, exit_code=0)) == "Stale"
+    assert send(task_event(task, last_status="STOPPED", version=7, exit_code=0)) == "Stale"
     assert dynamodb_calls.calls == {"GetItem": 1}
     item = TaskTable(control_plane.table).get(launch_id)
     assert item is not None and (item.state, item.ecs_version) == (TaskState.SUCCEEDED, 6)
@@ -315,7 +302,7 @@ def test_a_failed_task_is_always_announced(control_plane: ControlPlane) -> None:
     events = _Events()
     bus = ControlPlaneBus("control-plane", client=events)
     tracker = StatusTracker(StatusSettings.from_env(control_plane.env), bus=bus)
-    _, task = _launched(control_plane)
+    _, task = launch(control_plane)
     assert tracker.handle(task_event(task, last_status="STOPPED", version=9, exit_code=1)).value == "Finished"
     assert events.sent == [TASK_FINISHED]
 

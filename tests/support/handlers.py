@@ -1,0 +1,28 @@
+"""Drive the real handlers the way AWS does: a launch through the launcher, an ECS event into the status Lambda."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ecs_event_executor.control.task_item import TaskTable
+
+from lambdas.launcher import handler as launcher_handler
+from lambdas.status import handler as status_handler
+from tests.conftest import ControlPlane
+from tests.support.aws import LambdaContextStub, body_event
+from tests.support.requests import launch_request
+
+
+def launch(cp: ControlPlane, **fields: Any) -> tuple[str, dict[str, Any]]:
+    """Launch one request through the launcher handler; return its launch id and the ECS task it started."""
+    request = launch_request(**fields)
+    launcher_handler.handler(body_event([request.to_json()], cp.queue_arn), LambdaContextStub())
+    stored = TaskTable(cp.table).get(request.launch_id)
+    assert stored is not None and stored.task_arn
+    task = cp.client("ecs").describe_tasks(cluster=cp.ecs.cluster, tasks=[stored.task_arn])["tasks"][0]
+    return request.launch_id, task
+
+
+def send(event: dict[str, Any]) -> str:
+    """Deliver one ECS event to the status handler; return what it did (Applied, Skipped, ...)."""
+    return status_handler.handler(event, LambdaContextStub())["result"]
