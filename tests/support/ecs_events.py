@@ -1,4 +1,4 @@
-"""Build "ECS Task State Change" events in the documented shape (see ../shared/events), from a moto task."""
+"""Build "ECS Task State Change" events in the documented shape (see tests/fixtures/ecs_events), from a moto task."""
 
 from __future__ import annotations
 
