@@ -24,7 +24,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from bench.emulator import (
+from harness.bench.emulator import (
     CLUSTER,
     CLUSTER_ARN,
     DLQ_URL,
@@ -36,7 +36,7 @@ from bench.emulator import (
     simulated_retry_sleeps,
     task_state_event,
 )
-from bench.model import Actor, AwsModel, Sim
+from harness.bench.model import Actor, AwsModel, Sim
 
 TABLE = "airflow-tasks"
 BUS = "airflow-ecs-event-executor-events"

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.model import AwsModel
-from bench.scenarios import LifecycleResult, SteadyResult
+from harness.bench.model import AwsModel
+from harness.bench.scenarios import LifecycleResult, SteadyResult
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""``python -m bench``: run every scenario for both executors, print the table, write docs/bench.md and .png."""
+"""``python -m harness.bench``: run every scenario for both executors, print the table, write docs/bench.md and .png."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from harness import REPO_ROOT
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m harness.bench", description=__doc__)
     parser.add_argument(
         "--sizes", default="100,1000,10000", help="steady-state running counts (comma-separated)"
     )
@@ -26,17 +26,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--churn-seconds", type=float, default=60.0, help="the churn's finishing window")
     parser.add_argument("--loops", type=int, default=5, help="measured steady-state loops per size")
     parser.add_argument("--extra-queued", type=int, default=100, help="newly queued on top of 1,000 running")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs", help="where bench.md and bench.png go")
+    parser.add_argument(
+        "--out", type=Path, default=REPO_ROOT / "docs", help="where bench.md and bench.png go"
+    )
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
-    from bench.world import prepare_environment
+    from harness.bench.world import prepare_environment
 
     prepare_environment()
     from tqdm import tqdm
 
-    from bench import report, scenarios
-    from bench.model import AwsModel
+    from harness.bench import report, scenarios
+    from harness.bench.model import AwsModel
 
     # Executors and handlers log every launch; the report is the output.
     logging.disable(logging.CRITICAL)
@@ -92,11 +94,11 @@ def _run(args: argparse.Namespace, scenarios: Any, report: Any, model: Any, tqdm
 def _commit() -> str:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "bench", "executor", "lambdas"],
-            cwd=ROOT,
+            ["git", "status", "--porcelain", "--", "harness/bench", "executor", "lambdas"],
+            cwd=REPO_ROOT,
             capture_output=True,
             text=True,
             check=True,

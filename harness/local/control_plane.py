@@ -7,7 +7,7 @@
   one event at a time, as EventBridge's asynchronous invocation does, and leaves a failed event for a retry.
 - A rule with an SQS target and InputPath: a bridge applies the path (moto ignores it, see resources.py).
 
-It runs in its own process (``python -m ecs_event_executor.local control-plane``): the handlers read their settings
+It runs in its own process (``python -m harness.local control-plane``): the handlers read their settings
 from ``os.environ`` and reach moto through ``AWS_ENDPOINT_URL``, which must not leak into anyone else's process.
 """
 
@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -28,11 +27,10 @@ from typing import Any
 
 import boto3
 
-from ecs_event_executor.local.resources import Bridge, LocalResources, QueueFeed, Schedule
-from ecs_event_executor.local.runner import Faults, LocalEcsRunner, append_jsonl
-from ecs_event_executor.local.spec import REPO_ROOT
+from harness.local.resources import Bridge, LocalResources, QueueFeed, Schedule
+from harness.local.runner import Faults, LocalEcsRunner, append_jsonl
 
-log = logging.getLogger("ecs_event_executor.local.control_plane")
+log = logging.getLogger(__name__)
 
 # Scheduled functions (the reconciler) run at most this far apart locally.
 LOCAL_SCHEDULE_MAX_SECONDS = 60.0
@@ -166,8 +164,6 @@ class ControlPlane:
                     raise RuntimeError(f"functions disagree on {key}: {merged[key]!r} != {value!r}")
                 merged[key] = value
         os.environ.update(merged)
-        if str(REPO_ROOT) not in sys.path:
-            sys.path.insert(0, str(REPO_ROOT))
         handlers = {}
         for logical, spec in self.resources.functions.items():
             module_name, _, attr = spec.handler.rpartition(".")
@@ -277,7 +273,7 @@ class ControlPlane:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the control plane until SIGTERM/SIGINT or until the process that started it is gone."""
-    parser = argparse.ArgumentParser(prog="ecs_event_executor.local control-plane")
+    parser = argparse.ArgumentParser(prog="harness.local control-plane")
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--duplicate-deliveries", action="store_true")

@@ -31,7 +31,7 @@ from botocore.awsrequest import AWSResponse
 from moto.core.botocore_stubber import MockRawResponse
 from moto.core.models import botocore_stubber
 
-from bench.model import Actor, AwsModel, Sim, TokenBucket
+from harness.bench.model import Actor, AwsModel, Sim, TokenBucket
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
