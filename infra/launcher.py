@@ -36,8 +36,11 @@ def launcher_run_task_rate(settings: Settings) -> str:
     return f"{settings.run_task_calls_per_second / settings.launcher_max_concurrency:g}"
 
 
-class Launcher(Construct):
-    """Launch queue + DLQ + launcher Lambda (partial batch responses, bounded concurrency)."""
+class LauncherFunction(Construct):
+    """Deploy ``lambdas/launcher`` (the ``control.launching`` service) behind the launch queue and its DLQ.
+
+    Partial batch responses, bounded concurrency.
+    """
 
     def __init__(
         self,

@@ -29,8 +29,11 @@ LOST_METRIC = "ReconciledLost"  # tasks whose events were lost and that ECS no l
 METRICS = ("ReconciledChecked", "ReconciledUpdated", LOST_METRIC, "ReconciledRelaunched")
 
 
-class Reconciler(Construct):
-    """Scheduled rule (default bus) -> reconciler Lambda, one pass at a time; exposes its metrics."""
+class ReconcilerFunction(Construct):
+    """Deploy ``lambdas/reconciler`` (the ``control.reconciling`` service) on a schedule, one pass at a time.
+
+    The schedule is a rule on the default bus; the construct exposes the service's metrics.
+    """
 
     def __init__(
         self,

@@ -9,13 +9,13 @@ from constructs import Construct
 
 from infra import bundling
 from infra.control_bus import ControlBus
-from infra.launcher import Launcher
+from infra.launcher import LauncherFunction
 from infra.observability import Monitoring
-from infra.reconciler import LOST_METRIC, Reconciler
+from infra.reconciler import LOST_METRIC, ReconcilerFunction
 from infra.reconciler import METRICS as RECONCILER_METRICS
 from infra.scheduler_access import SchedulerAccess
 from infra.settings import Settings
-from infra.status import StatusTracker
+from infra.status import StatusFunction
 from infra.task_runtime import TaskRuntime
 from infra.tasks_table import TasksTable
 
@@ -61,14 +61,14 @@ class EcsEventExecutorStack(Stack):
             "CLUSTER": self.runtime.cluster_arn,
             "PUBLISH_ALL_EVENTS": "true" if settings.publish_all_events else "false",
         }
-        self.launcher = Launcher(
+        self.launcher = LauncherFunction(
             self,
             "Launcher",
             settings=settings,
             layer=self.layer,
             environment={**common, **self.runtime.launch_environment()},
         )
-        self.status = StatusTracker(
+        self.status = StatusFunction(
             self,
             "Status",
             settings=settings,
@@ -76,7 +76,7 @@ class EcsEventExecutorStack(Stack):
             cluster_arn=self.runtime.cluster_arn,
             environment=common,
         )
-        self.reconciler = Reconciler(
+        self.reconciler = ReconcilerFunction(
             self, "Reconciler", settings=settings, layer=self.layer, environment=common
         )
         # Relaunch requests (from the status handler, and from the reconciler for lost launch messages).

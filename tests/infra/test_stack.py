@@ -197,7 +197,7 @@ def test_status_environment(template: Template) -> None:
 
 
 def test_status_function_memory_is_what_the_benchmark_models(template: Template) -> None:
-    from bench.model import AwsModel
+    from harness.bench.model import AwsModel
 
     assert function(template, STATUS)["Properties"]["MemorySize"] == AwsModel().status_memory_mb == 256
     assert function(template, LAUNCHER)["Properties"]["MemorySize"] == AwsModel().launcher_memory_mb

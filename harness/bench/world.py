@@ -18,13 +18,14 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from bench.emulator import (
+from harness.aws_shapes import ACCOUNT, LambdaContext, sqs_event, sqs_record
+from harness.bench.emulator import (
     CLUSTER,
     CLUSTER_ARN,
     DLQ_URL,
@@ -36,7 +37,7 @@ from bench.emulator import (
     simulated_retry_sleeps,
     task_state_event,
 )
-from bench.model import Actor, AwsModel, Sim
+from harness.bench.model import Actor, AwsModel, Sim
 
 TABLE = "airflow-tasks"
 BUS = "airflow-ecs-event-executor-events"
@@ -147,19 +148,6 @@ class LambdaLedger:
     records: int = 0
     billed_seconds: float = 0.0
     cpu: float = 0.0
-
-
-@dataclass
-class _Context:
-    """The attributes Powertools reads from a Lambda context."""
-
-    function_name: str
-    memory_limit_in_mb: int
-    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:123456789012:function:bench"
-    aws_request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000
 
 
 class World:
@@ -309,7 +297,7 @@ class World:
                 launcher_handler._launcher = launcher
                 launcher_handler._sqs = self._launcher_sqs
                 launcher_handler.handler(
-                    {"Records": [_sqs_record(ping)]}, self._context("launcher", self.model.launcher_memory_mb)
+                    sqs_event([_sqs_record(ping)]), self._context("launcher", self.model.launcher_memory_mb)
                 )
             # An event for a task that is not ours: read, mapped, ignored.
             status_handler._tracker = self._tracker
@@ -372,7 +360,7 @@ class World:
         self.status.records += 1
 
     def _context(self, name: str, memory_mb: int) -> Any:
-        return _Context(function_name=name, memory_limit_in_mb=memory_mb)
+        return LambdaContext(name, memory_limit_in_mb=memory_mb, timeout_seconds=60.0)
 
     def _invoke(self, actor: Actor, ledger: LambdaLedger, call: Callable[[], Any], memory_mb: int) -> Any:
         """Run one warm invocation on ``actor``'s clock; bill its duration (modelled waits + own CPU, stretched by
@@ -484,7 +472,7 @@ class World:
         worker = self.workers[index]
         launcher_handler._launcher = self._launchers[index]
         launcher_handler._sqs = self._launcher_sqs
-        event = {"Records": [_sqs_record(m) for m in batch]}
+        event = sqs_event(_sqs_record(m) for m in batch)
         memory = self.model.launcher_memory_mb
         response = self._invoke(
             worker,
@@ -569,23 +557,18 @@ class World:
         self.sim.run_until(lambda: self.sim.now >= end, limit=end - self.sim.start)
 
 
-def _sqs_record(message: Any) -> dict[str, Any]:
-    return {
-        "messageId": message.message_id,
-        "receiptHandle": message.handle,
-        "body": message.body,
-        "attributes": {
-            "ApproximateReceiveCount": str(message.receive_count),
-            "SentTimestamp": str(int(message.sent_at * 1000)),
-            "SenderId": "bench",
-            "ApproximateFirstReceiveTimestamp": str(int(message.sent_at * 1000)),
-        },
-        "messageAttributes": {},
-        "md5OfBody": "",
-        "eventSource": "aws:sqs",
-        "eventSourceARN": f"arn:aws:sqs:{REGION}:123456789012:airflow-launch",
-        "awsRegion": REGION,
-    }
+def _sqs_record(message: Message) -> dict[str, Any]:
+    """Return the Lambda SQS record for a message of the modelled launch queue."""
+    sent = str(int(message.sent_at * 1000))
+    return sqs_record(
+        message_id=message.message_id,
+        receipt_handle=message.handle,
+        body=message.body,
+        queue_arn=f"arn:aws:sqs:{REGION}:{ACCOUNT}:airflow-launch",
+        receive_count=message.receive_count,
+        sent_timestamp=sent,
+        first_receive_timestamp=sent,
+    )
 
 
 @contextlib.contextmanager

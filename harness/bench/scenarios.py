@@ -10,15 +10,14 @@ import sys
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from bench.emulator import ACCOUNT, REGION
-from bench.model import AwsModel
-from bench.world import TABLE, LoopRecord, World
+from harness import REPO_ROOT
+from harness.bench.emulator import ACCOUNT, REGION
+from harness.bench.model import AwsModel
+from harness.bench.world import TABLE, LoopRecord, World
 
 KINDS = ("ours", "reference")
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -258,7 +257,7 @@ def import_time(module: str) -> tuple[float, float]:
         [sys.executable, "-X", "importtime", "-c", f"import {module}"],
         capture_output=True,
         text=True,
-        cwd=ROOT,
+        cwd=REPO_ROOT,
         check=True,
     )
     own_total = 0
@@ -283,7 +282,7 @@ def run_all(
     *,
     churn_seconds: float = 60.0,
 ) -> dict[str, Any]:
-    from bench.world import make_workloads
+    from harness.bench.world import make_workloads
 
     workloads = make_workloads(max([*sizes, burst]) + extra_queued)
     steady: dict[str, list[SteadyResult]] = {k: [] for k in KINDS}
