@@ -15,16 +15,16 @@ from ecs_event_executor.control.bus import LAUNCH_FAILED, TASK_FINISHED, TASK_LA
 from ecs_event_executor.control.launching import Launcher, LauncherSettings, Result
 from ecs_event_executor.control.messages import RelaunchRequest
 from ecs_event_executor.control.status_tracking import StatusSettings, StatusTracker
-from ecs_event_executor.control.task_item import (
+from ecs_event_executor.control.tasks.item import EcsSnapshot
+from ecs_event_executor.control.tasks.lifecycle import TaskState
+from ecs_event_executor.control.tasks.schema import (
     CHANGE_INDEX,
     STALE_INDEX,
     Attr,
-    EcsSnapshot,
-    TaskState,
-    TaskTable,
     request_key,
     table_definition,
 )
+from ecs_event_executor.control.tasks.table import TaskTable
 
 from lambdas.status import handler as status_handler
 from tests.conftest import ControlPlane

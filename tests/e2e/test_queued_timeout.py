@@ -8,7 +8,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from ecs_event_executor.control.task_item import TaskItem, TaskState
+from ecs_event_executor.control.tasks.item import TaskItem
+from ecs_event_executor.control.tasks.lifecycle import TaskState
 from ecs_event_executor.local.procs import wait_until
 from ecs_event_executor.local.runner import Faults
 from ecs_event_executor.local.stack import LocalStack, StackOptions
