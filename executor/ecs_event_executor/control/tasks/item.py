@@ -4,8 +4,8 @@ History is for operators (``ecs-event-executor show``, the task's log), not for 
 the item is billed on every write, so it is bounded by a rule one UpdateItem enforces: it is a map with one entry
 per (attempt, state), written with ``if_not_exists`` so a repeated state (PENDING or RUNNING events with newer
 versions) adds nothing; the terminal entry is keyed by its state alone (a terminal state is final); and a relaunch
-to attempt n + 1 removes attempt n - 1's entries unless it is the first. So history holds the first attempt, the
-last two and the outcome: at most ``HISTORY_LIMIT`` entries, whatever ``max_attempts``.
+to attempt n + 1 removes attempt n - 1's entries. So history holds the last two attempts (the one that failed and
+its relaunch) and the outcome: at most ``HISTORY_LIMIT`` entries, whatever ``max_attempts``.
 """
 
 from __future__ import annotations
@@ -22,12 +22,14 @@ from ecs_event_executor.control.messages import TaskKey
 from ecs_event_executor.control.tasks.lifecycle import ACTIVE_STATES, TERMINAL_STATES, TaskState
 from ecs_event_executor.control.tasks.schema import Attr
 
-# Attempts whose entries history keeps: the first and the last two (the one that failed and its relaunch).
-HISTORY_ATTEMPTS_KEPT = 3
+# Attempts whose entries history keeps: the last two (the one that failed and its relaunch).
+HISTORY_ATTEMPTS_KEPT = 2
 HISTORY_LIMIT = HISTORY_ATTEMPTS_KEPT * len(ACTIVE_STATES) + 1
-# History entries are stored with one-letter keys and read back with these names. A reason in history is cut to
-# HISTORY_REASON_CHARS; the full one is in ``reason``. The terminal entry stores none (a terminal state is final,
-# so its reason is the item's) and is read back with it. State and attempt are in the entry's map key.
+# History entries are stored with one-letter keys and read back with these names. A reason stored in an entry is
+# cut to HISTORY_STORED_REASON_CHARS (what failed, not the whole message: the item must stay under 1 KB); the full
+# one is in ``reason`` until the next one replaces it. The terminal entry stores none (a terminal state is final,
+# so its reason is the item's) and is read back with it, cut to HISTORY_REASON_CHARS. State and attempt are in the
+# entry's map key.
 HISTORY_KEYS: Mapping[str, str] = {
     "t": "at",
     "s": "state",
@@ -38,6 +40,7 @@ HISTORY_KEYS: Mapping[str, str] = {
     "k": "task",
 }
 HISTORY_REASON_CHARS = 120
+HISTORY_STORED_REASON_CHARS = 40
 _STATE_CODES: Mapping[TaskState, str] = {
     TaskState.LAUNCHING: "L",
     TaskState.PENDING: "P",
@@ -58,8 +61,8 @@ def history_key(state: TaskState, attempt: int) -> str:
 
 def superseded_history_keys(next_attempt: int) -> list[str]:
     """Return the keys a relaunch to ``next_attempt`` removes: those of the attempt before the failing one."""
-    dropped = next_attempt - HISTORY_ATTEMPTS_KEPT + 1
-    if dropped <= 1:
+    dropped = next_attempt - HISTORY_ATTEMPTS_KEPT
+    if dropped < 1:
         return []
     return [history_key(state, dropped) for state in ACTIVE_STATES]
 
@@ -77,7 +80,7 @@ def history_entry(
         "t": at,
         "e": ecs,
         "v": version,
-        "r": reason[:HISTORY_REASON_CHARS] if reason else None,
+        "r": reason[:HISTORY_STORED_REASON_CHARS] if reason else None,
         "k": task_arn.rsplit("/", 1)[-1] if task_arn else None,
     }
     return {k: v for k, v in entry.items() if v is not None}

@@ -71,9 +71,10 @@ class TaskTable(TaskReads):
         return update.set(Attr.CHANGED_AT, now) if feed else update
 
     def _finish(self, update: Update, now: int) -> Update:
-        """Add what every terminal write does: finish time, TTL, and leaving the stale index."""
+        """Add what every terminal write does: finish time, TTL, and leaving the stale index (with its sort key:
+        every byte of the item is billed on every later write)."""
         update.set(Attr.FINISHED_AT, now).set(Attr.EXPIRES_AT, now // 1000 + self.finished_ttl_seconds)
-        return update.remove(Attr.ACTIVE)
+        return update.remove(Attr.ACTIVE, Attr.CHECKED_AT)
 
     def _write(self, launch_id: str, update: Update) -> tuple[bool, TaskItem | None]:
         """Run one conditional UpdateItem; return (written, the item after, or as it was when the condition failed)."""
