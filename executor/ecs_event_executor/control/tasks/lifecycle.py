@@ -1,9 +1,9 @@
 """The lifecycle of a launch: its states and the one table of which state may follow which.
 
-Every conditional write of the tasks table derives the states it accepts from ``TRANSITIONS`` (``sources_of``), and
-``tests/control/test_lifecycle.py`` drives every write from every state against it, so the table is what the system
-does. A write that leaves the state alone (an owner, a task ARN learnt late, the reconciler's check time) is not a
-transition; ``tests/control/test_lifecycle.py`` checks those too never change the state.
+Every conditional write of the tasks table derives the states it accepts from ``TRANSITIONS`` (``sources_of``).
+A write that leaves the state alone (an owner, a task ARN learnt late, the reconciler's check time) is not a
+transition. ``tests/control/test_lifecycle.py`` drives every write from every state, so the table is what the
+system does. No AWS imports: this is vocabulary.
 """
 
 from __future__ import annotations
