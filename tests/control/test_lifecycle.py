@@ -27,6 +27,7 @@ from ecs_event_executor.control.tasks.schema import ACTIVE_MARK, Attr
 from ecs_event_executor.control.tasks.table import TaskTable
 
 from tests.support.aws import REGION, create_table
+from tests.support.requests import launch_request
 
 ARN = "arn:aws:ecs:eu-west-1:123456789012:task/airflow/0123456789abcdef0123456789abcdef"
 OWNER = "default:test"
@@ -154,6 +155,20 @@ def test_every_write_moves_only_as_the_transition_table_allows(table: TaskTable,
 def test_what_a_write_accepts_is_what_the_table_allows(write: Write) -> None:
     assert write.target is not None
     assert write.moves_from <= sources_of(write.target)
+
+
+def test_every_named_write_is_checked() -> None:
+    # Creation is checked below; the heartbeat is not a task item.
+    writes = {name for name in vars(TaskTable) if not name.startswith("_")} - {
+        "create_for_launch",
+        "write_heartbeat",
+    }
+    assert writes == {w.name.split("(")[0] for w in WRITES}
+
+
+def test_items_are_created_only_in_initial_states(table: TaskTable) -> None:
+    claim = table.create_for_launch(launch_request(), lease_seconds=60)
+    assert claim.item is not None and claim.item.state in INITIAL_STATES
 
 
 def test_a_cancel_before_the_launch_creates_the_item_cancelled(table: TaskTable) -> None:
