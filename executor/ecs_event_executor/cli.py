@@ -18,7 +18,10 @@ from typing import Any
 import boto3
 
 from ecs_event_executor.control.messages import MalformedMessage, parse_message
-from ecs_event_executor.control.task_item import Attr, TaskItem, TaskState, TaskTable, is_task_key
+from ecs_event_executor.control.tasks.item import TaskItem
+from ecs_event_executor.control.tasks.lifecycle import TaskState
+from ecs_event_executor.control.tasks.schema import Attr, is_task_key
+from ecs_event_executor.control.tasks.table import TaskTable
 
 TABLE_ENV = "AIRFLOW__ECS_EVENT_EXECUTOR__TABLE_NAME"
 

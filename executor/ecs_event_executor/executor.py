@@ -29,7 +29,9 @@ from ecs_event_executor.control.messages import (
     new_launch_id,
 )
 from ecs_event_executor.control.run_task import ExecutorConfigError, LaunchConfig, build_run_task_kwargs
-from ecs_event_executor.control.task_item import TaskItem, TaskState, TaskTable
+from ecs_event_executor.control.tasks.item import TaskItem
+from ecs_event_executor.control.tasks.lifecycle import TaskState
+from ecs_event_executor.control.tasks.table import TaskTable
 from ecs_event_executor.launch_queue import LaunchQueue, OutgoingMessage, SendResult
 from ecs_event_executor.logs import control_plane_summary, read_stream, stream_name, task_ids
 

@@ -124,7 +124,10 @@ def _seed_running(world: World, workloads: list[Any]) -> None:
 def _write_running_items(world: World) -> None:
     from ecs_event_executor.control.ecs_state import STARTED_BY
     from ecs_event_executor.control.messages import LaunchRequest, parse_message
-    from ecs_event_executor.control.task_item import Attr, EcsSnapshot, TaskState, TaskTable
+    from ecs_event_executor.control.tasks.item import EcsSnapshot
+    from ecs_event_executor.control.tasks.lifecycle import TaskState
+    from ecs_event_executor.control.tasks.schema import Attr
+    from ecs_event_executor.control.tasks.table import TaskTable
     from moto.dynamodb.models import dynamodb_backends
 
     queue = world.emu.launch_queue

@@ -172,7 +172,7 @@ class World:
     # ---------------------------------------------------------------------------------------- set-up
 
     def __enter__(self) -> World:
-        from ecs_event_executor.control.task_item import table_definition
+        from ecs_event_executor.control.tasks.schema import table_definition
         from moto import mock_aws
 
         random.seed(self.seed)
@@ -240,7 +240,7 @@ class World:
         from ecs_event_executor.control.bus import ControlPlaneBus
         from ecs_event_executor.control.launching import Launcher, LauncherSettings
         from ecs_event_executor.control.status_tracking import StatusSettings, StatusTracker
-        from ecs_event_executor.control.task_item import TaskTable
+        from ecs_event_executor.control.tasks.table import TaskTable
 
         self.emu.relaunch_detail_type = bus_events.RELAUNCH_REQUESTED
         # As the stack sets it: each execution environment's share of the account's RunTask rate.

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ecs_event_executor.control.task_item import TaskItem
+from ecs_event_executor.control.tasks.item import TaskItem
 
 from harness.local.runner import Faults
 from harness.local.stack import EXAMPLES, LocalStack, StackOptions, stop_on_sigterm

@@ -15,7 +15,7 @@ from typing import Any
 
 from ecs_event_executor.control import bus
 from ecs_event_executor.control.ecs_state import STARTED_BY, STATUS_EVENT_LAST_STATUSES
-from ecs_event_executor.control.task_item import table_definition
+from ecs_event_executor.control.tasks.schema import table_definition
 
 from harness import REPO_ROOT
 

@@ -24,7 +24,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from ecs_event_executor.control.task_item import Attr, TaskItem
+from ecs_event_executor.control.tasks.item import TaskItem
+from ecs_event_executor.control.tasks.schema import Attr
 
 from harness import REPO_ROOT
 from harness.local.procs import ManagedProcess, free_port, http_ok, wait_until

@@ -15,7 +15,7 @@ from ecs_event_executor.control.ecs_state import (
     map_ecs_task,
     map_event,
 )
-from ecs_event_executor.control.task_item import TaskState
+from ecs_event_executor.control.tasks.lifecycle import TaskState
 
 # Events copied from the AWS documentation (sources: tests/fixtures/ecs_events/SOURCES.md).
 EVENTS = Path(__file__).resolve().parents[1] / "fixtures" / "ecs_events"

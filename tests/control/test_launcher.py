@@ -10,7 +10,9 @@ import pytest
 from ecs_event_executor.control.launching import Launcher, LauncherSettings, Result, RetryLater
 from ecs_event_executor.control.messages import AdoptRequest, CancelRequest
 from ecs_event_executor.control.run_task import LaunchConfigError
-from ecs_event_executor.control.task_item import TaskItem, TaskState, TaskTable
+from ecs_event_executor.control.tasks.item import TaskItem
+from ecs_event_executor.control.tasks.lifecycle import TaskState
+from ecs_event_executor.control.tasks.table import TaskTable
 
 from lambdas.launcher import handler as launcher_handler
 from tests.conftest import ControlPlane

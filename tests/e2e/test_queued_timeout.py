@@ -8,7 +8,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from ecs_event_executor.control.task_item import TaskItem, TaskState
+from ecs_event_executor.control.tasks.item import TaskItem
+from ecs_event_executor.control.tasks.lifecycle import TaskState
 
 from harness.local.procs import wait_until
 from harness.local.runner import Faults

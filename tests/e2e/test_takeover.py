@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from ecs_event_executor.control.task_item import TaskState
+from ecs_event_executor.control.tasks.lifecycle import TaskState
 
 from harness.local.cli import wait_for_run, wait_items_final
 from harness.local.procs import wait_until

@@ -16,7 +16,8 @@ from ecs_event_executor.control.run_task import (
     build_run_task_kwargs,
     validate_executor_config,
 )
-from ecs_event_executor.control.task_item import TaskState, TaskTable
+from ecs_event_executor.control.tasks.lifecycle import TaskState
+from ecs_event_executor.control.tasks.table import TaskTable
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

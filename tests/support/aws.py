@@ -19,7 +19,7 @@ from typing import Any
 
 import boto3
 from botocore.awsrequest import AWSResponse
-from ecs_event_executor.control.task_item import table_definition
+from ecs_event_executor.control.tasks.schema import table_definition
 
 from harness.aws_shapes import LambdaContext, apply_input_path, received_sqs_event
 

@@ -6,7 +6,7 @@ Contracts: what crosses a boundary, one module each. The executor, the services 
 read them; a contract imports no service.
 
 - ``messages``       the launch queue's messages (launch, relaunch, cancel, adopt, ping).
-- ``tasks``          the tasks table: lifecycle, schema, item and the conditional writes (was ``task_item``).
+- ``tasks``          the tasks table: lifecycle, schema, item and the conditional writes.
 - ``ecs_state``      ECS "Task State Change" events and their mapping to a task's state.
 - ``bus``            the events the control plane publishes to its own EventBridge bus.
 

@@ -50,15 +50,10 @@ from ecs_event_executor.control.run_task import (
     LaunchConfigError,
     build_run_task_kwargs,
 )
-from ecs_event_executor.control.task_item import (
-    DEFAULT_FINISHED_TTL_SECONDS,
-    REQUEST_RETENTION_SECONDS,
-    Claim,
-    ClaimOutcome,
-    TaskItem,
-    TaskState,
-    TaskTable,
-)
+from ecs_event_executor.control.tasks.item import Claim, ClaimOutcome, TaskItem
+from ecs_event_executor.control.tasks.lifecycle import TaskState
+from ecs_event_executor.control.tasks.schema import DEFAULT_FINISHED_TTL_SECONDS, REQUEST_RETENTION_SECONDS
+from ecs_event_executor.control.tasks.table import TaskTable
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,9 @@ from ecs_event_executor.control import bus as bus_events
 from ecs_event_executor.control.bus import ControlPlaneBus
 from ecs_event_executor.control.messages import RelaunchRequest
 from ecs_event_executor.control.status_tracking import StatusResult, StatusSettings, StatusTracker
-from ecs_event_executor.control.task_item import TaskItem, TaskState, TaskTable
+from ecs_event_executor.control.tasks.item import TaskItem
+from ecs_event_executor.control.tasks.lifecycle import TaskState
+from ecs_event_executor.control.tasks.table import TaskTable
 
 log = logging.getLogger(__name__)
 

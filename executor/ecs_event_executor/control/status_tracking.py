@@ -33,7 +33,9 @@ from ecs_event_executor.control.ecs_state import (
     map_event,
 )
 from ecs_event_executor.control.messages import RelaunchRequest, describe_validation_error
-from ecs_event_executor.control.task_item import EcsSnapshot, EventOutcome, TaskState, TaskTable
+from ecs_event_executor.control.tasks.item import EcsSnapshot, EventOutcome
+from ecs_event_executor.control.tasks.lifecycle import TaskState
+from ecs_event_executor.control.tasks.table import TaskTable
 
 log = logging.getLogger(__name__)
 
