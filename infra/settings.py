@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ecs_event_executor.control.run_task import ExecutorConfigError, validate_executor_config
+from ecs_event_executor.control.executor_config import ExecutorConfigError, validate_executor_config
 
 CONTEXT_KEY = "ecsEventExecutor"
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import boto3
 
+from ecs_event_executor.control import environment as env_vars
 from ecs_event_executor.local.resources import Bridge, LocalResources, QueueFeed, Schedule
 from ecs_event_executor.local.runner import Faults, LocalEcsRunner, append_jsonl
 from ecs_event_executor.local.spec import REPO_ROOT
@@ -38,7 +39,7 @@ log = logging.getLogger("ecs_event_executor.local.control_plane")
 LOCAL_SCHEDULE_MAX_SECONDS = 60.0
 
 # Environment variables that legitimately differ between the functions (each names its own service).
-_PER_FUNCTION_ENV = frozenset({"POWERTOOLS_SERVICE_NAME"})
+_PER_FUNCTION_ENV = frozenset({env_vars.POWERTOOLS_SERVICE_NAME})
 
 
 class LambdaContext:
