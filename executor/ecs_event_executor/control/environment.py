@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -58,7 +58,7 @@ class EnvironmentVariableError(ValueError):
     """A Lambda environment variable is missing or invalid; the message names it."""
 
 
-def _true_or_false(accepted_true: tuple[str, ...], accepted_false: tuple[str, ...]) -> Any:
+def _true_or_false(accepted_true: tuple[str, ...], accepted_false: tuple[str, ...]) -> Callable[[str], bool]:
     def parse(value: str) -> bool:
         lowered = value.lower()
         if lowered in accepted_true:
@@ -137,6 +137,12 @@ class LambdaEnvironment(BaseModel):
             raise ValueError(f"is not valid JSON: {exc}") from exc
         if not isinstance(value, kind):
             raise ValueError(f"must be a JSON {kind.__name__}, got {type(value).__name__}")
+        if kind is list:
+            for i, entry in enumerate(value):
+                if not isinstance(entry, dict) or not isinstance(entry.get("capacityProvider"), str):
+                    raise EnvironmentVariableError(
+                        f"{CAPACITY_PROVIDER_STRATEGY}[{i}] needs a string capacityProvider"
+                    )
         return value
 
     @field_validator("subnets", "security_groups", mode="before")
@@ -154,12 +160,12 @@ class LambdaEnvironment(BaseModel):
     @field_validator("assign_public_ip", mode="before")
     @classmethod
     def _assign_public_ip(cls, raw: str) -> bool:
-        return bool(_public_ip(raw))
+        return _public_ip(raw)
 
     @field_validator("publish_all_events", mode="before")
     @classmethod
     def _publish_all_events(cls, raw: str) -> bool:
-        return bool(_publish_all(raw))
+        return _publish_all(raw)
 
     @field_validator(
         "finished_ttl_seconds",
@@ -197,11 +203,6 @@ class LambdaEnvironment(BaseModel):
             raise EnvironmentVariableError(
                 f"{LAUNCH_TYPE} and {CAPACITY_PROVIDER_STRATEGY} are mutually exclusive; set one"
             )
-        for i, entry in enumerate(self.capacity_provider_strategy):
-            if not isinstance(entry, dict) or not isinstance(entry.get("capacityProvider"), str):
-                raise EnvironmentVariableError(
-                    f"{CAPACITY_PROVIDER_STRATEGY}[{i}] needs a string capacityProvider"
-                )
         if self.run_task_kwargs:
             try:
                 validate_executor_config(self.run_task_kwargs, container_name=self.container_name)
