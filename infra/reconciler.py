@@ -14,6 +14,7 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
+from ecs_event_executor.control import environment as env_vars
 
 from infra.python_function import METRICS_NAMESPACE, PythonFunction, log_retention
 from infra.settings import Settings
@@ -58,7 +59,7 @@ class ReconcilerFunction(Construct):
             reserved_concurrency=RESERVED_CONCURRENCY,
             environment={
                 **environment,
-                "STALE_AFTER_SECONDS": str(settings.reconcile_stale_after_seconds),
+                env_vars.STALE_AFTER_SECONDS: str(settings.reconcile_stale_after_seconds),
             },
         )
         self.function = self.handler.function

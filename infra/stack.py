@@ -6,6 +6,7 @@ from aws_cdk import Aws, CfnOutput, Environment, Stack, Validations
 from aws_cdk import aws_lambda as lambda_
 from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
+from ecs_event_executor.control import environment as env_vars
 
 from infra import bundling
 from infra.control_bus import ControlBus
@@ -54,12 +55,12 @@ class EcsEventExecutorStack(Stack):
         )
 
         common = {
-            "TASKS_TABLE_NAME": self.tasks.table.table_name,
-            "EVENT_BUS_NAME": self.control_bus.bus.event_bus_name,
-            "FINISHED_TTL_SECONDS": str(settings.finished_ttl_seconds),
-            "CONTAINER_NAME": settings.container_name,
-            "CLUSTER": self.runtime.cluster_arn,
-            "PUBLISH_ALL_EVENTS": "true" if settings.publish_all_events else "false",
+            env_vars.TASKS_TABLE_NAME: self.tasks.table.table_name,
+            env_vars.EVENT_BUS_NAME: self.control_bus.bus.event_bus_name,
+            env_vars.FINISHED_TTL_SECONDS: str(settings.finished_ttl_seconds),
+            env_vars.CONTAINER_NAME: settings.container_name,
+            env_vars.CLUSTER: self.runtime.cluster_arn,
+            env_vars.PUBLISH_ALL_EVENTS: "true" if settings.publish_all_events else "false",
         }
         self.launcher = LauncherFunction(
             self,

@@ -24,6 +24,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from ecs_event_executor.control import environment as env_vars
+
 from harness.aws_shapes import ACCOUNT, LambdaContext, sqs_event, sqs_record
 from harness.bench.emulator import (
     CLUSTER,
@@ -78,20 +80,20 @@ _ENV = {
     "AIRFLOW__AWS_ECS_EXECUTOR__REGION_NAME": REGION,
     "AIRFLOW__AWS_ECS_EXECUTOR__CHECK_HEALTH_ON_STARTUP": "False",
     # The Lambdas (as the stack sets them).
-    "TASKS_TABLE_NAME": TABLE,
-    "CLUSTER": CLUSTER,
-    "TASK_DEFINITION": TASK_DEFINITION,
-    "CONTAINER_NAME": "base",
-    "LAUNCH_TYPE": "FARGATE",
-    "SUBNETS": "subnet-0bench",
-    "SECURITY_GROUPS": "sg-0bench",
-    "ASSIGN_PUBLIC_IP": "false",
-    "EVENT_BUS_NAME": BUS,
-    "LAUNCH_QUEUE_URL": QUEUE_URL,
-    "DEAD_LETTER_QUEUE_URL": DLQ_URL,
-    "POWERTOOLS_METRICS_DISABLED": "true",
-    "POWERTOOLS_LOG_LEVEL": "ERROR",
-    "POWERTOOLS_METRICS_NAMESPACE": "Bench",
+    env_vars.TASKS_TABLE_NAME: TABLE,
+    env_vars.CLUSTER: CLUSTER,
+    env_vars.TASK_DEFINITION: TASK_DEFINITION,
+    env_vars.CONTAINER_NAME: "base",
+    env_vars.LAUNCH_TYPE: "FARGATE",
+    env_vars.SUBNETS: "subnet-0bench",
+    env_vars.SECURITY_GROUPS: "sg-0bench",
+    env_vars.ASSIGN_PUBLIC_IP: "false",
+    env_vars.EVENT_BUS_NAME: BUS,
+    env_vars.LAUNCH_QUEUE_URL: QUEUE_URL,
+    env_vars.DEAD_LETTER_QUEUE_URL: DLQ_URL,
+    env_vars.POWERTOOLS_METRICS_DISABLED: "true",
+    env_vars.POWERTOOLS_LOG_LEVEL: "ERROR",
+    env_vars.POWERTOOLS_METRICS_NAMESPACE: "Bench",
 }
 
 
@@ -245,7 +247,7 @@ class World:
         self.emu.relaunch_detail_type = bus_events.RELAUNCH_REQUESTED
         # As the stack sets it: each execution environment's share of the account's RunTask rate.
         rate = self.model.run_task_calls_per_second / self.model.launcher_max_concurrency
-        settings = LauncherSettings.from_env({**os.environ, "LAUNCHER_RUN_TASK_RATE": f"{rate:g}"})
+        settings = LauncherSettings.from_env({**os.environ, env_vars.LAUNCHER_RUN_TASK_RATE: f"{rate:g}"})
 
         def table() -> TaskTable:
             return TaskTable(TABLE, client=self.emu.client("dynamodb"), clock=self.sim.clock)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from ecs_event_executor.control import environment as env_vars
 
 from harness.aws_shapes import LambdaContext, apply_input_path, received_sqs_event
 from harness.local.resources import Bridge, LocalResources, QueueFeed, Schedule
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 LOCAL_SCHEDULE_MAX_SECONDS = 60.0
 
 # Environment variables that legitimately differ between the functions (each names its own service).
-_PER_FUNCTION_ENV = frozenset({"POWERTOOLS_SERVICE_NAME"})
+_PER_FUNCTION_ENV = frozenset({env_vars.POWERTOOLS_SERVICE_NAME})
 
 
 def _context(function_name: str) -> LambdaContext:

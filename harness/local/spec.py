@@ -14,6 +14,7 @@ import logging
 from typing import Any
 
 from ecs_event_executor.control import bus
+from ecs_event_executor.control import environment as env_vars
 from ecs_event_executor.control.ecs_state import STARTED_BY, STATUS_EVENT_LAST_STATUSES
 from ecs_event_executor.control.tasks.schema import table_definition
 
@@ -61,24 +62,24 @@ def contract_template() -> dict[str, Any]:
     """Return a template-shaped spec built from the contract, for when the stack cannot be synthesized."""
     table = table_definition("unused")
     launcher_env = {
-        "TASKS_TABLE_NAME": {"Ref": "TasksTable"},
-        "CLUSTER": {"Fn::GetAtt": ["Cluster", "Arn"]},
-        "TASK_DEFINITION": {"Ref": "TaskDefinition"},
-        "CONTAINER_NAME": "base",
-        "LAUNCH_TYPE": "FARGATE",
-        "SUBNETS": {"Ref": "Subnet"},
-        "SECURITY_GROUPS": {"Fn::GetAtt": ["SecurityGroup", "GroupId"]},
-        "ASSIGN_PUBLIC_IP": "true",
-        "RUN_TASK_KWARGS": "{}",
-        "EVENT_BUS_NAME": {"Ref": "ControlBus"},
-        "LAUNCH_QUEUE_URL": {"Ref": "LauncherQueue"},
-        "DEAD_LETTER_QUEUE_URL": {"Ref": "LauncherDeadLetterQueue"},
+        env_vars.TASKS_TABLE_NAME: {"Ref": "TasksTable"},
+        env_vars.CLUSTER: {"Fn::GetAtt": ["Cluster", "Arn"]},
+        env_vars.TASK_DEFINITION: {"Ref": "TaskDefinition"},
+        env_vars.CONTAINER_NAME: "base",
+        env_vars.LAUNCH_TYPE: "FARGATE",
+        env_vars.SUBNETS: {"Ref": "Subnet"},
+        env_vars.SECURITY_GROUPS: {"Fn::GetAtt": ["SecurityGroup", "GroupId"]},
+        env_vars.ASSIGN_PUBLIC_IP: "true",
+        env_vars.RUN_TASK_KWARGS: "{}",
+        env_vars.EVENT_BUS_NAME: {"Ref": "ControlBus"},
+        env_vars.LAUNCH_QUEUE_URL: {"Ref": "LauncherQueue"},
+        env_vars.DEAD_LETTER_QUEUE_URL: {"Ref": "LauncherDeadLetterQueue"},
     }
     status_env = {
-        "TASKS_TABLE_NAME": {"Ref": "TasksTable"},
-        "CONTAINER_NAME": "base",
-        "CLUSTER": {"Fn::GetAtt": ["Cluster", "Arn"]},
-        "EVENT_BUS_NAME": {"Ref": "ControlBus"},
+        env_vars.TASKS_TABLE_NAME: {"Ref": "TasksTable"},
+        env_vars.CONTAINER_NAME: "base",
+        env_vars.CLUSTER: {"Fn::GetAtt": ["Cluster", "Arn"]},
+        env_vars.EVENT_BUS_NAME: {"Ref": "ControlBus"},
     }
 
     def airflow(key: str, value: Any) -> dict[str, Any]:

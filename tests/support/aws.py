@@ -19,6 +19,7 @@ from typing import Any
 
 import boto3
 from botocore.awsrequest import AWSResponse
+from ecs_event_executor.control import environment as env_vars
 from ecs_event_executor.control.tasks.schema import table_definition
 
 from harness.aws_shapes import LambdaContext, apply_input_path, received_sqs_event
@@ -80,17 +81,17 @@ def launcher_environment(
     ecs: EcsSetup, table: str, queue_url: str, dlq_url: str, **extra: str
 ) -> dict[str, str]:
     env = {
-        "TASKS_TABLE_NAME": table,
-        "CLUSTER": ecs.cluster,
-        "TASK_DEFINITION": ecs.task_definition,
-        "CONTAINER_NAME": CONTAINER,
-        "LAUNCH_TYPE": "FARGATE",
-        "SUBNETS": ",".join(ecs.subnets),
-        "SECURITY_GROUPS": ",".join(ecs.security_groups),
-        "ASSIGN_PUBLIC_IP": "false",
-        "LAUNCH_QUEUE_URL": queue_url,
-        "DEAD_LETTER_QUEUE_URL": dlq_url,
-        "POWERTOOLS_METRICS_NAMESPACE": "Tests",
+        env_vars.TASKS_TABLE_NAME: table,
+        env_vars.CLUSTER: ecs.cluster,
+        env_vars.TASK_DEFINITION: ecs.task_definition,
+        env_vars.CONTAINER_NAME: CONTAINER,
+        env_vars.LAUNCH_TYPE: "FARGATE",
+        env_vars.SUBNETS: ",".join(ecs.subnets),
+        env_vars.SECURITY_GROUPS: ",".join(ecs.security_groups),
+        env_vars.ASSIGN_PUBLIC_IP: "false",
+        env_vars.LAUNCH_QUEUE_URL: queue_url,
+        env_vars.DEAD_LETTER_QUEUE_URL: dlq_url,
+        env_vars.POWERTOOLS_METRICS_NAMESPACE: "Tests",
     }
     env.update(extra)
     return env
