@@ -484,7 +484,7 @@ class EcsEventExecutor(BaseExecutor):
                 self._apply(item)
                 continue
             self.running.add(key)
-            adopt_messages.append(AdoptRequest(launch_id=launch_id, owner=owner))
+            adopt_messages.append(AdoptRequest(launch_id=launch_id, owner=owner, team=self.team_name))
         if adopt_messages:
             self._send(adopt_messages)
         if adopted:
@@ -509,7 +509,13 @@ class EcsEventExecutor(BaseExecutor):
                 self._outbox = [m for m in self._outbox if m not in unsent]
                 return
             reason = "revoked by the Airflow scheduler (task stuck in queued)"
-            self._send([CancelRequest(launch_id=launch_id, owner=self._ensure_owner(), reason=reason)])
+            self._send(
+                [
+                    CancelRequest(
+                        launch_id=launch_id, owner=self._ensure_owner(), team=self.team_name, reason=reason
+                    )
+                ]
+            )
             self.log.info("EcsEventExecutor revoked task %s (launch %s)", key, launch_id)
         except Exception:
             self.log.exception("EcsEventExecutor could not revoke %s", getattr(ti, "key", ti))
@@ -540,7 +546,8 @@ class EcsEventExecutor(BaseExecutor):
             owner = self._ensure_owner()
             reason = "terminated: the Airflow executor was asked to stop all its tasks"
             messages: list[OutgoingMessage] = [
-                CancelRequest(launch_id=launch_id, owner=owner, reason=reason) for launch_id in self._tracked
+                CancelRequest(launch_id=launch_id, owner=owner, team=self.team_name, reason=reason)
+                for launch_id in self._tracked
             ]
             if messages:
                 self._send(messages)

@@ -43,6 +43,8 @@ LAUNCH_BACKOFF_MAX_SECONDS = "LAUNCH_BACKOFF_MAX_SECONDS"
 LAUNCH_PARALLELISM = "LAUNCH_PARALLELISM"
 LAUNCHER_RUN_TASK_RATE = "LAUNCHER_RUN_TASK_RATE"
 STALE_AFTER_SECONDS = "STALE_AFTER_SECONDS"
+# The one Airflow team this stack serves (one stack per team is the isolation boundary); unset: any team.
+TEAM = "TEAM"
 RECONCILE_MAX_ITEMS = "RECONCILE_MAX_ITEMS"
 # Read by Powertools in the handlers; set per function by the stack.
 POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
@@ -107,6 +109,7 @@ class LambdaEnvironment(BaseModel):
     launcher_run_task_rate: float | None = Field(None, validation_alias=LAUNCHER_RUN_TASK_RATE)
     stale_after_seconds: int | None = Field(None, validation_alias=STALE_AFTER_SECONDS)
     reconcile_max_items: int | None = Field(None, validation_alias=RECONCILE_MAX_ITEMS)
+    team: str | None = Field(None, validation_alias=TEAM)
 
     @classmethod
     def read(cls, env: Mapping[str, str] | None = None) -> LambdaEnvironment:
