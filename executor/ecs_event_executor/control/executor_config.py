@@ -18,6 +18,10 @@ from typing import Any
 
 from ecs_event_executor.control.ecs_state import ATTEMPT_ENV, LAUNCH_ID_ENV, STARTED_BY
 
+# The control plane's marks on the Airflow container (LAUNCH_ID_ENV, ATTEMPT_ENV): no container's override
+# environment in an executor_config may set a name with this prefix.
+RESERVED_ENV_PREFIX = "AIRFLOW_ECS_EVENT_"
+
 # ECS limit: the JSON of `overrides` may hold at most 8192 characters, formatting included.
 OVERRIDES_MAX_CHARS = 8192
 # A launch id as long as the launch message allows: the size check at queue time counts the longest environment.
@@ -173,6 +177,12 @@ def _validate_container_override(path: str, container: Any, container_name: str 
         ):
             raise ExecutorConfigError(
                 f"{path}.environment[{j}]", 'expected {"name": string, "value": string}'
+            )
+        if kv["name"].startswith(RESERVED_ENV_PREFIX):
+            raise ExecutorConfigError(
+                f"{path}.environment[{j}].name",
+                f"{kv['name'][:60]!r} may not be set: {RESERVED_ENV_PREFIX}* names are the control plane's "
+                "marks that bind a task's ECS events to its launch",
             )
 
 
