@@ -24,7 +24,7 @@ from lambdas.status import handler as status_handler
 from tests.conftest import ControlPlane
 from tests.support.aws import CallCounter, ClientTokenSemantics, LambdaContextStub, body_event
 from tests.support.ecs_world import SCENARIOS, EcsWorld
-from tests.support.requests import launch_request
+from tests.support.requests import launch_request, workload_command
 
 pytestmark = pytest.mark.reliability
 
@@ -259,7 +259,7 @@ def test_r4_throttling_and_capacity_never_fail_a_task(
                 launch_id=new_launch_id(key),
                 owner="o",
                 key=key,
-                command=["true"],
+                command=workload_command(key),
                 queued_at=queued,
                 launch_deadline=queued + timedelta(seconds=horizon),
             )
