@@ -80,5 +80,12 @@ class ControlBus(Construct):
             resources=[self.bus.event_bus_arn],
             conditions={"ArnNotEquals": {"aws:PrincipalArn": list(role_arns)}},
         )
-        self.bus.add_to_resource_policy(statement)
+        # The L1 resource: EventBus.add_to_resource_policy sets a deprecated property and warns at every synth.
+        events.CfnEventBusPolicy(
+            self,
+            "BusPolicy",
+            event_bus_name=self.bus.event_bus_name,
+            statement_id=statement.sid or "OnlyTheControlPlanePublishes",
+            statement=statement.to_statement_json(),
+        )
         return statement
