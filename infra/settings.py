@@ -408,7 +408,8 @@ def load_settings(context: Mapping[str, Any] | None) -> Settings:
             f"{MIN_LAUNCHER_RUN_TASK_RATE:g}/s to launch a batch of 10 within its timeout (lower "
             "launcherMaxConcurrency)",
         )
-    status_reserved = r.integer("statusReservedConcurrency", None, 1, 1000)
+    # At least 2: it also caps the status queue's event source, whose maximum concurrency is 2 or more.
+    status_reserved = r.integer("statusReservedConcurrency", None, 2, 1000)
     retry_horizon = r.integer(
         "retryHorizonSeconds",
         d.retry_horizon_seconds,

@@ -110,6 +110,7 @@ class EcsEventExecutorStack(Stack):
             "Monitoring",
             settings=settings,
             launch_queue=self.launcher.queue,
+            status_queue=self.status.queue,
             dead_letter_queues=[
                 ("launch", self.launcher.dead_letter_queue),
                 ("ecs-events", self.status.dead_letter_queue),
