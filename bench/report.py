@@ -114,7 +114,7 @@ def render(
         "|---|---:|---:|",
         f"| requests per loop (mean / max) | {_req(ours)} | {_req(ref)} |",
         f"| scheduler blocking per loop (median) | {_ms(_median_blocking(ours))} | {_ms(_median_blocking(ref))} |",
-        f"| state latency, container exit → Airflow state (p50 / p95 / max) | {_lat(ours)} | {_lat(ref)} |",
+        f"| state latency, container exit → Airflow state (p50 / p95 / p99 / max) | {_lat(ours)} | {_lat(ref)} |",
         f"| tasks not reported | {ours.unreported} | {ref.unreported} |",
         "",
         "### 4. AWS request cost per 1M tasks (whole lifecycle above, list prices)",
@@ -209,7 +209,9 @@ def _lat(result: LifecycleResult) -> str:
     values = result.state_latencies
     if not values:
         return "-"
-    return f"{_pct(values, 0.5):.1f} / {_pct(values, 0.95):.1f} / {max(values):.1f} s"
+    return (
+        f"{_pct(values, 0.5):.1f} / {_pct(values, 0.95):.1f} / {_pct(values, 0.99):.1f} / {max(values):.1f} s"
+    )
 
 
 def _verdicts(

@@ -30,6 +30,7 @@ from bench.emulator import (
     DLQ_URL,
     QUEUE_URL,
     REGION,
+    STATUS_QUEUE_URL,
     Emulator,
     Message,
     fast_moto_projection,
@@ -199,6 +200,8 @@ class World:
         self.scheduler = Actor(f"{self.kind}:scheduler", time=self.sim.start)
         self.esm = Actor("launch-queue poller", time=self.sim.start)
         self.status_actor = Actor("status Lambda", time=self.sim.start)
+        self.status_esm = Actor("status-queue poller", time=self.sim.start)
+        self._status_poll_at: float | None = None
         self.workers = [
             Actor(f"launcher Lambda {i}", time=self.sim.start)
             for i in range(self.model.launcher_max_concurrency)
@@ -218,7 +221,7 @@ class World:
 
     @property
     def actors(self) -> list[Actor]:
-        return [self.scheduler, self.esm, self.status_actor, *self.workers]
+        return [self.scheduler, self.esm, self.status_actor, self.status_esm, *self.workers]
 
     def _our_executor(self) -> Any:
         from ecs_event_executor.executor import EcsEventExecutor
@@ -311,10 +314,14 @@ class World:
                 launcher_handler.handler(
                     {"Records": [_sqs_record(ping)]}, self._context("launcher", self.model.launcher_memory_mb)
                 )
-            # An event for a task that is not ours: read, mapped, ignored.
+            # An event for a task that is not ours, in a batch from the status queue: read, mapped, ignored.
             status_handler._tracker = self._tracker
             event = task_state_event({**_WARM_UP_TASK, "createdAt": self.sim.now})
-            status_handler.handler(event, self._context("status", self.model.status_memory_mb))
+            message = Message("warm-up-status", json.dumps(event), self.sim.now, self.sim.now, 1)
+            status_handler.handler(
+                {"Records": [_sqs_record(message, STATUS_QUEUE_URL)]},
+                self._context("status", self.model.status_memory_mb),
+            )
 
     @contextlib.contextmanager
     def _as(self, actor: Actor) -> Iterator[None]:
@@ -355,21 +362,67 @@ class World:
 
         if task.get("startedBy") != STARTED_BY or task["lastStatus"] not in STATUS_EVENT_LAST_STATUSES:
             return  # the stack's rule does not deliver it
-        event = json.loads(json.dumps(task_state_event(task)))  # as it is now, not as it will be
+        body = json.dumps(task_state_event(task))  # as it is now, not as it will be
         when = self.sim.clock() + self.model.eventbridge_delivery_seconds
-        self.sim.at(when, lambda: self._invoke_status(event), self.status_actor)
+        self.sim.at(when, lambda: self._enqueue_status(body), self.status_esm)
 
-    def _invoke_status(self, event: dict[str, Any]) -> None:
+    def _enqueue_status(self, body: str) -> None:
+        """EventBridge puts the event on the status queue (an SQS request, billed); the poller hears of it."""
+        now = self.sim.clock()
+        self.emu.status_queue.send(body, now)
+        if self.emu.charging:
+            self.status_esm.requests["sqs.SendMessage"] += 1
+            self.status_esm.sqs_billed += 1
+        self._wake_status_poller(now + self.model.status_poll_seconds)
+
+    def _wake_status_poller(self, when: float) -> None:
+        if self._status_poll_at is not None and self._status_poll_at <= when:
+            return
+        self._status_poll_at = when
+        self.sim.at(when, self._poll_status, self.status_esm)
+
+    def _poll_status(self) -> None:
+        """The status queue's event source: a batch of what is visible to the (one) status environment."""
+        now = self.sim.clock()
+        if self._status_poll_at is not None and self._status_poll_at > now:
+            return  # a later wake-up is due
+        self._status_poll_at = None
+        if self.status_actor.time > now:
+            self._wake_status_poller(self.status_actor.time)  # busy: the next batch when it is free
+            return
+        queue = self.emu.status_queue
+        batch = queue.receive(now, self.model.status_batch_size)
+        if not batch:
+            nxt = queue.next_visible_at()
+            if nxt is not None:
+                self._wake_status_poller(nxt)
+            return
+        if self.emu.charging:
+            self.status_esm.requests["sqs.ReceiveMessage"] += 1
+            self.status_esm.sqs_billed += 1
+        self.sim.at(now, lambda: self._invoke_status(batch), self.status_actor)
+
+    def _invoke_status(self, batch: list[Message]) -> None:
         from lambdas.status import handler as status_handler
 
         status_handler._tracker = self._tracker
-        self._invoke(
+        event = {"Records": [_sqs_record(m, STATUS_QUEUE_URL) for m in batch]}
+        response = self._invoke(
             self.status_actor,
             self.status,
             lambda: status_handler.handler(event, self._context("status", self.model.status_memory_mb)),
             self.model.status_memory_mb,
         )
-        self.status.records += 1
+        self.status.records += len(batch)
+        failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
+        done = [m for m in batch if m.message_id not in failed]
+        for message in done:
+            self.emu.status_queue.delete(message.handle)
+        if done and self.emu.charging:
+            self.status_esm.requests["sqs.DeleteMessageBatch"] += 1
+            self.status_esm.sqs_billed += 1
+        if self.emu.status_queue.messages:
+            self._wake_status_poller(max(self.status_actor.time, self.sim.now))
 
     def _context(self, name: str, memory_mb: int) -> Any:
         return _Context(function_name=name, memory_limit_in_mb=memory_mb)
@@ -569,7 +622,7 @@ class World:
         self.sim.run_until(lambda: self.sim.now >= end, limit=end - self.sim.start)
 
 
-def _sqs_record(message: Any) -> dict[str, Any]:
+def _sqs_record(message: Any, queue_url: str = QUEUE_URL) -> dict[str, Any]:
     return {
         "messageId": message.message_id,
         "receiptHandle": message.handle,
@@ -583,7 +636,7 @@ def _sqs_record(message: Any) -> dict[str, Any]:
         "messageAttributes": {},
         "md5OfBody": "",
         "eventSource": "aws:sqs",
-        "eventSourceARN": f"arn:aws:sqs:{REGION}:123456789012:airflow-launch",
+        "eventSourceARN": f"arn:aws:sqs:{REGION}:123456789012:{queue_url.rsplit('/', 1)[-1]}",
         "awsRegion": REGION,
     }
 
