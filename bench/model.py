@@ -60,6 +60,8 @@ class AwsModel:
     # batching window); the batch is what is visible then, up to status_batch_size.
     status_poll_seconds: float = 0.05
     status_batch_size: int = 10
+    # Lambda's SQS event source keeps 5 concurrent batches at least (it scales up from there): modelled at 5.
+    status_concurrency: int = 5
     lambda_invoke_overhead_seconds: float = 0.010  # warm invocation
     scheduler_idle_sleep_seconds: float = 1.0  # [scheduler] scheduler_idle_sleep_time: the loop's pause
     fargate_pending_after: float = 10.0  # PROVISIONING -> PENDING
@@ -98,7 +100,8 @@ class AwsModel:
             f"+{self.stopped_after_exit:g} s; the rule delivers RUNNING, STOPPING, STOPPED. EventBridge -> status "
             f"queue {self.eventbridge_delivery_seconds:g} s, its event source's long poll returns "
             f"{self.status_poll_seconds * 1000:.0f} ms after a message arrives (batch <= {self.status_batch_size}, "
-            f"no window), warm Lambda invoke {self.lambda_invoke_overhead_seconds * 1000:.0f} ms.",
+            f"no window, {self.status_concurrency} concurrent invocations), warm Lambda invoke "
+            f"{self.lambda_invoke_overhead_seconds * 1000:.0f} ms.",
             f"Scheduler loop: heartbeat, then {self.scheduler_idle_sleep_seconds:g} s idle sleep. Launcher: SQS "
             f"event source, batch {self.launcher_batch_size}, window {self.launcher_batching_window:g} s, "
             f"maximum concurrency {self.launcher_max_concurrency}; an invocation applies its batch on "

@@ -199,8 +199,12 @@ class World:
             self.emu.client("dynamodb").create_table(**definition)
         self.scheduler = Actor(f"{self.kind}:scheduler", time=self.sim.start)
         self.esm = Actor("launch-queue poller", time=self.sim.start)
-        self.status_actor = Actor("status Lambda", time=self.sim.start)
+        self.status_actor = Actor("status Lambda", time=self.sim.start)  # the warm-up's environment
         self.status_esm = Actor("status-queue poller", time=self.sim.start)
+        self.status_workers = [
+            Actor(f"status Lambda {i}", time=self.sim.start) for i in range(self.model.status_concurrency)
+        ]
+        self._status_free_at = [self.sim.start] * len(self.status_workers)
         self._status_poll_at: float | None = None
         self.workers = [
             Actor(f"launcher Lambda {i}", time=self.sim.start)
@@ -221,7 +225,14 @@ class World:
 
     @property
     def actors(self) -> list[Actor]:
-        return [self.scheduler, self.esm, self.status_actor, self.status_esm, *self.workers]
+        return [
+            self.scheduler,
+            self.esm,
+            self.status_actor,
+            self.status_esm,
+            *self.status_workers,
+            *self.workers,
+        ]
 
     def _our_executor(self) -> Any:
         from ecs_event_executor.executor import EcsEventExecutor
@@ -382,33 +393,40 @@ class World:
         self.sim.at(when, self._poll_status, self.status_esm)
 
     def _poll_status(self) -> None:
-        """The status queue's event source: a batch of what is visible to the (one) status environment."""
+        """The status queue's event source: batches of what is visible, to free execution environments."""
         now = self.sim.clock()
         if self._status_poll_at is not None and self._status_poll_at > now:
             return  # a later wake-up is due
         self._status_poll_at = None
-        if self.status_actor.time > now:
-            self._wake_status_poller(self.status_actor.time)  # busy: the next batch when it is free
-            return
         queue = self.emu.status_queue
-        batch = queue.receive(now, self.model.status_batch_size)
-        if not batch:
+        for i, worker in enumerate(self.status_workers):
+            if self._status_free_at[i] > now:
+                continue
+            batch = queue.receive(now, self.model.status_batch_size)
+            if not batch:
+                break
+            if self.emu.charging:
+                self.status_esm.requests["sqs.ReceiveMessage"] += 1
+                self.status_esm.sqs_billed += 1
+            self._status_free_at[i] = float("inf")
+            self.sim.process(now, lambda i=i, batch=batch: self._invoke_status(i, batch), worker)  # type: ignore[misc]
+        if queue.visible(now):
+            busy_until = min(self._status_free_at)
+            if busy_until != float("inf"):
+                self._wake_status_poller(busy_until)
+        elif queue.messages:
             nxt = queue.next_visible_at()
-            if nxt is not None:
-                self._wake_status_poller(nxt)
-            return
-        if self.emu.charging:
-            self.status_esm.requests["sqs.ReceiveMessage"] += 1
-            self.status_esm.sqs_billed += 1
-        self.sim.at(now, lambda: self._invoke_status(batch), self.status_actor)
+            if nxt is not None and nxt > now:
+                self._wake_status_poller(nxt)  # a failed event, visible again after the visibility timeout
 
-    def _invoke_status(self, batch: list[Message]) -> None:
+    def _invoke_status(self, index: int, batch: list[Message]) -> None:
         from lambdas.status import handler as status_handler
 
+        worker = self.status_workers[index]
         status_handler._tracker = self._tracker
         event = {"Records": [_sqs_record(m, STATUS_QUEUE_URL) for m in batch]}
         response = self._invoke(
-            self.status_actor,
+            worker,
             self.status,
             lambda: status_handler.handler(event, self._context("status", self.model.status_memory_mb)),
             self.model.status_memory_mb,
@@ -421,8 +439,8 @@ class World:
         if done and self.emu.charging:
             self.status_esm.requests["sqs.DeleteMessageBatch"] += 1
             self.status_esm.sqs_billed += 1
-        if self.emu.status_queue.messages:
-            self._wake_status_poller(max(self.status_actor.time, self.sim.now))
+        self._status_free_at[index] = worker.time
+        self._wake_status_poller(worker.time)
 
     def _context(self, name: str, memory_mb: int) -> Any:
         return _Context(function_name=name, memory_limit_in_mb=memory_mb)
