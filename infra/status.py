@@ -54,8 +54,11 @@ def ecs_task_events(cluster_arn: str) -> events.EventPattern:
     )
 
 
-class StatusTracker(Construct):
-    """ECS task-state rule (default bus) -> status queue (redrive to a DLQ) -> status Lambda (partial batches)."""
+class StatusFunction(Construct):
+    """Deploy ``lambdas/status`` (the ``control.status_tracking`` service) behind the ECS task-state rule.
+
+    ECS task-state rule (default bus) -> status queue (redrive to a DLQ) -> status Lambda (partial batches).
+    """
 
     def __init__(
         self,

@@ -20,11 +20,13 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from ecs_event_executor.control import environment as env_vars
 from ecs_event_executor.control.status_tracking import StatusResult, StatusSettings, StatusTracker
 
 logger = Logger(service="ecs-event-status")
 metrics = Metrics(
-    namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "AirflowEcsEventExecutor"), service="status"
+    namespace=os.environ.get(env_vars.POWERTOOLS_METRICS_NAMESPACE, env_vars.DEFAULT_METRICS_NAMESPACE),
+    service="status",
 )
 processor = BatchProcessor(event_type=EventType.SQS)
 
@@ -35,7 +37,7 @@ def tracker() -> StatusTracker:
     """Return the tracker, reading and validating the environment on first use."""
     global _tracker
     if _tracker is None:
-        _tracker = StatusTracker(StatusSettings.from_env(os.environ))
+        _tracker = StatusTracker(StatusSettings.from_env())
     return _tracker
 
 

@@ -6,7 +6,8 @@ import json
 
 import pytest
 from ecs_event_executor.cli import main
-from ecs_event_executor.control.task_item import TaskState, TaskTable
+from ecs_event_executor.control.tasks.lifecycle import TaskState
+from ecs_event_executor.control.tasks.table import TaskTable
 
 from lambdas.launcher import handler as launcher_handler
 from tests.conftest import ControlPlane

@@ -11,7 +11,8 @@ import pytest
 from ecs_event_executor.control import bus
 from ecs_event_executor.control.messages import parse_message
 from ecs_event_executor.control.reconciling import Reconciler, ReconcilerSettings
-from ecs_event_executor.control.task_item import TaskState, TaskTable
+from ecs_event_executor.control.tasks.lifecycle import TaskState
+from ecs_event_executor.control.tasks.table import TaskTable
 
 from lambdas.launcher import handler as launcher_handler
 from lambdas.status import handler as status_handler

@@ -22,7 +22,9 @@ from ecs_event_executor.control.launching import Launcher, LauncherSettings, Ret
 from ecs_event_executor.control.messages import LaunchRequest, TaskKey, new_launch_id
 from ecs_event_executor.control.reconciling import Reconciler, ReconcilerSettings
 from ecs_event_executor.control.status_tracking import StatusResult, StatusSettings, StatusTracker
-from ecs_event_executor.control.task_item import TaskItem, TaskState, TaskTable
+from ecs_event_executor.control.tasks.item import TaskItem
+from ecs_event_executor.control.tasks.lifecycle import TaskState
+from ecs_event_executor.control.tasks.table import TaskTable
 
 from infra.status import MAX_RECEIVE_COUNT as STATUS_MAX_RECEIVE_COUNT
 from lambdas.launcher import handler as launcher_handler

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from ecs_event_executor.control.status_tracking import StatusResult
-from ecs_event_executor.control.task_item import TaskTable
+from ecs_event_executor.control.tasks.table import TaskTable
 
 from lambdas.launcher import handler as launcher_handler
 from lambdas.status import handler as status_handler

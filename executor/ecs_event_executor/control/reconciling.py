@@ -22,14 +22,20 @@ import boto3
 
 from ecs_event_executor.control import bus as bus_events
 from ecs_event_executor.control.bus import ControlPlaneBus
+from ecs_event_executor.control.environment import LambdaEnvironment
 from ecs_event_executor.control.messages import RelaunchRequest
 from ecs_event_executor.control.status_tracking import StatusResult, StatusSettings, StatusTracker
-from ecs_event_executor.control.task_item import TaskItem, TaskState, TaskTable
+from ecs_event_executor.control.tasks.item import TaskItem
+from ecs_event_executor.control.tasks.lifecycle import TaskState
+from ecs_event_executor.control.tasks.table import TaskTable
 
 log = logging.getLogger(__name__)
 
 # AWS limits DescribeTasks to 100 task ARNs per call.
 DESCRIBE_BATCH = 100
+# Used when the environment does not set STALE_AFTER_SECONDS or RECONCILE_MAX_ITEMS.
+DEFAULT_STALE_AFTER_SECONDS = 600
+DEFAULT_MAX_ITEMS_PER_RUN = 1000
 
 
 @dataclass(frozen=True)
@@ -37,23 +43,17 @@ class ReconcilerSettings:
     status: StatusSettings
     # An active item unchanged for this long is checked. ECS keeps stopped tasks for about an hour, so this plus
     # the schedule's period must stay well below that.
-    stale_after_seconds: int = 600
-    max_items_per_run: int = 1000
+    stale_after_seconds: int = DEFAULT_STALE_AFTER_SECONDS
+    max_items_per_run: int = DEFAULT_MAX_ITEMS_PER_RUN
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> ReconcilerSettings:
-        def number(name: str, default: int) -> int:
-            raw = (env.get(name) or "").strip()
-            if not raw:
-                return default
-            if not raw.isdigit() or int(raw) <= 0:
-                raise ValueError(f"{name} must be a positive whole number, got {raw!r}")
-            return int(raw)
-
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ReconcilerSettings:
+        """Read the reconciler's environment; a missing or bad variable raises naming it."""
+        read = LambdaEnvironment.read(env)
         return cls(
-            status=StatusSettings.from_env(env),
-            stale_after_seconds=number("STALE_AFTER_SECONDS", 600),
-            max_items_per_run=number("RECONCILE_MAX_ITEMS", 1000),
+            status=StatusSettings.from_environment(read),
+            stale_after_seconds=read.stale_after_seconds or DEFAULT_STALE_AFTER_SECONDS,
+            max_items_per_run=read.reconcile_max_items or DEFAULT_MAX_ITEMS_PER_RUN,
         )
 
 
