@@ -154,6 +154,16 @@ class EcsEventExecutorStack(Stack):
                 "Managed policy to attach to the Airflow scheduler's role",
                 self.scheduler_access.policy.managed_policy_arn,
             ),
+            # What `ecs-event-executor replay-dlq --dlq-url ... --to-queue ...` takes after a fix.
+            "LaunchDeadLetterQueueUrl": (
+                "Launch DLQ (replay to QueueUrl)",
+                self.launcher.dead_letter_queue.queue_url,
+            ),
+            "StatusQueueUrl": ("Status queue: the ECS rule's target", self.status.queue.queue_url),
+            "StatusDeadLetterQueueUrl": (
+                "ECS-events DLQ (replay to StatusQueueUrl)",
+                self.status.dead_letter_queue.queue_url,
+            ),
         }
         for name, (description, value) in values.items():
             CfnOutput(self, name, description=description, value=value)

@@ -344,6 +344,15 @@ def test_outputs_include_ready_to_paste_airflow_settings(template: Template) -> 
         "QueueUrl", "TableName", "Region", "Cluster", "TaskDefinition", "LogGroup", "EventBusName", "SchedulerPolicyArn",
     ):  # fmt: skip
         assert name in outputs
+    # replay-dlq's arguments after a fix: each DLQ and the queue it goes back to.
+    assert outputs["StatusQueueUrl"]["Value"] == {"Ref": status_queue_id(template)}
+    status_dlq = template.find_resources("AWS::SQS::Queue")[status_queue_id(template)]["Properties"][
+        "RedrivePolicy"
+    ]
+    assert outputs["StatusDeadLetterQueueUrl"]["Value"] == {
+        "Ref": status_dlq["deadLetterTargetArn"]["Fn::GetAtt"][0]
+    }
+    assert "LaunchDeadLetterQueueUrl" in outputs
     lines = {}
     for output in outputs.values():
         value = output["Value"]
