@@ -477,6 +477,7 @@ def quiet_failures(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
 
 
+@pytest.mark.filterwarnings("ignore:No application metrics to publish")
 def test_r7_status_errors_on_30_percent_of_deliveries_lose_no_task(
     control_plane: ControlPlane,
     figure: Callable[[str], None],
@@ -498,6 +499,7 @@ def test_r7_status_errors_on_30_percent_of_deliveries_lose_no_task(
     assert run.replayed == run.dead_lettered
 
 
+@pytest.mark.filterwarnings("ignore:No application metrics to publish")
 def test_r7_mutation_a_handler_that_swallows_errors_loses_tasks(
     control_plane: ControlPlane, capsys: pytest.CaptureFixture[str], quiet_failures: None
 ) -> None:
