@@ -62,17 +62,3 @@ def test_a_bad_config_names_the_field(config: dict[str, object], message: str) -
     with pytest.raises(ExecutorConfigError) as raised:
         check_executor_config(config, container_name="base", command=["airflow"], max_attempts=3)
     assert str(raised.value).startswith(message)
-
-
-@pytest.mark.parametrize("container", ["base", "sidecar"])
-def test_the_control_planes_marks_may_not_be_set_in_any_container(container: str) -> None:
-    # A sidecar's AIRFLOW_ECS_EVENT_LAUNCH_ID once bound its task's events to another launch.
-    config = {
-        "overrides": {
-            "containerOverrides": [
-                {"name": container, "environment": [{"name": "AIRFLOW_ECS_EVENT_LAUNCH_ID", "value": "victim-1"}]}
-            ]
-        }
-    }
-    with pytest.raises(ExecutorConfigError, match=r"containerOverrides\[0\]\.environment\[0\]\.name"):
-        check_executor_config(config, container_name="base", command=["airflow"], max_attempts=3)
