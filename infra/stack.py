@@ -91,6 +91,7 @@ class EcsEventExecutorStack(Stack):
             layer=self.layer,
             cluster_arn=self.runtime.cluster_arn,
             environment=common,
+            encryption_key=self.encryption_key,
         )
         self.reconciler = ReconcilerFunction(
             self, "Reconciler", settings=settings, layer=self.layer, environment=common

@@ -31,6 +31,7 @@ from lambdas.launcher import handler as launcher_handler
 from lambdas.status import handler as status_handler
 from tests.conftest import ControlPlane
 from tests.support.aws import (
+    CONTAINER,
     REGION,
     CallCounter,
     ClientTokenSemantics,
@@ -399,7 +400,7 @@ def run_r7(cp: ControlPlane, n: int, *, swallow_errors: bool = False) -> StatusQ
     bug_fixed = [False]
 
     def flaky(event: Any) -> StatusResult:
-        launch_id = TaskStateChange.model_validate(event).detail.environment().get(LAUNCH_ID_ENV)
+        launch_id = TaskStateChange.model_validate(event).detail.environment(CONTAINER).get(LAUNCH_ID_ENV)
         if launch_id in buggy and not bug_fixed[0]:
             raise KeyError("a code path the new release broke")
         roll = rng.random()

@@ -440,8 +440,16 @@ def _one(
     return found[0]
 
 
+def _queue(template: dict[str, Any], prefix: str) -> str:
+    """Return the logical id of the one SQS queue whose id starts with ``prefix``."""
+    (found,) = [
+        k for k, r in template["Resources"].items() if k.startswith(prefix) and r["Type"] == "AWS::SQS::Queue"
+    ]
+    return found
+
+
 def _launch_queue(template: dict[str, Any]) -> str:
-    return next(k for k in template["Resources"] if k.startswith("LauncherQueue"))
+    return _queue(template, "LauncherQueue")
 
 
 def test_s5_the_template_lets_only_the_schedulers_and_the_control_plane_in(
@@ -517,6 +525,8 @@ def test_s5_the_template_lets_only_the_schedulers_and_the_control_plane_in(
             for k, r in t["Resources"].items()
             if k.startswith("LauncherDeadLetterQueue") and r["Type"] == "AWS::SQS::Queue"
         ),
+        "status queue": t["Resources"][_queue(t, "StatusQueue")]["Properties"].get("KmsMasterKeyId"),
+        "status DLQ": t["Resources"][_queue(t, "StatusDeadLetterQueue")]["Properties"].get("KmsMasterKeyId"),
         "tasks table": _one(t, "AWS::DynamoDB::Table")[1]["Properties"]["SSESpecification"].get(
             "KMSMasterKeyId"
         ),
