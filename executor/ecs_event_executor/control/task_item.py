@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 import time
 import zlib
+from binascii import crc32
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -110,9 +111,13 @@ class Attr:
     EXPIRES_AT = "expires_at"  # epoch seconds: DynamoDB TTL, set on terminal writes (and on the side item)
     # Present only while the launch is active: the sparse stale index holds active items and nothing else.
     ACTIVE = "active"
-    # Epoch ms of creation or of the reconciler's last check: the stale index's sort key. State changes leave it
-    # alone, so they never write the stale index.
+    # Epoch ms of creation, of the reconciler's last check, of a relaunch, or of a launch recorded long after its
+    # last check: the stale index's sort key. Other state changes leave it alone, so they never write that index.
     CHECKED_AT = "checked_at"
+    # Epoch ms of the reconciler's first DescribeTasks answer MISSING for the task; a found task clears it.
+    MISSING_SINCE = "missing_since"
+    # Epoch ms when a launch that is backing off (throttling, capacity) comes back to the launcher.
+    RETRY_AT = "retry_at"
 
 
 # The change-feed index: partition by owner, sort by change time.
@@ -140,9 +145,15 @@ CHANGE_INDEX_ATTRIBUTES: tuple[str, ...] = (
 
 # The stale index: only active items (sparse on ``active``), sorted by when the reconciler last checked them, so
 # its cost follows the number of active items due for a check, not the table size. Keys only: the reconciler
-# reads the items themselves (BatchGetItem), and no write but creation, touch and the terminal one updates it.
+# reads the items themselves (BatchGetItem), and no write but creation, touch, relaunch and the terminal one
+# updates it. ``active`` is one of STALE_SHARDS values (from the launch id), so the index's writes and reads
+# spread over that many partitions instead of one; readers query every shard.
 STALE_INDEX = "by_active_checked"
-ACTIVE_MARK = "1"
+STALE_SHARDS = 16
+ACTIVE_SHARD_VALUES: tuple[str, ...] = tuple(str(i) for i in range(STALE_SHARDS))
+# A launch recorded this long after its last check re-stamps ``checked_at``: DescribeTasks is eventually
+# consistent right after RunTask, so the reconciler must not check it straight away.
+LAUNCH_RECHECK_GRACE_MS = 60_000
 # The control plane's heartbeat lives in the table under a key no launch id can take (launch ids have no '#').
 HEARTBEAT_KEY = "control-plane#heartbeat"
 # The launch request's side item: ``<launch id>#request`` (launch ids have no '#', so it cannot be a task item).
@@ -174,6 +185,11 @@ HISTORY_REASON_CHARS = 120
 def request_key(launch_id: str) -> str:
     """Return the key of a launch's request side item."""
     return launch_id + REQUEST_KEY_SUFFIX
+
+
+def active_shard(launch_id: str) -> str:
+    """Return the stale-index shard (the ``active`` value) of a launch: stable, spread evenly."""
+    return ACTIVE_SHARD_VALUES[crc32(launch_id.encode()) % STALE_SHARDS]
 
 
 def is_task_key(pk: str) -> bool:
@@ -263,6 +279,9 @@ class TaskItem:
     lease_until: int | None = None
     cancel_requested: bool = False
     history: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    checked_at: int | None = None
+    missing_since: int | None = None
+    retry_at: int | None = None
 
     @property
     def last_step_at(self) -> int:
@@ -307,6 +326,9 @@ class TaskItem:
             lease_until=v.get(Attr.LEASE_UNTIL),
             cancel_requested=bool(v.get(Attr.CANCEL_REQUESTED, False)),
             history=_expand_history(v.get(Attr.HISTORY, []), v[Attr.STATE], v.get(Attr.REASON)),
+            checked_at=v.get(Attr.CHECKED_AT),
+            missing_since=v.get(Attr.MISSING_SINCE),
+            retry_at=v.get(Attr.RETRY_AT),
         )
 
 
@@ -514,7 +536,7 @@ class TaskTable:
             Attr.TRY_NUMBER: request.key.try_number,
             Attr.QUEUED_AT: int(request.queued_at.timestamp() * 1000),
             Attr.HISTORY: [history_entry(now, TaskState.LAUNCHING, attempt=1)],
-            Attr.ACTIVE: ACTIVE_MARK,
+            Attr.ACTIVE: active_shard(request.launch_id),
             Attr.CHECKED_AT: now,
         }
         if request.team:
@@ -586,10 +608,21 @@ class TaskTable:
         return Claim(ClaimOutcome.BUSY if live_lease else ClaimOutcome.DONE, item)
 
     def record_launched(
-        self, launch_id: str, attempt: int, *, task_arn: str, cluster_arn: str | None
+        self,
+        launch_id: str,
+        attempt: int,
+        *,
+        task_arn: str,
+        cluster_arn: str | None,
+        checked_at: int | None = None,
     ) -> tuple[bool, TaskItem | None]:
         """Record the ECS task RunTask returned. Returns (recorded, item); not recorded when the launch was
-        cancelled meanwhile (the caller then stops the task) or an event already recorded it."""
+        cancelled meanwhile (the caller then stops the task) or an event already recorded it.
+
+        ``checked_at`` is the item's as the caller read it (None: unknown). A launch recorded more than
+        LAUNCH_RECHECK_GRACE_MS after it re-stamps it, so the reconciler does not ask ECS about a task
+        DescribeTasks may not show yet; a prompt launch leaves it (and the stale index) alone.
+        """
         now = self._now_ms()
         names = {
             "#s": Attr.STATE,
@@ -600,6 +633,10 @@ class TaskTable:
         }
         values: dict[str, Any] = {":a": attempt, ":arn": task_arn, ":launching": TaskState.LAUNCHING.value}
         sets = [*self._stamp(names, values, now, feed=False), "#arn = :arn", "#at = if_not_exists(#at, :now)"]
+        recheck = checked_at is None or now - checked_at > LAUNCH_RECHECK_GRACE_MS
+        if recheck:
+            names["#chk"] = Attr.CHECKED_AT
+            sets.append("#chk = :now")
         if cluster_arn:
             names["#cl"] = Attr.CLUSTER_ARN
             values[":cl"] = cluster_arn
@@ -633,14 +670,25 @@ class TaskTable:
             "#arn = if_not_exists(#arn, :arn)",
             "#at = if_not_exists(#at, :now)",
         ]
+        if recheck:
+            names["#chk"] = Attr.CHECKED_AT
+            sets.append("#chk = :now")
         return self._update(launch_id, sets=sets, condition="#a = :a", names=names, values=values)
 
-    def release_lease(self, launch_id: str, attempt: int, *, reason: str) -> None:
-        """Give up the lease after a retryable failure, leaving the reason for operators and the executor."""
+    def release_lease(
+        self, launch_id: str, attempt: int, *, reason: str, retry_in_seconds: float | None = None
+    ) -> None:
+        """Give up the lease after a retryable failure, leaving the reason for operators and the executor, and
+        when the launch comes back (``retry_in_seconds``: the queue's visibility timeout), so the reconciler
+        tells a launch that is backing off from one whose message was lost."""
         now = self._now_ms()
         names = {"#s": Attr.STATE, "#a": Attr.ATTEMPT, "#l": Attr.LEASE_UNTIL, "#r": Attr.REASON}
         values: dict[str, Any] = {":a": attempt, ":launching": TaskState.LAUNCHING.value, ":r": reason[:2000]}
         sets = [*self._stamp(names, values, now), "#r = :r"]
+        if retry_in_seconds is not None:
+            names["#ra"] = Attr.RETRY_AT
+            values[":ra"] = now + int(retry_in_seconds * 1000)
+            sets.append("#ra = :ra")
         self._update(
             launch_id,
             sets=sets,
@@ -776,11 +824,14 @@ class TaskTable:
             ":r": f"attempt {attempt} failed, relaunching: {snap.reason or ''}"[:2000],
             **ACTIVE_VALUES,
         }
+        # A new attempt starts a new ECS task: the reconciler waits a full period before asking ECS about it.
+        names["#chk"] = Attr.CHECKED_AT
         sets = [
             *self._stamp(names, values, now),
             "#s = :launching",
             "#a = :next",
             "#r = :r",
+            "#chk = :now",
             self._history(
                 names,
                 values,
@@ -810,6 +861,8 @@ class TaskTable:
                 Attr.LEASE_UNTIL,
                 Attr.LAUNCHED_AT,
                 Attr.RUNNING_AT,
+                Attr.MISSING_SINCE,
+                Attr.RETRY_AT,
             )
         ):
             names[f"#rm{i}"] = attr
@@ -879,30 +932,47 @@ class TaskTable:
 
     # ------------------------------------------------------- reconciliation
 
-    def stale_active(self, older_than_ms: int, *, limit: int = 500) -> list[TaskItem]:
-        """Return up to ``limit`` active items not checked since ``older_than_ms`` (least recently checked first).
+    def stale_pages(self, older_than_ms: int, *, page_size: int = 1000) -> Iterator[list[TaskItem]]:
+        """Yield pages of active items not checked since ``older_than_ms``, until every shard is read.
 
-        The stale index holds keys only; the items are read with BatchGetItem (strongly consistent), and those
-        that finished since the index was written are left out.
+        Each page takes up to ``page_size / STALE_SHARDS`` keys from every shard of the stale index (least
+        recently checked first within a shard, so no shard waits for another), then reads the items themselves
+        with BatchGetItem (strongly consistent); items that finished since the index was written are left out.
         """
-        keys: list[str] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self.table_name,
-            "IndexName": STALE_INDEX,
-            "KeyConditionExpression": "#act = :act AND #c < :c",
-            "ExpressionAttributeNames": {"#act": Attr.ACTIVE, "#c": Attr.CHECKED_AT},
-            "ExpressionAttributeValues": {":act": {"S": ACTIVE_MARK}, ":c": {"N": str(older_than_ms)}},
-            "Limit": limit,
-        }
-        while len(keys) < limit:
-            resp = self.client.query(**kwargs)
-            keys.extend(raw[Attr.PK]["S"] for raw in resp.get("Items", []))
-            if "LastEvaluatedKey" not in resp:
+        per_shard = max(1, -(-page_size // STALE_SHARDS))
+        next_start: dict[str, dict[str, Any] | None] = dict.fromkeys(ACTIVE_SHARD_VALUES)
+        while next_start:
+            keys: list[str] = []
+            for shard, start in list(next_start.items()):
+                kwargs: dict[str, Any] = {
+                    "TableName": self.table_name,
+                    "IndexName": STALE_INDEX,
+                    "KeyConditionExpression": "#act = :act AND #c < :c",
+                    "ExpressionAttributeNames": {"#act": Attr.ACTIVE, "#c": Attr.CHECKED_AT},
+                    "ExpressionAttributeValues": {":act": {"S": shard}, ":c": {"N": str(older_than_ms)}},
+                    "Limit": per_shard,
+                }
+                if start is not None:
+                    kwargs["ExclusiveStartKey"] = start
+                resp = self.client.query(**kwargs)
+                keys.extend(raw[Attr.PK]["S"] for raw in resp.get("Items", []))
+                if "LastEvaluatedKey" in resp:
+                    next_start[shard] = resp["LastEvaluatedKey"]
+                else:
+                    del next_start[shard]
+            if not keys:
+                continue
+            items = self.get_many(keys)
+            yield [items[k] for k in keys if k in items and not items[k].state.terminal]
+
+    def stale_active(self, older_than_ms: int, *, limit: int = 500) -> list[TaskItem]:
+        """Return up to ``limit`` active items not checked since ``older_than_ms`` (see ``stale_pages``)."""
+        found: list[TaskItem] = []
+        for page in self.stale_pages(older_than_ms, page_size=min(limit, 1000)):
+            found.extend(page)
+            if len(found) >= limit:
                 break
-            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
-        keys = keys[:limit]
-        items = self.get_many(keys)
-        return [items[k] for k in keys if k in items and not items[k].state.terminal]
+        return found[:limit]
 
     def active_items(self, *, limit: int = 10_000) -> list[TaskItem]:
         """Return up to ``limit`` active items, of every owner (operator tooling: the feed shows outcomes only)."""
@@ -921,12 +991,28 @@ class TaskTable:
             values={":arn": task_arn, **ACTIVE_VALUES},
         )
 
+    def mark_missing(self, launch_id: str, attempt: int, *, task_arn: str) -> tuple[bool, TaskItem | None]:
+        """Note the first time DescribeTasks answered MISSING for the task (``missing_since``), if not noted yet.
+
+        Not a change and not a check: ``checked_at`` stays, so the next pass asks ECS again.
+        """
+        names = {"#a": Attr.ATTEMPT, "#arn": Attr.TASK_ARN, "#s": Attr.STATE, "#m": Attr.MISSING_SINCE}
+        values: dict[str, Any] = {":a": attempt, ":arn": task_arn, ":now": self._now_ms(), **ACTIVE_VALUES}
+        return self._update(
+            launch_id,
+            sets=["#m = :now"],
+            condition=f"#a = :a AND #arn = :arn AND {IS_ACTIVE} AND attribute_not_exists(#m)",
+            names=names,
+            values=values,
+        )
+
     def touch(self, launch_id: str, attempt: int) -> None:
         """Mark an active item checked by the reconciler (``checked_at``), so it is not re-checked every run.
 
-        Not a change: ``rev`` and ``changed_at`` stay, so the change feed does not show it.
+        Not a change: ``rev`` and ``changed_at`` stay, so the change feed does not show it. A check that found
+        the task also forgets an earlier MISSING answer (``missing_since``).
         """
-        names = {"#a": Attr.ATTEMPT, "#on": Attr.ACTIVE, "#chk": Attr.CHECKED_AT}
+        names = {"#a": Attr.ATTEMPT, "#on": Attr.ACTIVE, "#chk": Attr.CHECKED_AT, "#m": Attr.MISSING_SINCE}
         values: dict[str, Any] = {":a": attempt, ":now": self._now_ms()}
         self._update(
             launch_id,
@@ -934,6 +1020,7 @@ class TaskTable:
             condition="#a = :a AND attribute_exists(#on)",
             names=names,
             values=values,
+            removes=["#m"],
         )
 
     def write_heartbeat(self, **facts: int | str) -> None:
