@@ -60,7 +60,8 @@ class ExecutorSettings:
     sync_overlap_seconds: float = 15.0
     end_wait_timeout_seconds: float = 300.0
     # A full read of the tracked items (BatchGetItem, 100 per call) now and then: a safety net for a change the
-    # feed could miss (a writer's clock behind by more than the overlap). 0 turns it off.
+    # feed could miss. It cannot be turned off: 0 means the default, and it is at least
+    # MIN_RECONCILE_INTERVAL_SECONDS.
     reconcile_interval_seconds: float = 300.0
     send_retries: int = 3
     task_queued_timeout_seconds: float = 600.0
@@ -139,11 +140,27 @@ def load_settings(conf: ConfSource, team_name: str | None = None) -> ExecutorSet
         log_stream_prefix=raw("log_stream_prefix") or "",
         sync_overlap_seconds=number("sync_overlap_seconds", minimum=0),
         end_wait_timeout_seconds=number("end_wait_timeout_seconds", minimum=0),
-        reconcile_interval_seconds=number("reconcile_interval_seconds", minimum=0),
+        reconcile_interval_seconds=_reconcile_interval(number("reconcile_interval_seconds", minimum=0), bad),
         send_retries=number("send_retries", minimum=0, integer=True),
         task_queued_timeout_seconds=queued_timeout,
         heartbeat_max_age_seconds=number("heartbeat_max_age_seconds", minimum=0),
     )
+
+
+# The executor's safety net re-reads its tracked items at least this often apart, and always runs.
+MIN_RECONCILE_INTERVAL_SECONDS = 30.0
+
+
+def _reconcile_interval(value: float, bad: Any) -> float:
+    if value == 0:
+        return float(DEFAULTS["reconcile_interval_seconds"])
+    if value < MIN_RECONCILE_INTERVAL_SECONDS:
+        raise bad(
+            "reconcile_interval_seconds",
+            f"must be at least {MIN_RECONCILE_INTERVAL_SECONDS:g} (0 means the default, "
+            f"{DEFAULTS['reconcile_interval_seconds']}; the safety net cannot be turned off), got {value:g}",
+        )
+    return value
 
 
 # The launch message caps attempts (LaunchRequest.max_attempts); say so here rather than at the first task.

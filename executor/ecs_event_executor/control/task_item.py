@@ -424,8 +424,11 @@ class TaskTable:
                 request = resp.get("UnprocessedKeys") or {}
         return found
 
-    def changes_since(self, owner: str, since_ms: int) -> Iterator[list[TaskItem]]:
-        """Yield pages of the owner's items whose last write is at or after ``since_ms`` (oldest first).
+    def changes_since(
+        self, owner: str, since_ms: int, *, newest_first: bool = False, page_size: int | None = None
+    ) -> Iterator[list[TaskItem]]:
+        """Yield pages of the owner's items whose last write is at or after ``since_ms`` (oldest first, or newest
+        first), ``page_size`` items a page if given.
 
         The index is eventually consistent and writers' clocks differ, so callers read with an overlap and drop
         what they saw already by ``rev``.
@@ -437,6 +440,10 @@ class TaskTable:
             "ExpressionAttributeNames": {"#o": Attr.OWNER, "#c": Attr.CHANGED_AT},
             "ExpressionAttributeValues": {":o": {"S": owner}, ":c": {"N": str(since_ms)}},
         }
+        if newest_first:
+            kwargs["ScanIndexForward"] = False
+        if page_size is not None:
+            kwargs["Limit"] = page_size
         while True:
             resp = self.client.query(**kwargs)
             yield [TaskItem.from_raw(raw) for raw in resp.get("Items", [])]
