@@ -199,6 +199,10 @@ class Reconciler:
                 log.warning("DescribeTasks failure", extra={"launch_id": item.launch_id, "reason": reason})
                 return "unchanged"
             return self._missing(item, now_ms)
+        if item.ecs_version is not None and task.get("version") == item.ecs_version:
+            # ECS is where the last applied event left it: nothing to write but the check.
+            self.table.touch(item.launch_id, item.attempt)
+            return "unchanged"
         result = self.tracker.handle(_as_event(task))
         if result in (StatusResult.APPLIED, StatusResult.FINISHED, StatusResult.RELAUNCHED):
             if item.missing_since is not None and result is StatusResult.APPLIED:
