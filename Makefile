@@ -27,7 +27,7 @@ lint: setup
 	$(BIN)/ruff format --check .
 
 typecheck: setup
-	$(BIN)/mypy executor lambdas infra app.py bench tests
+	$(BIN)/mypy executor lambdas infra app.py harness tests
 
 unit: setup
 	$(BIN)/pytest -q -n 2 --dist loadfile
@@ -35,10 +35,10 @@ unit: setup
 test: lint typecheck unit
 
 demo: setup
-	$(PY) -m ecs_event_executor.local demo
+	$(PY) -m harness.local demo
 
 bench: setup
-	$(PY) -m bench
+	$(PY) -m harness.bench
 
 synth: setup
 	npx cdk synth --quiet

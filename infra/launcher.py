@@ -9,6 +9,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
+from ecs_event_executor.control import environment as env_vars
 
 from infra import nag
 from infra.python_function import PythonFunction, log_retention
@@ -36,8 +37,11 @@ def launcher_run_task_rate(settings: Settings) -> str:
     return f"{settings.run_task_calls_per_second / settings.launcher_max_concurrency:g}"
 
 
-class Launcher(Construct):
-    """Launch queue + DLQ + launcher Lambda (partial batch responses, bounded concurrency)."""
+class LauncherFunction(Construct):
+    """Deploy ``lambdas/launcher`` (the ``control.launching`` service) behind the launch queue and its DLQ.
+
+    Partial batch responses, bounded concurrency.
+    """
 
     def __init__(
         self,
@@ -75,12 +79,12 @@ class Launcher(Construct):
             timeout=LAUNCHER_TIMEOUT,
             log_retention=log_retention(settings.log_retention_days),
             environment={
-                "LAUNCH_QUEUE_URL": self.queue.queue_url,
-                "DEAD_LETTER_QUEUE_URL": self.dead_letter_queue.queue_url,
+                env_vars.LAUNCH_QUEUE_URL: self.queue.queue_url,
+                env_vars.DEAD_LETTER_QUEUE_URL: self.dead_letter_queue.queue_url,
                 # Apply a batch's messages at once, each environment pacing RunTask to its share of the
                 # account's rate, so the launchers together launch at the quota and are not throttled.
-                "LAUNCH_PARALLELISM": str(BATCH_SIZE),
-                "LAUNCHER_RUN_TASK_RATE": launcher_run_task_rate(settings),
+                env_vars.LAUNCH_PARALLELISM: str(BATCH_SIZE),
+                env_vars.LAUNCHER_RUN_TASK_RATE: launcher_run_task_rate(settings),
                 **environment,
             },
         )

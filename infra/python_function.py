@@ -9,11 +9,12 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
+from ecs_event_executor.control import environment as env_vars
 
 from infra import bundling, nag
 from infra.settings import LOG_RETENTION_DAYS
 
-METRICS_NAMESPACE = "AirflowEcsEventExecutor"
+METRICS_NAMESPACE = env_vars.DEFAULT_METRICS_NAMESPACE
 
 
 def log_retention(days: int) -> logs.RetentionDays:
@@ -73,9 +74,9 @@ class PythonFunction(Construct):
             tracing=lambda_.Tracing.ACTIVE,
             reserved_concurrent_executions=reserved_concurrency,
             environment={
-                "POWERTOOLS_SERVICE_NAME": function_name,
-                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
-                "POWERTOOLS_LOG_LEVEL": "INFO",
+                env_vars.POWERTOOLS_SERVICE_NAME: function_name,
+                env_vars.POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
+                env_vars.POWERTOOLS_LOG_LEVEL: "INFO",
                 **environment,
             },
         )

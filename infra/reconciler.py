@@ -14,6 +14,7 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
+from ecs_event_executor.control import environment as env_vars
 
 from infra.python_function import METRICS_NAMESPACE, PythonFunction, log_retention
 from infra.settings import Settings
@@ -30,8 +31,11 @@ LOST_METRIC = "ReconciledLost"  # tasks whose events were lost and that ECS no l
 METRICS = ("ReconciledChecked", "ReconciledUpdated", LOST_METRIC, "ReconciledRelaunched")
 
 
-class Reconciler(Construct):
-    """Scheduled rule (default bus) -> reconciler Lambda, one pass at a time; exposes its metrics."""
+class ReconcilerFunction(Construct):
+    """Deploy ``lambdas/reconciler`` (the ``control.reconciling`` service) on a schedule, one pass at a time.
+
+    The schedule is a rule on the default bus; the construct exposes the service's metrics.
+    """
 
     def __init__(
         self,
@@ -56,7 +60,7 @@ class Reconciler(Construct):
             reserved_concurrency=RESERVED_CONCURRENCY,
             environment={
                 **environment,
-                "STALE_AFTER_SECONDS": str(settings.reconcile_stale_after_seconds),
+                env_vars.STALE_AFTER_SECONDS: str(settings.reconcile_stale_after_seconds),
             },
         )
         self.function = self.handler.function

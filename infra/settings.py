@@ -1,19 +1,22 @@
-"""Deployment settings: read once from the ``ecsEventExecutor`` key of the CDK context (``cdk.json``).
+"""Deployment settings: a pydantic model of the ``ecsEventExecutor`` object of the CDK context (``cdk.json``).
 
 Every value is validated here, before any construct is built, so a wrong setting fails ``cdk synth`` with a
-message that names it (``ecsEventExecutor.launcherMaxConcurrency: ...``). The README's settings reference
-documents each key; the defaults in ``cdk.json`` build a complete stack with a new VPC.
+message that names it (``ecsEventExecutor.launcherMaxConcurrency: ...``). The model's fields are the keys in
+snake case (``launcherMaxConcurrency`` is ``launcher_max_concurrency``); an unknown key fails. The README's
+settings reference documents each key; the defaults in ``cdk.json`` build a complete stack with a new VPC.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any
 
-from ecs_event_executor.control.run_task import ExecutorConfigError, validate_executor_config
+from ecs_event_executor.control.executor_config import ExecutorConfigError, validate_executor_config
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticUseDefault
 
 CONTEXT_KEY = "ecsEventExecutor"
 
@@ -89,52 +92,223 @@ class SettingsError(ValueError):
     """A deployment setting is missing or invalid; the message names it."""
 
 
-@dataclass(frozen=True)
-class Settings:
+class _Problem(ValueError):
+    """A rule across settings failed; ``key`` is the setting the message names."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(problem)
+        self.key = key
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, default=str)
+
+
+def _text(
+    pattern: re.Pattern[str] | None = None, hint: str = "", *, null: str = "default"
+) -> BeforeValidator:
+    """A string setting; null or "" means the default (or, with ``null="none"``, None)."""
+
+    def check(value: Any) -> Any:
+        if value is None or value == "":
+            if null == "none":
+                return None
+            raise PydanticUseDefault()
+        if not isinstance(value, str):
+            raise ValueError(f"expected a string, got {_json(value)}")
+        if pattern is not None and not pattern.match(value):
+            raise ValueError(f"{value!r} is not valid{': ' + hint if hint else ''}")
+        return value
+
+    return BeforeValidator(check)
+
+
+def _integer(low: int, high: int) -> BeforeValidator:
+    """A whole number in [low, high] (true and false are not numbers); null means the default."""
+
+    def check(value: Any) -> Any:
+        if value is None:
+            raise PydanticUseDefault()
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"expected an integer, got {_json(value)}")
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}, got {value}")
+        return value
+
+    return BeforeValidator(check)
+
+
+def _boolean() -> BeforeValidator:
+    def check(value: Any) -> Any:
+        if value is None:
+            raise PydanticUseDefault()
+        if not isinstance(value, bool):
+            raise ValueError(f"expected true or false, got {_json(value)}")
+        return value
+
+    return BeforeValidator(check)
+
+
+def _strings(pattern: re.Pattern[str], hint: str) -> BeforeValidator:
+    """A list of distinct strings, each matching ``pattern``; null means none."""
+
+    def check(value: Any) -> Any:
+        value = value or []
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"expected a list of strings, got {_json(value)}")
+        for v in value:
+            if not pattern.match(v):
+                raise ValueError(f"{v!r} is not valid: {hint}")
+        if len(set(value)) != len(value):
+            raise ValueError("lists the same value twice")
+        return tuple(value)
+
+    return BeforeValidator(check)
+
+
+def _capacity_provider_strategy(value: Any) -> tuple[dict[str, Any], ...]:
+    value = value or []
+    if not isinstance(value, list):
+        raise _Problem("capacityProviderStrategy", f"expected a list, got {_json(value)}")
+    for i, entry in enumerate(value):
+        key = f"capacityProviderStrategy[{i}]"
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("capacityProvider"), str):
+            raise _Problem(key, 'expected {"capacityProvider": "FARGATE_SPOT", "weight": 1, "base": 0}')
+        if not _CAPACITY_PROVIDER.match(entry["capacityProvider"]):
+            raise _Problem(
+                f"{key}.capacityProvider", f"{entry['capacityProvider']!r} is not a capacity provider name"
+            )
+        extra = sorted(set(entry) - {"capacityProvider", "weight", "base"})
+        if extra:
+            raise _Problem(f"{key}.{extra[0]}", "unknown field; allowed: capacityProvider, weight, base")
+        for num, high in (("weight", 1000), ("base", 100000)):
+            number = entry.get(num, 0)
+            if isinstance(number, bool) or not isinstance(number, int) or not 0 <= number <= high:
+                raise _Problem(
+                    f"{key}.{num}", f"must be an integer between 0 and {high}, got {_json(number)}"
+                )
+    if value and not any(e.get("weight", 0) > 0 for e in value):
+        raise _Problem("capacityProviderStrategy", "at least one provider needs a weight above 0")
+    return tuple(dict(e) for e in value)
+
+
+def _run_task_kwargs(value: Any) -> Any:
+    # Fully checked against the container name by the model's rules, once both are read.
+    if value and not isinstance(value, Mapping):
+        _check_run_task_kwargs(value, container_name=None)
+    return value or {}
+
+
+def _check_run_task_kwargs(value: Any, container_name: str | None) -> None:
+    try:
+        validate_executor_config(value, container_name=container_name)
+    except ExecutorConfigError as exc:
+        raise _Problem("runTaskKwargs", str(exc).replace("executor_config", "runTaskKwargs")) from exc
+
+
+_ROLE_HINT = "an IAM role ARN"
+_NAME_HINT = "letters, digits, '-' or '_'"
+
+
+class Settings(BaseModel):
     """The validated deployment settings. Field docs are in the README's settings reference."""
 
-    name_prefix: str = "airflow-ecs"
-    account: str | None = None
-    region: str | None = None
-    availability_zones: tuple[str, ...] = ()
+    model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+    name_prefix: Annotated[
+        str, _text(_PREFIX, "2-24 lowercase letters, digits or '-', starting with a letter")
+    ] = "airflow-ecs"
+    account: Annotated[str | None, _text(_ACCOUNT, "a 12-digit AWS account id")] = None
+    region: Annotated[str | None, _text(_REGION, "an AWS region such as eu-west-1")] = None
+    availability_zones: Annotated[
+        tuple[str, ...], _strings(_AZ, "an availability zone name such as eu-west-1a")
+    ] = ()
     # Network: a new VPC when vpc_id is None.
-    vpc_id: str | None = None
-    subnet_ids: tuple[str, ...] = ()
-    security_group_ids: tuple[str, ...] = ()
-    nat_gateways: int = 0
-    assign_public_ip: bool = True
-    vpc_flow_logs: bool = True
+    vpc_id: Annotated[str | None, _text(_VPC, "a VPC id such as vpc-0123456789abcdef0")] = None
+    subnet_ids: Annotated[
+        tuple[str, ...], _strings(_SUBNET, "a subnet id such as subnet-0123456789abcdef0")
+    ] = ()
+    security_group_ids: Annotated[
+        tuple[str, ...], _strings(_SG, "a security group id such as sg-0123456789abcdef0")
+    ] = ()
+    nat_gateways: Annotated[int, _integer(0, 2)] = 0
+    # Without NAT, tasks in the new VPC's public subnets need a public IP to pull images and reach AWS APIs;
+    # unset, it is true exactly for a new VPC without NAT gateways (see _contextual_defaults).
+    assign_public_ip: Annotated[bool, _boolean()] = True
+    vpc_flow_logs: Annotated[bool, _boolean()] = True
     # Compute: a new cluster when cluster is None (a name or an ARN otherwise).
-    cluster: str | None = None
-    task_definition_arn: str | None = None
-    task_role_arn: str | None = None
-    execution_role_arn: str | None = None
-    log_group_name: str | None = None
-    image: str = "apache/airflow:3.3.2"
-    cpu: int = 1024
-    memory: int = 2048
-    container_name: str = "base"
-    log_stream_prefix: str = "airflow"
-    execution_api_server_url: str = ""
-    launch_type: str | None = "FARGATE"
-    capacity_provider_strategy: tuple[Mapping[str, Any], ...] = ()
-    platform_version: str | None = "LATEST"
-    run_task_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    cluster: Annotated[str | None, _text()] = None
+    task_definition_arn: Annotated[
+        str | None,
+        _text(_TASK_DEF_ARN, "an ECS task definition ARN with its revision (...:task-definition/family:3)"),
+    ] = None
+    task_role_arn: Annotated[str | None, _text(_ROLE_ARN, _ROLE_HINT)] = None
+    execution_role_arn: Annotated[str | None, _text(_ROLE_ARN, _ROLE_HINT)] = None
+    log_group_name: Annotated[str | None, _text(_LOG_GROUP, "a CloudWatch Logs group name")] = None
+    image: Annotated[str, _text()] = "apache/airflow:3.3.2"
+    cpu: Annotated[int, _integer(256, 16384)] = 1024
+    memory: Annotated[int, _integer(512, 122880)] = 2048
+    container_name: Annotated[str, _text(_CONTAINER, _NAME_HINT)] = "base"
+    log_stream_prefix: Annotated[str, _text(_CONTAINER, _NAME_HINT)] = "airflow"
+    execution_api_server_url: Annotated[
+        str, _text(_URL, "an http(s) URL such as https://airflow.example.com/execution/")
+    ] = ""
+    # Unset, FARGATE unless a capacity provider strategy is given (see _contextual_defaults).
+    launch_type: Annotated[str | None, _text(null="none")] = "FARGATE"
+    capacity_provider_strategy: Annotated[
+        tuple[Mapping[str, Any], ...], BeforeValidator(_capacity_provider_strategy)
+    ] = ()
+    platform_version: Annotated[
+        str | None, _text(re.compile(r"^(LATEST|\d+\.\d+\.\d+)$"), "LATEST or 1.4.0")
+    ] = "LATEST"
+    run_task_kwargs: Annotated[Mapping[str, Any], BeforeValidator(_run_task_kwargs)] = Field(
+        default_factory=dict
+    )
     # Control plane.
-    launcher_max_concurrency: int = 5
+    launcher_max_concurrency: Annotated[int, _integer(MIN_ESM_CONCURRENCY, MAX_ESM_CONCURRENCY)] = 5
     # The account's RunTask rate in this region (Fargate: 20 calls per second); the launchers share it.
-    run_task_calls_per_second: int = 20
-    status_reserved_concurrency: int | None = None
-    retry_horizon_seconds: int = 3600
-    finished_item_ttl_days: int = 7
-    log_retention_days: int = 30
-    alarm_email: str | None = None
-    alarm_topic_arn: str | None = None
+    run_task_calls_per_second: Annotated[int, _integer(1, 1000)] = 20
+    status_reserved_concurrency: Annotated[int | None, _integer(1, 1000)] = None
+    retry_horizon_seconds: Annotated[
+        int, _integer(60, MAX_QUEUE_RETENTION_SECONDS - QUEUE_RETENTION_MARGIN_SECONDS)
+    ] = 3600
+    finished_item_ttl_days: Annotated[int, _integer(1, 365)] = 7
+    log_retention_days: Annotated[int, _integer(1, 3653)] = 30
+    alarm_email: Annotated[str | None, _text(_EMAIL, "an email address")] = None
+    alarm_topic_arn: Annotated[str | None, _text(_TOPIC_ARN, "an SNS topic ARN")] = None
     # Reconciler: how often it runs, and how long an active item may go unchanged before it asks ECS.
-    reconcile_every_minutes: int = 5
-    reconcile_stale_after_seconds: int = 600
+    reconcile_every_minutes: Annotated[int, _integer(1, 30)] = 5
+    reconcile_stale_after_seconds: Annotated[int, _integer(60, MAX_RECONCILE_WINDOW_SECONDS - 60)] = 600
     # Publish routine notifications (task launched, task succeeded) to the project bus; failures always are.
-    publish_all_events: bool = False
+    publish_all_events: Annotated[bool, _boolean()] = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _contextual_defaults(cls, raw: Any) -> Any:
+        """Fill the defaults that depend on other settings (public IP, launch type) before the fields are read.
+
+        Two launch settings are refused first, before either is read: naming the one to unset is the fix.
+        """
+        if not isinstance(raw, Mapping):
+            return raw
+        filled = dict(raw)
+        if filled.get("assignPublicIp") is None:
+            filled["assignPublicIp"] = not filled.get("vpcId") and not filled.get("natGateways")
+        if filled.get("launchType") and filled.get("capacityProviderStrategy"):
+            raise _Problem(
+                "launchType",
+                "launchType and capacityProviderStrategy are mutually exclusive; set launchType to null",
+            )
+        if not filled.get("launchType"):
+            filled["launchType"] = None if filled.get("capacityProviderStrategy") else "FARGATE"
+        return filled
+
+    @model_validator(mode="after")
+    def _rules(self) -> Settings:
+        """Check the rules across settings, each failure naming the setting to change."""
+        for rule in _RULES:
+            rule(self)
+        return self
 
     @property
     def new_vpc(self) -> bool:
@@ -175,349 +349,145 @@ class Settings:
         return self.launch_type == "FARGATE"
 
 
-_FIELDS: Mapping[str, str] = {
-    "namePrefix": "name_prefix",
-    "account": "account",
-    "region": "region",
-    "availabilityZones": "availability_zones",
-    "vpcId": "vpc_id",
-    "subnetIds": "subnet_ids",
-    "securityGroupIds": "security_group_ids",
-    "natGateways": "nat_gateways",
-    "assignPublicIp": "assign_public_ip",
-    "vpcFlowLogs": "vpc_flow_logs",
-    "cluster": "cluster",
-    "taskDefinitionArn": "task_definition_arn",
-    "taskRoleArn": "task_role_arn",
-    "executionRoleArn": "execution_role_arn",
-    "logGroupName": "log_group_name",
-    "image": "image",
-    "cpu": "cpu",
-    "memory": "memory",
-    "containerName": "container_name",
-    "logStreamPrefix": "log_stream_prefix",
-    "executionApiServerUrl": "execution_api_server_url",
-    "launchType": "launch_type",
-    "capacityProviderStrategy": "capacity_provider_strategy",
-    "platformVersion": "platform_version",
-    "runTaskKwargs": "run_task_kwargs",
-    "launcherMaxConcurrency": "launcher_max_concurrency",
-    "runTaskCallsPerSecond": "run_task_calls_per_second",
-    "statusReservedConcurrency": "status_reserved_concurrency",
-    "retryHorizonSeconds": "retry_horizon_seconds",
-    "finishedItemTtlDays": "finished_item_ttl_days",
-    "logRetentionDays": "log_retention_days",
-    "alarmEmail": "alarm_email",
-    "alarmTopicArn": "alarm_topic_arn",
-    "reconcileEveryMinutes": "reconcile_every_minutes",
-    "reconcileStaleAfterSeconds": "reconcile_stale_after_seconds",
-    "publishAllEvents": "publish_all_events",
-}
-
-
-class _Reader:
-    """Typed access to the raw context mapping; every error names ``ecsEventExecutor.<key>``."""
-
-    def __init__(self, raw: Mapping[str, Any]) -> None:
-        self.raw = raw
-
-    @staticmethod
-    def error(key: str, problem: str) -> SettingsError:
-        return SettingsError(f"{CONTEXT_KEY}.{key}: {problem}")
-
-    def present(self, key: str) -> bool:
-        return self.raw.get(key) is not None
-
-    def string(
-        self, key: str, default: str | None, pattern: re.Pattern[str] | None = None, hint: str = ""
-    ) -> str | None:
-        value = self.raw.get(key, default)
-        if value is None or value == "":
-            return None if default is None else default
-        if not isinstance(value, str):
-            raise self.error(key, f"expected a string, got {json.dumps(value)}")
-        if pattern is not None and not pattern.match(value):
-            raise self.error(key, f"{value!r} is not valid{': ' + hint if hint else ''}")
-        return value
-
-    def integer(self, key: str, default: int | None, low: int, high: int) -> int | None:
-        value = self.raw.get(key, default)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.error(key, f"expected an integer, got {json.dumps(value)}")
-        if not low <= value <= high:
-            raise self.error(key, f"must be between {low} and {high}, got {value}")
-        return value
-
-    def boolean(self, key: str, default: bool) -> bool:
-        value = self.raw.get(key, default)
-        if value is None:
-            return default
-        if not isinstance(value, bool):
-            raise self.error(key, f"expected true or false, got {json.dumps(value)}")
-        return value
-
-    def strings(self, key: str, pattern: re.Pattern[str], hint: str) -> tuple[str, ...]:
-        value = self.raw.get(key) or []
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise self.error(key, f"expected a list of strings, got {json.dumps(value)}")
-        for v in value:
-            if not pattern.match(v):
-                raise self.error(key, f"{v!r} is not valid: {hint}")
-        if len(set(value)) != len(value):
-            raise self.error(key, "lists the same value twice")
-        return tuple(value)
-
-
-def load_settings(context: Mapping[str, Any] | None) -> Settings:
-    """Validate the ``ecsEventExecutor`` context value and return the settings; raise SettingsError naming the key."""
-    raw: Mapping[str, Any] = context or {}
-    if not isinstance(raw, Mapping):
-        raise SettingsError(f"{CONTEXT_KEY}: expected an object, got {json.dumps(raw)}")
-    unknown = sorted(set(raw) - set(_FIELDS))
-    if unknown:
-        raise SettingsError(
-            f"{CONTEXT_KEY}.{unknown[0]}: unknown setting; known settings: {', '.join(sorted(_FIELDS))}"
-        )
-    r = _Reader(raw)
-    d = Settings()
-
-    name_prefix = r.string(
-        "namePrefix", d.name_prefix, _PREFIX, "2-24 lowercase letters, digits or '-', starting with a letter"
-    )
-    account = r.string("account", None, _ACCOUNT, "a 12-digit AWS account id")
-    region = r.string("region", None, _REGION, "an AWS region such as eu-west-1")
-    azs = r.strings("availabilityZones", _AZ, "an availability zone name such as eu-west-1a")
-
-    vpc_id = r.string("vpcId", None, _VPC, "a VPC id such as vpc-0123456789abcdef0")
-    subnet_ids = r.strings("subnetIds", _SUBNET, "a subnet id such as subnet-0123456789abcdef0")
-    security_group_ids = r.strings(
-        "securityGroupIds", _SG, "a security group id such as sg-0123456789abcdef0"
-    )
-    nat_gateways = r.integer("natGateways", d.nat_gateways, 0, 2)
-    assert nat_gateways is not None
-    if vpc_id is None:
-        if subnet_ids or security_group_ids:
-            raise r.error(
-                "subnetIds" if subnet_ids else "securityGroupIds",
+def _network(s: Settings) -> None:
+    if s.vpc_id is None:
+        if s.subnet_ids or s.security_group_ids:
+            raise _Problem(
+                "subnetIds" if s.subnet_ids else "securityGroupIds",
                 "needs vpcId (the existing VPC they belong to)",
             )
-        if region is not None and len(azs) < 2:
-            raise r.error(
+        if s.region is not None and len(s.availability_zones) < 2:
+            raise _Problem(
                 "availabilityZones",
                 "name two zones of the region when region is set, so synth needs no AZ lookup (offline, no credentials)",
             )
     else:
-        if not subnet_ids:
-            raise r.error("subnetIds", "an existing VPC (vpcId) needs the subnets the tasks run in")
-        if not security_group_ids:
-            raise r.error(
+        if not s.subnet_ids:
+            raise _Problem("subnetIds", "an existing VPC (vpcId) needs the subnets the tasks run in")
+        if not s.security_group_ids:
+            raise _Problem(
                 "securityGroupIds", "an existing VPC (vpcId) needs the security groups of the tasks"
             )
-        if nat_gateways:
-            raise r.error("natGateways", "only applies to a new VPC; set it to 0 when vpcId is set")
-    if azs and region is not None and not all(az.startswith(region) for az in azs):
-        raise r.error("availabilityZones", f"every zone must be in region {region}")
-    # Without NAT, tasks in the new VPC's public subnets need a public IP to pull images and reach AWS APIs.
-    assign_public_ip = r.boolean("assignPublicIp", vpc_id is None and nat_gateways == 0)
-    if vpc_id is None and nat_gateways == 0 and not assign_public_ip:
-        raise r.error("assignPublicIp", "must be true for a new VPC without NAT gateways (natGateways: 0)")
+        if s.nat_gateways:
+            raise _Problem("natGateways", "only applies to a new VPC; set it to 0 when vpcId is set")
+    region = s.region
+    if (
+        s.availability_zones
+        and region is not None
+        and not all(az.startswith(region) for az in s.availability_zones)
+    ):
+        raise _Problem("availabilityZones", f"every zone must be in region {region}")
+    if s.vpc_id is None and s.nat_gateways == 0 and not s.assign_public_ip:
+        raise _Problem("assignPublicIp", "must be true for a new VPC without NAT gateways (natGateways: 0)")
 
-    cluster = r.string("cluster", None)
-    if cluster is not None and not (_CLUSTER_ARN.match(cluster) or _CLUSTER_NAME.match(cluster)):
-        raise r.error("cluster", f"{cluster!r} is neither an ECS cluster name nor a cluster ARN")
 
-    task_definition_arn = r.string(
-        "taskDefinitionArn",
-        None,
-        _TASK_DEF_ARN,
-        "an ECS task definition ARN with its revision (...:task-definition/family:3)",
-    )
-    role_hint = "an IAM role ARN"
-    task_role_arn = r.string("taskRoleArn", None, _ROLE_ARN, role_hint)
-    execution_role_arn = r.string("executionRoleArn", None, _ROLE_ARN, role_hint)
-    log_group_name = r.string("logGroupName", None, _LOG_GROUP, "a CloudWatch Logs group name")
-    if task_definition_arn is not None:
-        if log_group_name is None:
-            raise r.error(
+def _compute(s: Settings) -> None:
+    if s.cluster is not None and not (_CLUSTER_ARN.match(s.cluster) or _CLUSTER_NAME.match(s.cluster)):
+        raise _Problem("cluster", f"{s.cluster!r} is neither an ECS cluster name nor a cluster ARN")
+    if s.task_definition_arn is not None:
+        if s.log_group_name is None:
+            raise _Problem(
                 "logGroupName", "an existing task definition needs the awslogs group its container logs to"
             )
     else:
-        for key in ("taskRoleArn", "executionRoleArn", "logGroupName"):
-            if r.present(key):
-                raise r.error(key, "only applies to an existing task definition (set taskDefinitionArn)")
-    image = r.string("image", d.image)
-    assert image is not None
-    cpu = r.integer("cpu", d.cpu, 256, 16384)
-    memory = r.integer("memory", d.memory, 512, 122880)
-    assert cpu is not None and memory is not None
-    if task_definition_arn is None:
-        if cpu not in FARGATE_MEMORY:
-            raise r.error(
-                "cpu", f"Fargate accepts {', '.join(map(str, FARGATE_MEMORY))} CPU units, got {cpu}"
+        for key, value in (
+            ("taskRoleArn", s.task_role_arn),
+            ("executionRoleArn", s.execution_role_arn),
+            ("logGroupName", s.log_group_name),
+        ):
+            if value is not None:
+                raise _Problem(key, "only applies to an existing task definition (set taskDefinitionArn)")
+        if s.cpu not in FARGATE_MEMORY:
+            raise _Problem(
+                "cpu", f"Fargate accepts {', '.join(map(str, FARGATE_MEMORY))} CPU units, got {s.cpu}"
             )
-        low, high, step = FARGATE_MEMORY[cpu]
-        if not (low <= memory <= high and memory % step == 0):
-            raise r.error(
-                "memory", f"with cpu {cpu}, Fargate accepts {low}-{high} MiB in steps of {step}, got {memory}"
+        low, high, step = FARGATE_MEMORY[s.cpu]
+        if not (low <= s.memory <= high and s.memory % step == 0):
+            raise _Problem(
+                "memory",
+                f"with cpu {s.cpu}, Fargate accepts {low}-{high} MiB in steps of {step}, got {s.memory}",
             )
-    container_name = r.string("containerName", d.container_name, _CONTAINER, "letters, digits, '-' or '_'")
-    log_stream_prefix = r.string(
-        "logStreamPrefix", d.log_stream_prefix, _CONTAINER, "letters, digits, '-' or '_'"
-    )
-    url = r.string(
-        "executionApiServerUrl", "", _URL, "an http(s) URL such as https://airflow.example.com/execution/"
-    )
-    assert container_name is not None and log_stream_prefix is not None and url is not None
 
-    launch_type, strategy = _launch(r)
+
+def _launch(s: Settings) -> None:
+    if s.launch_type is not None and s.launch_type not in ("FARGATE", "EC2", "EXTERNAL"):
+        raise _Problem("launchType", f"must be FARGATE, EC2 or EXTERNAL, got {s.launch_type!r}")
     custom_providers = [
-        e["capacityProvider"] for e in strategy if not str(e["capacityProvider"]).startswith("FARGATE")
+        e["capacityProvider"]
+        for e in s.capacity_provider_strategy
+        if not str(e["capacityProvider"]).startswith("FARGATE")
     ]
-    if cluster is None and (custom_providers or launch_type in ("EC2", "EXTERNAL")):
-        key = "capacityProviderStrategy" if custom_providers else "launchType"
-        raise r.error(
+    needs_ec2 = bool(custom_providers) or s.launch_type in ("EC2", "EXTERNAL")
+    key = "capacityProviderStrategy" if custom_providers else "launchType"
+    if s.cluster is None and needs_ec2:
+        raise _Problem(
             key,
             "EC2 and external capacity need an existing cluster (set cluster); a new cluster has Fargate only",
         )
-    if task_definition_arn is None and (custom_providers or launch_type in ("EC2", "EXTERNAL")):
-        key = "capacityProviderStrategy" if custom_providers else "launchType"
-        raise r.error(
+    if s.task_definition_arn is None and needs_ec2:
+        raise _Problem(
             key, "the task definition this stack creates runs on Fargate only; for EC2 set taskDefinitionArn"
         )
-    platform_version = r.string(
-        "platformVersion", d.platform_version, re.compile(r"^(LATEST|\d+\.\d+\.\d+)$"), "LATEST or 1.4.0"
-    )
-    run_task_kwargs = raw.get("runTaskKwargs") or {}
-    try:
-        validate_executor_config(run_task_kwargs, container_name=container_name)
-    except ExecutorConfigError as exc:
-        raise r.error("runTaskKwargs", str(exc).replace("executor_config", "runTaskKwargs")) from exc
+    _check_run_task_kwargs(s.run_task_kwargs, s.container_name)
 
-    launcher_max_concurrency = r.integer(
-        "launcherMaxConcurrency", d.launcher_max_concurrency, MIN_ESM_CONCURRENCY, MAX_ESM_CONCURRENCY
-    )
-    run_task_rate = r.integer("runTaskCallsPerSecond", d.run_task_calls_per_second, 1, 1000)
-    assert run_task_rate is not None and launcher_max_concurrency is not None
-    if run_task_rate / launcher_max_concurrency < MIN_LAUNCHER_RUN_TASK_RATE:
-        raise r.error(
+
+def _control_plane(s: Settings) -> None:
+    rate, launchers = s.run_task_calls_per_second, s.launcher_max_concurrency
+    if rate / launchers < MIN_LAUNCHER_RUN_TASK_RATE:
+        raise _Problem(
             "runTaskCallsPerSecond",
-            f"{run_task_rate} calls/s shared by launcherMaxConcurrency={launcher_max_concurrency} launchers is "
-            f"{run_task_rate / launcher_max_concurrency:g}/s each; each needs at least "
+            f"{rate} calls/s shared by launcherMaxConcurrency={launchers} launchers is "
+            f"{rate / launchers:g}/s each; each needs at least "
             f"{MIN_LAUNCHER_RUN_TASK_RATE:g}/s to launch a batch of 10 within its timeout (lower "
             "launcherMaxConcurrency)",
         )
-    status_reserved = r.integer("statusReservedConcurrency", None, 1, 1000)
-    retry_horizon = r.integer(
-        "retryHorizonSeconds",
-        d.retry_horizon_seconds,
-        60,
-        MAX_QUEUE_RETENTION_SECONDS - QUEUE_RETENTION_MARGIN_SECONDS,
-    )
-    ttl_days = r.integer("finishedItemTtlDays", d.finished_item_ttl_days, 1, 365)
-    retention = r.integer("logRetentionDays", d.log_retention_days, 1, 3653)
-    if retention not in LOG_RETENTION_DAYS:
-        raise r.error(
+    if s.log_retention_days not in LOG_RETENTION_DAYS:
+        raise _Problem(
             "logRetentionDays",
-            f"CloudWatch Logs accepts {', '.join(map(str, LOG_RETENTION_DAYS))}, got {retention}",
+            f"CloudWatch Logs accepts {', '.join(map(str, LOG_RETENTION_DAYS))}, got {s.log_retention_days}",
         )
-    alarm_email = r.string("alarmEmail", None, _EMAIL, "an email address")
-    alarm_topic_arn = r.string("alarmTopicArn", None, _TOPIC_ARN, "an SNS topic ARN")
-    if alarm_email and alarm_topic_arn:
-        raise r.error("alarmEmail", "set alarmEmail (a new topic) or alarmTopicArn (your topic), not both")
-    assert launcher_max_concurrency is not None and retry_horizon is not None and ttl_days is not None
-    reconcile_every, stale_after = _reconcile(r, d)
-
-    return Settings(
-        name_prefix=name_prefix or d.name_prefix,
-        account=account,
-        region=region,
-        availability_zones=azs,
-        vpc_id=vpc_id,
-        subnet_ids=subnet_ids,
-        security_group_ids=security_group_ids,
-        nat_gateways=nat_gateways,
-        assign_public_ip=assign_public_ip,
-        vpc_flow_logs=r.boolean("vpcFlowLogs", d.vpc_flow_logs),
-        cluster=cluster,
-        task_definition_arn=task_definition_arn,
-        task_role_arn=task_role_arn,
-        execution_role_arn=execution_role_arn,
-        log_group_name=log_group_name,
-        image=image,
-        cpu=cpu,
-        memory=memory,
-        container_name=container_name,
-        log_stream_prefix=log_stream_prefix,
-        execution_api_server_url=url,
-        launch_type=launch_type,
-        capacity_provider_strategy=strategy,
-        platform_version=platform_version,
-        run_task_kwargs=dict(run_task_kwargs),
-        launcher_max_concurrency=launcher_max_concurrency,
-        run_task_calls_per_second=run_task_rate,
-        status_reserved_concurrency=status_reserved,
-        retry_horizon_seconds=retry_horizon,
-        finished_item_ttl_days=ttl_days,
-        log_retention_days=retention or d.log_retention_days,
-        alarm_email=alarm_email,
-        alarm_topic_arn=alarm_topic_arn,
-        reconcile_every_minutes=reconcile_every,
-        reconcile_stale_after_seconds=stale_after,
-        publish_all_events=r.boolean("publishAllEvents", d.publish_all_events),
-    )
+    if s.alarm_email and s.alarm_topic_arn:
+        raise _Problem("alarmEmail", "set alarmEmail (a new topic) or alarmTopicArn (your topic), not both")
 
 
-def _reconcile(r: _Reader, d: Settings) -> tuple[int, int]:
-    """Read reconcileEveryMinutes / reconcileStaleAfterSeconds: together well inside ECS's memory of stopped tasks."""
-    every = r.integer("reconcileEveryMinutes", d.reconcile_every_minutes, 1, 30)
-    stale_after = r.integer(
-        "reconcileStaleAfterSeconds", d.reconcile_stale_after_seconds, 60, MAX_RECONCILE_WINDOW_SECONDS - 60
-    )
-    assert every is not None and stale_after is not None
+def _reconcile(s: Settings) -> None:
+    """Keep reconcileEveryMinutes + reconcileStaleAfterSeconds well inside ECS's memory of stopped tasks."""
+    every, stale_after = s.reconcile_every_minutes, s.reconcile_stale_after_seconds
     window = stale_after + every * 60
     if window > MAX_RECONCILE_WINDOW_SECONDS:
-        raise r.error(
+        raise _Problem(
             "reconcileStaleAfterSeconds",
             f"{stale_after} s plus reconcileEveryMinutes ({every} min) is {window} s; keep the sum within "
             f"{MAX_RECONCILE_WINDOW_SECONDS} s, well inside the hour ECS keeps stopped tasks (DescribeTasks)",
         )
-    return every, stale_after
 
 
-def _launch(r: _Reader) -> tuple[str | None, tuple[Mapping[str, Any], ...]]:
-    """Read launchType / capacityProviderStrategy: exactly one of them."""
-    raw_strategy = r.raw.get("capacityProviderStrategy") or []
-    launch_type = r.string("launchType", None if raw_strategy else "FARGATE")
-    if launch_type is not None and raw_strategy:
-        raise r.error(
-            "launchType",
-            "launchType and capacityProviderStrategy are mutually exclusive; set launchType to null",
+_RULES: tuple[Callable[[Settings], None], ...] = (_network, _compute, _launch, _control_plane, _reconcile)
+
+
+def load_settings(context: Mapping[str, Any] | None) -> Settings:
+    """Validate the ``ecsEventExecutor`` context value and return the settings; raise SettingsError naming the key."""
+    raw: Any = context or {}
+    if not isinstance(raw, Mapping):
+        raise SettingsError(f"{CONTEXT_KEY}: expected an object, got {_json(raw)}")
+    known = sorted(field.alias or name for name, field in Settings.model_fields.items())
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise SettingsError(
+            f"{CONTEXT_KEY}.{unknown[0]}: unknown setting; known settings: {', '.join(known)}"
         )
-    if launch_type is not None and launch_type not in ("FARGATE", "EC2", "EXTERNAL"):
-        raise r.error("launchType", f"must be FARGATE, EC2 or EXTERNAL, got {launch_type!r}")
-    if not isinstance(raw_strategy, list):
-        raise r.error("capacityProviderStrategy", f"expected a list, got {json.dumps(raw_strategy)}")
-    strategy: list[Mapping[str, Any]] = []
-    for i, entry in enumerate(raw_strategy):
-        key = f"capacityProviderStrategy[{i}]"
-        if not isinstance(entry, Mapping) or not isinstance(entry.get("capacityProvider"), str):
-            raise r.error(key, 'expected {"capacityProvider": "FARGATE_SPOT", "weight": 1, "base": 0}')
-        if not _CAPACITY_PROVIDER.match(entry["capacityProvider"]):
-            raise r.error(
-                f"{key}.capacityProvider", f"{entry['capacityProvider']!r} is not a capacity provider name"
-            )
-        extra = sorted(set(entry) - {"capacityProvider", "weight", "base"})
-        if extra:
-            raise r.error(f"{key}.{extra[0]}", "unknown field; allowed: capacityProvider, weight, base")
-        for num, high in (("weight", 1000), ("base", 100000)):
-            value = entry.get(num, 0)
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= high:
-                raise r.error(
-                    f"{key}.{num}", f"must be an integer between 0 and {high}, got {json.dumps(value)}"
-                )
-        strategy.append(dict(entry))
-    if strategy and not any(e.get("weight", 0) > 0 for e in strategy):
-        raise r.error("capacityProviderStrategy", "at least one provider needs a weight above 0")
-    return launch_type, tuple(strategy)
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    """Return the first problem as 'ecsEventExecutor.<key>: <problem>'."""
+    error = exc.errors()[0]
+    cause = (error.get("ctx") or {}).get("error")
+    if isinstance(cause, _Problem):
+        return f"{CONTEXT_KEY}.{cause.key}: {cause}"
+    key = ".".join(str(part) for part in error["loc"])
+    problem = str(cause) if cause is not None else error["msg"]
+    return f"{CONTEXT_KEY}.{key}: {problem}" if key else f"{CONTEXT_KEY}: {problem}"

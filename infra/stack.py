@@ -6,16 +6,17 @@ from aws_cdk import Aws, CfnOutput, Environment, Stack, Validations
 from aws_cdk import aws_lambda as lambda_
 from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
+from ecs_event_executor.control import environment as env_vars
 
 from infra import bundling
 from infra.control_bus import ControlBus
-from infra.launcher import Launcher
+from infra.launcher import LauncherFunction
 from infra.observability import Monitoring
-from infra.reconciler import LOST_METRIC, Reconciler
+from infra.reconciler import LOST_METRIC, ReconcilerFunction
 from infra.reconciler import METRICS as RECONCILER_METRICS
 from infra.scheduler_access import SchedulerAccess
 from infra.settings import Settings
-from infra.status import StatusTracker
+from infra.status import StatusFunction
 from infra.task_runtime import TaskRuntime
 from infra.tasks_table import TasksTable
 
@@ -54,21 +55,21 @@ class EcsEventExecutorStack(Stack):
         )
 
         common = {
-            "TASKS_TABLE_NAME": self.tasks.table.table_name,
-            "EVENT_BUS_NAME": self.control_bus.bus.event_bus_name,
-            "FINISHED_TTL_SECONDS": str(settings.finished_ttl_seconds),
-            "CONTAINER_NAME": settings.container_name,
-            "CLUSTER": self.runtime.cluster_arn,
-            "PUBLISH_ALL_EVENTS": "true" if settings.publish_all_events else "false",
+            env_vars.TASKS_TABLE_NAME: self.tasks.table.table_name,
+            env_vars.EVENT_BUS_NAME: self.control_bus.bus.event_bus_name,
+            env_vars.FINISHED_TTL_SECONDS: str(settings.finished_ttl_seconds),
+            env_vars.CONTAINER_NAME: settings.container_name,
+            env_vars.CLUSTER: self.runtime.cluster_arn,
+            env_vars.PUBLISH_ALL_EVENTS: "true" if settings.publish_all_events else "false",
         }
-        self.launcher = Launcher(
+        self.launcher = LauncherFunction(
             self,
             "Launcher",
             settings=settings,
             layer=self.layer,
             environment={**common, **self.runtime.launch_environment()},
         )
-        self.status = StatusTracker(
+        self.status = StatusFunction(
             self,
             "Status",
             settings=settings,
@@ -76,7 +77,7 @@ class EcsEventExecutorStack(Stack):
             cluster_arn=self.runtime.cluster_arn,
             environment=common,
         )
-        self.reconciler = Reconciler(
+        self.reconciler = ReconcilerFunction(
             self, "Reconciler", settings=settings, layer=self.layer, environment=common
         )
         # Relaunch requests (from the status handler, and from the reconciler for lost launch messages).

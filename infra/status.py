@@ -40,8 +40,11 @@ def ecs_task_events(cluster_arn: str) -> events.EventPattern:
     )
 
 
-class StatusTracker(Construct):
-    """ECS task-state rule (default bus) -> status Lambda, with retries and a dead-letter queue for the target."""
+class StatusFunction(Construct):
+    """Deploy ``lambdas/status`` (the ``control.status_tracking`` service) behind the ECS task-state rule.
+
+    The rule is on the default bus; its target has retries and a dead-letter queue.
+    """
 
     def __init__(
         self,

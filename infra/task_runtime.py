@@ -13,6 +13,7 @@ from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from constructs import Construct
+from ecs_event_executor.control import environment as env_vars
 
 from infra import nag
 from infra.python_function import log_retention
@@ -187,20 +188,22 @@ class TaskRuntime(Construct):
         """Return the launcher's launch settings (AwsEcsExecutor's settings, as environment variables)."""
         s = self.settings
         env = {
-            "CLUSTER": self.cluster_arn,
-            "TASK_DEFINITION": self.task_definition_arn,
-            "CONTAINER_NAME": s.container_name,
-            "SUBNETS": Fn.join(",", self.subnet_ids),
-            "SECURITY_GROUPS": Fn.join(",", self.security_group_ids),
-            "ASSIGN_PUBLIC_IP": "true" if s.assign_public_ip else "false",
-            "RUN_TASK_KWARGS": json.dumps(dict(s.run_task_kwargs), separators=(",", ":")),
+            env_vars.CLUSTER: self.cluster_arn,
+            env_vars.TASK_DEFINITION: self.task_definition_arn,
+            env_vars.CONTAINER_NAME: s.container_name,
+            env_vars.SUBNETS: Fn.join(",", self.subnet_ids),
+            env_vars.SECURITY_GROUPS: Fn.join(",", self.security_group_ids),
+            env_vars.ASSIGN_PUBLIC_IP: "true" if s.assign_public_ip else "false",
+            env_vars.RUN_TASK_KWARGS: json.dumps(dict(s.run_task_kwargs), separators=(",", ":")),
         }
         if s.capacity_provider_strategy:
-            env["CAPACITY_PROVIDER_STRATEGY"] = json.dumps([dict(e) for e in s.capacity_provider_strategy])
+            env[env_vars.CAPACITY_PROVIDER_STRATEGY] = json.dumps(
+                [dict(e) for e in s.capacity_provider_strategy]
+            )
         elif s.launch_type:
-            env["LAUNCH_TYPE"] = s.launch_type
+            env[env_vars.LAUNCH_TYPE] = s.launch_type
         if s.platform_version and s.uses_fargate:
-            env["PLATFORM_VERSION"] = s.platform_version
+            env[env_vars.PLATFORM_VERSION] = s.platform_version
         return env
 
     def grant_describe_tasks(self, grantee: iam.IGrantable) -> None:

@@ -1,7 +1,7 @@
 """The tasks table: one item per launch, written by the Lambdas, read by the executor and the reconciler by index.
 
 Keys, indexes and projections come from the contract's ``table_definition()`` (``ecs_event_executor.control.
-task_item``), the same CreateTable arguments the tests and the local mode use, so the stack cannot drift from it.
+tasks.schema``), the same CreateTable arguments the tests and the local mode use, so the stack cannot drift from it.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from aws_cdk import RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from constructs import Construct
-from ecs_event_executor.control.task_item import CHANGE_INDEX, STALE_INDEX, Attr, table_definition
+from ecs_event_executor.control.tasks.schema import CHANGE_INDEX, STALE_INDEX, Attr, table_definition
 
 _ATTRIBUTE_TYPES: Mapping[str, dynamodb.AttributeType] = {
     "S": dynamodb.AttributeType.STRING,

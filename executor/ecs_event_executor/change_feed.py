@@ -21,7 +21,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ecs_event_executor.control.task_item import TaskItem, TaskTable
+from ecs_event_executor.control.tasks.item import TaskItem
+from ecs_event_executor.control.tasks.table import TaskTable
 
 # Items per page of a new feed's newest-first read: one small Query when the owner is new or quiet.
 FIRST_READ_PAGE = 100

@@ -1,8 +1,8 @@
 """Operator commands: list tasks by state, show one task's history and reason, replay a dead-letter queue.
 
-``ecs-event-executor tasks``, ``ecs-event-executor show LAUNCH_ID``, ``ecs-event-executor replay-dlq``;
-``ecs-event-executor local up|demo`` runs the local mode. AWS access comes from the usual boto3 chain
-(``--region``/``--endpoint-url`` override it, e.g. for the local mode's moto_server).
+``ecs-event-executor tasks``, ``ecs-event-executor show LAUNCH_ID``, ``ecs-event-executor replay-dlq``. AWS access
+comes from the usual boto3 chain (``--region``/``--endpoint-url`` override it, e.g. for the local mode's
+moto_server, which runs from a clone: ``python -m harness.local up``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,10 @@ from typing import Any
 import boto3
 
 from ecs_event_executor.control.messages import MalformedMessage, parse_message
-from ecs_event_executor.control.task_item import Attr, TaskItem, TaskState, TaskTable, is_task_key
+from ecs_event_executor.control.tasks.item import TaskItem
+from ecs_event_executor.control.tasks.lifecycle import TaskState
+from ecs_event_executor.control.tasks.schema import Attr, is_task_key
+from ecs_event_executor.control.tasks.table import TaskTable
 
 TABLE_ENV = "AIRFLOW__ECS_EVENT_EXECUTOR__TABLE_NAME"
 
@@ -211,17 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--max", type=int, default=1000)
     replay.add_argument("--dry-run", action="store_true")
     replay.set_defaults(func=cmd_replay)
-
-    local = sub.add_parser("local", help="run the local mode (up, demo)", add_help=False)
-    local.add_argument("rest", nargs=argparse.REMAINDER)
-    local.set_defaults(func=lambda a: _local(a.rest))
     return parser
-
-
-def _local(rest: list[str]) -> int:
-    from ecs_event_executor.local.cli import main as local_main
-
-    return int(local_main(rest) or 0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

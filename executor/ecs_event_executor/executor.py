@@ -21,6 +21,7 @@ from ecs_event_executor.aws import AwsClients, ClientFactory, connection_client_
 from ecs_event_executor.change_feed import ChangeFeed
 from ecs_event_executor.config import ExecutorSettings, ExecutorSettingsError, load_settings
 from ecs_event_executor.control.aws_errors import ErrorKind, classify, error_text
+from ecs_event_executor.control.executor_config import ExecutorConfigError, check_executor_config
 from ecs_event_executor.control.messages import (
     AdoptRequest,
     CancelRequest,
@@ -28,8 +29,9 @@ from ecs_event_executor.control.messages import (
     PingRequest,
     new_launch_id,
 )
-from ecs_event_executor.control.run_task import ExecutorConfigError, LaunchConfig, build_run_task_kwargs
-from ecs_event_executor.control.task_item import TaskItem, TaskState, TaskTable
+from ecs_event_executor.control.tasks.item import TaskItem
+from ecs_event_executor.control.tasks.lifecycle import TaskState
+from ecs_event_executor.control.tasks.table import TaskTable
 from ecs_event_executor.launch_queue import LaunchQueue, OutgoingMessage, SendResult
 from ecs_event_executor.logs import control_plane_summary, read_stream, stream_name, task_ids
 
@@ -42,8 +44,6 @@ MAX_BACKOFF_SECONDS = 60.0
 RECONCILE_SLICE = 100
 # How often end() polls the change feed while waiting for tasks to finish.
 END_POLL_SECONDS = 2.0
-# A launch id as long as the contract allows: the size check at queue time counts the longest environment.
-_LONGEST_LAUNCH_ID = "0" * 56
 
 
 class EcsEventExecutorError(RuntimeError):
@@ -265,16 +265,12 @@ class EcsEventExecutor(BaseExecutor):
         work = take_workload(self, workload)
         settings = self.settings
         try:
-            executor_config = dict(work.executor_config or {}) if work.executor_config is not None else {}
-            # The launcher's own check, with the launcher's size budget, run now: a bad config fails at once.
-            # Placeholder cluster and task definition: only the overrides are measured; the launcher owns the rest.
-            probe = LaunchConfig(cluster="-", task_definition="-", container_name=settings.container_name)
-            build_run_task_kwargs(
-                probe,
-                launch_id=_LONGEST_LAUNCH_ID,
-                attempt=settings.max_run_task_attempts,
+            # The launcher's own rules and size budget, applied now: a bad config fails the task at once.
+            executor_config = check_executor_config(
+                work.executor_config,
+                container_name=settings.container_name,
                 command=work.command,
-                executor_config=executor_config,
+                max_attempts=settings.max_run_task_attempts,
             )
         except (ExecutorConfigError, TypeError, ValueError) as exc:
             message = f"EcsEventExecutor refused the task's executor_config: {exc}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from ecs_event_executor.control.task_item import TaskItem
+from ecs_event_executor.control.tasks.item import TaskItem
 
 # A running task's log is read on every UI refresh; bound what one read costs.
 MAX_LOG_PAGES = 10

@@ -15,12 +15,14 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse, PartialItemFailures
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from ecs_event_executor.control import environment as env_vars
 from ecs_event_executor.control.launching import Launcher, LauncherSettings, Outcome, Result, RetryLater
 from ecs_event_executor.control.messages import MalformedMessage
 
 logger = Logger(service="ecs-event-launcher")
 metrics = Metrics(
-    namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "AirflowEcsEventExecutor"), service="launcher"
+    namespace=os.environ.get(env_vars.POWERTOOLS_METRICS_NAMESPACE, env_vars.DEFAULT_METRICS_NAMESPACE),
+    service="launcher",
 )
 _launcher: Launcher | None = None
 _sqs: Any = None
@@ -49,7 +51,7 @@ def reset() -> None:
 
 
 def _queue_url(record: SQSRecord) -> str:
-    configured = os.environ.get("LAUNCH_QUEUE_URL")
+    configured = os.environ.get(env_vars.LAUNCH_QUEUE_URL)
     if configured:
         return configured
     return sqs().get_queue_url(QueueName=record.event_source_arn.rsplit(":", 1)[-1])["QueueUrl"]
@@ -70,7 +72,7 @@ def settle(record: SQSRecord, outcome: Outcome) -> bool:
         return True
     if isinstance(outcome, MalformedMessage):
         _count("MalformedMessages")
-        dead_letter_queue = os.environ.get("DEAD_LETTER_QUEUE_URL")
+        dead_letter_queue = os.environ.get(env_vars.DEAD_LETTER_QUEUE_URL)
         logger.error(
             "malformed launch message", extra={"reason": str(outcome), "message_id": record.message_id}
         )

@@ -8,11 +8,13 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from ecs_event_executor.control import environment as env_vars
 from ecs_event_executor.control.reconciling import Reconciler, ReconcilerSettings
 
 logger = Logger(service="ecs-event-reconciler")
 metrics = Metrics(
-    namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "AirflowEcsEventExecutor"), service="reconciler"
+    namespace=os.environ.get(env_vars.POWERTOOLS_METRICS_NAMESPACE, env_vars.DEFAULT_METRICS_NAMESPACE),
+    service="reconciler",
 )
 
 _reconciler: Reconciler | None = None
@@ -24,7 +26,7 @@ def reconciler() -> Reconciler:
     """Return the reconciler, reading and validating the environment on first use."""
     global _reconciler
     if _reconciler is None:
-        _reconciler = Reconciler(ReconcilerSettings.from_env(os.environ))
+        _reconciler = Reconciler(ReconcilerSettings.from_env())
     return _reconciler
 
 

@@ -8,11 +8,13 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from ecs_event_executor.control import environment as env_vars
 from ecs_event_executor.control.status_tracking import StatusSettings, StatusTracker
 
 logger = Logger(service="ecs-event-status")
 metrics = Metrics(
-    namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "AirflowEcsEventExecutor"), service="status"
+    namespace=os.environ.get(env_vars.POWERTOOLS_METRICS_NAMESPACE, env_vars.DEFAULT_METRICS_NAMESPACE),
+    service="status",
 )
 
 _tracker: StatusTracker | None = None
@@ -22,7 +24,7 @@ def tracker() -> StatusTracker:
     """Return the tracker, reading and validating the environment on first use."""
     global _tracker
     if _tracker is None:
-        _tracker = StatusTracker(StatusSettings.from_env(os.environ))
+        _tracker = StatusTracker(StatusSettings.from_env())
     return _tracker
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.model import Actor, Sim, TokenBucket
+from harness.bench.model import Actor, Sim, TokenBucket
 
 
 def test_token_bucket_refills_at_its_rate_up_to_its_capacity() -> None:
@@ -62,8 +62,8 @@ def test_joined_threads_wait_in_parallel_and_resume_at_the_latest() -> None:
 def test_bench_runs_both_executors_and_writes_the_report(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bench import world
-    from bench.__main__ import main
+    from harness.bench import world
+    from harness.bench.__main__ import main
 
     for name, value in world._ENV.items():
         monkeypatch.setenv(name, value)

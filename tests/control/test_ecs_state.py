@@ -15,9 +15,10 @@ from ecs_event_executor.control.ecs_state import (
     map_ecs_task,
     map_event,
 )
-from ecs_event_executor.control.task_item import TaskState
+from ecs_event_executor.control.tasks.lifecycle import TaskState
 
-EVENTS = Path(__file__).resolve().parents[2].parent / "shared" / "events"
+# Events copied from the AWS documentation (sources: tests/fixtures/ecs_events/SOURCES.md).
+EVENTS = Path(__file__).resolve().parents[1] / "fixtures" / "ecs_events"
 STARTED = datetime(2026, 1, 1, tzinfo=UTC)
 
 

@@ -7,10 +7,12 @@ import threading
 from typing import Any
 
 import pytest
+from ecs_event_executor.control.environment import EnvironmentVariableError
 from ecs_event_executor.control.launching import Launcher, LauncherSettings, Result, RetryLater
 from ecs_event_executor.control.messages import AdoptRequest, CancelRequest
-from ecs_event_executor.control.run_task import LaunchConfigError
-from ecs_event_executor.control.task_item import TaskItem, TaskState, TaskTable
+from ecs_event_executor.control.tasks.item import TaskItem
+from ecs_event_executor.control.tasks.lifecycle import TaskState
+from ecs_event_executor.control.tasks.table import TaskTable
 
 from lambdas.launcher import handler as launcher_handler
 from tests.conftest import ControlPlane
@@ -345,5 +347,5 @@ def test_launch_settings_are_validated_naming_the_variable(
     control_plane: ControlPlane, name: str, value: str, needle: str
 ) -> None:
     env = dict(control_plane.env, **{name: value})
-    with pytest.raises(LaunchConfigError, match=needle):
+    with pytest.raises(EnvironmentVariableError, match=needle):
         LauncherSettings.from_env(env)

@@ -12,14 +12,10 @@ from ecs_event_executor.control import bus
 from ecs_event_executor.control.launching import Launcher, LauncherSettings, RetryLater
 from ecs_event_executor.control.messages import parse_message
 from ecs_event_executor.control.reconciling import Reconciler, ReconcilerSettings
-from ecs_event_executor.control.task_item import (
-    STALE_SHARDS,
-    Attr,
-    EcsSnapshot,
-    TaskState,
-    TaskTable,
-    active_shard,
-)
+from ecs_event_executor.control.tasks.item import EcsSnapshot
+from ecs_event_executor.control.tasks.lifecycle import TaskState
+from ecs_event_executor.control.tasks.schema import STALE_SHARDS, Attr, active_shard
+from ecs_event_executor.control.tasks.table import TaskTable
 
 from lambdas.launcher import handler as launcher_handler
 from lambdas.status import handler as status_handler

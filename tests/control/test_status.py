@@ -9,7 +9,9 @@ import boto3
 import pytest
 from ecs_event_executor.control import bus
 from ecs_event_executor.control.messages import parse_message
-from ecs_event_executor.control.task_item import TaskItem, TaskState, TaskTable
+from ecs_event_executor.control.tasks.item import TaskItem
+from ecs_event_executor.control.tasks.lifecycle import TaskState
+from ecs_event_executor.control.tasks.table import TaskTable
 
 from lambdas.launcher import handler as launcher_handler
 from lambdas.status import handler as status_handler

@@ -13,18 +13,18 @@ from typing import Any
 import pytest
 from ecs_event_executor.control.bus import LAUNCH_FAILED, TASK_FINISHED, TASK_LAUNCHED, ControlPlaneBus
 from ecs_event_executor.control.launching import Launcher, LauncherSettings, Result
-from ecs_event_executor.control.messages import RelaunchRequest
+from ecs_event_executor.control.messages import LaunchRequest, RelaunchRequest
 from ecs_event_executor.control.status_tracking import StatusSettings, StatusTracker
-from ecs_event_executor.control.task_item import (
+from ecs_event_executor.control.tasks.item import HISTORY_LIMIT, EcsSnapshot, EventOutcome, TaskItem
+from ecs_event_executor.control.tasks.lifecycle import TaskState
+from ecs_event_executor.control.tasks.schema import (
     CHANGE_INDEX,
     STALE_INDEX,
     Attr,
-    EcsSnapshot,
-    TaskState,
-    TaskTable,
     request_key,
     table_definition,
 )
+from ecs_event_executor.control.tasks.table import TaskTable
 
 from lambdas.status import handler as status_handler
 from tests.conftest import ControlPlane
@@ -314,3 +314,74 @@ def test_a_failed_task_is_always_announced(control_plane: ControlPlane) -> None:
 def test_publish_all_events_must_be_a_boolean(control_plane: ControlPlane) -> None:
     with pytest.raises(ValueError, match="PUBLISH_ALL_EVENTS"):
         StatusSettings.from_env(dict(control_plane.env, PUBLISH_ALL_EVENTS="sometimes"))
+
+
+def test_history_is_bounded_and_the_item_stays_under_one_kilobyte_at_most_attempts(
+    control_plane: ControlPlane,
+) -> None:
+    """Every attempt relaunched, each with many PENDING and RUNNING events (Spot warnings with their reasons) and a
+    long stop reason: history keeps one entry per (attempt, state) of the last two attempts and the outcome, and
+    every write stays one write unit."""
+    max_attempts = LaunchRequest.model_fields["max_attempts"].metadata[1].le
+    request = launch_request(
+        "a_typical_task_id", owner="default:scheduler-7f9c2b1a", max_attempts=max_attempts
+    )
+    table = TaskTable(control_plane.table)
+    table.create_for_launch(request, lease_seconds=60)
+    # As long as ECS's own stop reasons get (the item keeps the whole reason; see the cut test above).
+    stop_reason = (
+        "CannotPullContainerError: pull access denied for airflow, repository does not exist " * 2
+    )[:120]
+    spot_reason = "Your Spot Task was interrupted. (SpotInterruption)"
+    sizes: list[int] = []
+    lengths: list[int] = []
+
+    def measure(item: TaskItem | None) -> None:
+        assert item is not None
+        sizes.append(item_size(raw_item(control_plane, request.launch_id)))
+        lengths.append(len(item.history))
+
+    for attempt in range(1, max_attempts + 1):
+        arn = f"{ARN[:-2]}{attempt:02d}"
+        if attempt > 1:
+            measure(table.claim_attempt(request.launch_id, attempt, lease_seconds=60).item)
+        measure(table.record_launched(request.launch_id, attempt, task_arn=arn, cluster_arn=CLUSTER_ARN)[1])
+        events: list[tuple[TaskState, str, str | None]] = [(TaskState.PENDING, "PENDING", None)] * 3
+        events += [(TaskState.RUNNING, "RUNNING", None)]
+        events += [(TaskState.RUNNING, "RUNNING", spot_reason)] * 4
+        for version, (state, last_status, reason) in enumerate(events, start=2):
+            snap = EcsSnapshot(state, arn, version, last_status, cluster_arn=CLUSTER_ARN, reason=reason)
+            outcome, item = table.apply_ecs_event(request.launch_id, attempt, snap)
+            assert outcome is EventOutcome.APPLIED
+            measure(item)
+        stopped = EcsSnapshot(
+            TaskState.FAILED,
+            arn,
+            len(events) + 2,
+            "STOPPED",
+            cluster_arn=CLUSTER_ARN,
+            reason=stop_reason,
+            stop_code="TaskFailedToStart",
+        )
+        if attempt < max_attempts:
+            relaunched, item = table.schedule_relaunch(request.launch_id, attempt, stopped)
+            assert relaunched
+        else:
+            _, item = table.apply_ecs_event(request.launch_id, attempt, stopped)
+        measure(item)
+    item = table.get(request.launch_id)
+    assert item is not None and (item.state, item.attempt) == (TaskState.FAILED, max_attempts)
+    print(
+        f"\nlargest item over {len(sizes)} writes: {max(sizes)} bytes, history up to {max(lengths)} entries"
+    )
+    assert max(lengths) <= HISTORY_LIMIT
+    assert max(sizes) < 1024
+    # The last two attempts and the outcome, in order, each attempt's task id kept.
+    last, before = max_attempts, max_attempts - 1
+    assert [(e["attempt"], e["state"]) for e in item.history] == [
+        *[(a, s) for a in (before, last) for s in ("LAUNCHING", "PENDING", "RUNNING")],
+        (last, "FAILED"),
+    ]
+    assert [e["task"] for e in item.history if "task" in e] == [
+        f"{ARN[-32:-2]}{a:02d}" for a in (before, last)
+    ]

@@ -1,11 +1,11 @@
-"""End-to-end helpers: a real Airflow against the local control plane (``ecs_event_executor.local``)."""
+"""End-to-end helpers: a real Airflow against the local control plane (``harness.local``)."""
 
 from __future__ import annotations
 
 from collections import Counter
 from typing import Any
 
-from ecs_event_executor.local.stack import LocalStack
+from harness.local.stack import LocalStack
 
 
 def ecs_tasks_per_try(stack: LocalStack, run_id: str) -> Counter[tuple[Any, ...]]:

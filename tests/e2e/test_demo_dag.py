@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from ecs_event_executor.local.cli import expected_states, outcome_table, wait_for_run, wait_items_final
-from ecs_event_executor.local.runner import Faults
-from ecs_event_executor.local.stack import LocalStack, StackOptions
 
+from harness.local.cli import expected_states, outcome_table, wait_for_run, wait_items_final
+from harness.local.runner import Faults
+from harness.local.stack import LocalStack, StackOptions
 from tests.e2e.conftest import ecs_tasks_per_try, processes_started_per_try
 
 pytestmark = pytest.mark.e2e

@@ -8,11 +8,12 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from ecs_event_executor.control.task_item import TaskItem, TaskState
-from ecs_event_executor.local.procs import wait_until
-from ecs_event_executor.local.runner import Faults
-from ecs_event_executor.local.stack import LocalStack, StackOptions
+from ecs_event_executor.control.tasks.item import TaskItem
+from ecs_event_executor.control.tasks.lifecycle import TaskState
 
+from harness.local.procs import wait_until
+from harness.local.runner import Faults
+from harness.local.stack import LocalStack, StackOptions
 from tests.e2e.conftest import ecs_tasks_per_try, processes_started_per_try
 
 pytestmark = pytest.mark.e2e

@@ -7,11 +7,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from ecs_event_executor.control.task_item import TaskState
-from ecs_event_executor.local.cli import wait_for_run, wait_items_final
-from ecs_event_executor.local.procs import wait_until
-from ecs_event_executor.local.stack import LocalStack, StackOptions
+from ecs_event_executor.control.tasks.lifecycle import TaskState
 
+from harness.local.cli import wait_for_run, wait_items_final
+from harness.local.procs import wait_until
+from harness.local.stack import LocalStack, StackOptions
 from tests.e2e.conftest import ecs_tasks_per_try, processes_started_per_try
 
 pytestmark = [pytest.mark.e2e, pytest.mark.reliability]

@@ -19,7 +19,7 @@ os.environ.setdefault("AIRFLOW__API_AUTH__JWT_SECRET", "tests-only-secret")
 import boto3
 import pytest
 from ecs_event_executor.control.messages import TaskKey, new_launch_id, utcnow
-from ecs_event_executor.control.task_item import TaskTable
+from ecs_event_executor.control.tasks.table import TaskTable
 from ecs_event_executor.executor import EcsEventExecutor
 
 from tests.support.aws import REGION, create_queues, create_table
@@ -261,7 +261,8 @@ class StandInControlPlane:
         stop_code: str | None = None,
     ) -> None:
         """Apply an ECS-derived state to a launch, as the status handler does."""
-        from ecs_event_executor.control.task_item import EcsSnapshot, TaskState
+        from ecs_event_executor.control.tasks.item import EcsSnapshot
+        from ecs_event_executor.control.tasks.lifecycle import TaskState
 
         self._versions[launch_id] += 1
         arn = f"arn:aws:ecs:{REGION}:123456789012:task/airflow/{launch_id.replace('-', '')[:32]}"

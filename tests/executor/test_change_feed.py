@@ -9,7 +9,7 @@ import pytest
 from ecs_event_executor.change_feed import ChangeFeed
 from ecs_event_executor.config import MIN_RECONCILE_INTERVAL_SECONDS, ExecutorSettingsError, load_settings
 from ecs_event_executor.control.messages import CancelRequest
-from ecs_event_executor.control.task_item import TaskTable
+from ecs_event_executor.control.tasks.table import TaskTable
 
 from tests.support.aws import create_table
 from tests.support.feed_sim import OWNER, ReaderClockFeed, SkewedWriters, run_feed

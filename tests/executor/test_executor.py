@@ -16,7 +16,7 @@ from ecs_event_executor.control.messages import (
     PingRequest,
     parse_message,
 )
-from ecs_event_executor.control.task_item import TaskState
+from ecs_event_executor.control.tasks.lifecycle import TaskState
 from ecs_event_executor.executor import EcsEventExecutor, EcsEventExecutorError
 
 from tests.executor.conftest import (
@@ -459,7 +459,7 @@ def test_get_task_log_reads_the_record_and_the_awslogs_stream(
 
 
 def test_safety_net_finds_a_change_the_feed_missed_one_slice_per_loop(executor_env: ExecutorEnv) -> None:
-    from ecs_event_executor.control.task_item import EcsSnapshot
+    from ecs_event_executor.control.tasks.item import EcsSnapshot
 
     # The feed never sees one change (emulated: the index does not return it; whatever the cause, the safety net
     # must find it).

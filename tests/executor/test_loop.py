@@ -12,7 +12,8 @@ from typing import Any
 import boto3
 import pytest
 from ecs_event_executor.control.ecs_state import LAUNCH_ID_ENV
-from ecs_event_executor.control.task_item import TaskState, TaskTable
+from ecs_event_executor.control.tasks.lifecycle import TaskState
+from ecs_event_executor.control.tasks.table import TaskTable
 from ecs_event_executor.executor import EcsEventExecutor
 
 from tests.conftest import ControlPlane

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from ecs_event_executor.control.messages import LaunchRequest, parse_message
-from ecs_event_executor.control.task_item import EcsSnapshot, TaskState
+from ecs_event_executor.control.tasks.item import EcsSnapshot
+from ecs_event_executor.control.tasks.lifecycle import TaskState
 
 from tests.executor.conftest import ExecutorEnv, queue_all, task_workload
 

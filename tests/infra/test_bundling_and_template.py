@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from aws_cdk import aws_logs as logs
-from ecs_event_executor.control.task_item import CHANGE_INDEX
+from ecs_event_executor.control.tasks.schema import CHANGE_INDEX
 
 from infra import bundling
 from infra.python_function import log_retention

@@ -11,7 +11,7 @@ from ecs_event_executor.control.ecs_state import STARTED_BY
 from ecs_event_executor.control.launching import LauncherSettings
 from ecs_event_executor.control.run_task import LaunchConfig
 from ecs_event_executor.control.status_tracking import StatusSettings
-from ecs_event_executor.control.task_item import Attr, table_definition
+from ecs_event_executor.control.tasks.schema import Attr, table_definition
 
 from infra.launcher import LAUNCHER_TIMEOUT, MAX_RECEIVE_COUNT
 from tests.infra.helpers import function, logical_id, only
@@ -197,7 +197,7 @@ def test_status_environment(template: Template) -> None:
 
 
 def test_status_function_memory_is_what_the_benchmark_models(template: Template) -> None:
-    from bench.model import AwsModel
+    from harness.bench.model import AwsModel
 
     assert function(template, STATUS)["Properties"]["MemorySize"] == AwsModel().status_memory_mb == 256
     assert function(template, LAUNCHER)["Properties"]["MemorySize"] == AwsModel().launcher_memory_mb

@@ -44,7 +44,7 @@ def test_layer_holds_the_locked_powertools_and_the_contract_package_but_not_airf
     assert (python / f"aws_lambda_powertools-{powertools}.dist-info").is_dir()
     assert (python / f"pydantic-{locked_version('pydantic')}.dist-info").is_dir()
     assert list((python / "pydantic_core").glob("_pydantic_core.cpython-312-aarch64-linux-gnu.so"))
-    assert (python / "ecs_event_executor" / "control" / "task_item.py").is_file()
+    assert (python / "ecs_event_executor" / "control" / "tasks" / "table.py").is_file()
     assert not (python / "airflow").exists()
     assert not list(python.rglob("__pycache__"))
 

@@ -19,7 +19,9 @@ from ecs_event_executor.control.launching import Launcher, LauncherSettings, Ret
 from ecs_event_executor.control.messages import LaunchRequest, RelaunchRequest, TaskKey, new_launch_id
 from ecs_event_executor.control.reconciling import Reconciler, ReconcilerSettings
 from ecs_event_executor.control.status_tracking import StatusSettings, StatusTracker
-from ecs_event_executor.control.task_item import TaskItem, TaskState, TaskTable
+from ecs_event_executor.control.tasks.item import TaskItem
+from ecs_event_executor.control.tasks.lifecycle import TaskState
+from ecs_event_executor.control.tasks.table import TaskTable
 
 from lambdas.launcher import handler as launcher_handler
 from lambdas.status import handler as status_handler

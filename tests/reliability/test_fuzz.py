@@ -9,14 +9,11 @@ from typing import Any
 
 import pytest
 from ecs_event_executor.control.ecs_state import TaskStateChange, map_event
+from ecs_event_executor.control.executor_config import ExecutorConfigError, validate_executor_config
 from ecs_event_executor.control.messages import MalformedMessage, parse_message
-from ecs_event_executor.control.run_task import (
-    ExecutorConfigError,
-    LaunchConfig,
-    build_run_task_kwargs,
-    validate_executor_config,
-)
-from ecs_event_executor.control.task_item import TaskState, TaskTable
+from ecs_event_executor.control.run_task import LaunchConfig, build_run_task_kwargs
+from ecs_event_executor.control.tasks.lifecycle import TaskState
+from ecs_event_executor.control.tasks.table import TaskTable
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -1,7 +1,7 @@
 """Mutation check: each guard the reliability suite claims to prove is removed in turn, and its test must fail.
 
-A guard is removed by rewriting the condition of the task table's conditional writes (monkeypatched here, never
-in product code); the scenario of the test that proves it then runs on a smaller N. A mutation that no write
+A guard is removed by dropping conditions from the task table's conditional writes (``Update.arguments``
+monkeypatched here, never in product code); the scenario of the test that proves it then runs on a smaller N. A mutation that no write
 uses is reported as such: the check would prove nothing.
 
 ECS version order and "a terminal state is final" back each other up: every event that could move a finished
@@ -13,12 +13,13 @@ prints each alone as "backed up".
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from ecs_event_executor.control.task_item import IS_ACTIVE, TaskTable
+from ecs_event_executor.control.tasks.updates import Update
 
 from tests.conftest import ControlPlane
 from tests.reliability.test_faults import run_r1, run_r2
@@ -29,40 +30,52 @@ N_R1 = 100
 # R2 with as many relaunched launches as plain ones: late events of attempt 1 meet attempt 2 often.
 N_R2 = 100
 
+_NAME = re.compile(r"#n\d+")
+_PLACEHOLDER = re.compile(r"#n\d+|:v\d+")
+
+# A mutation sees one write's conditions (the conjuncts of its ConditionExpression) with attribute names spelled
+# out, and says which to keep.
+Keep = Callable[[list[str]], list[bool]]
+
 
 @dataclass(frozen=True)
 class Mutation:
     name: str
     test: str  # "R1" or "R2"
-    rewrite: Callable[[str], str]
+    keep: Keep
 
 
-def _without_claim(condition: str) -> str:
+def _event_write(conditions: list[str]) -> bool:
+    # apply_ecs_event and schedule_relaunch: the writes an ECS event makes carry a version condition.
+    return any("ecs_version" in c for c in conditions)
+
+
+def _without_claim(conditions: list[str]) -> list[bool]:
     # claim_attempt (LAUNCHING, same attempt, no task recorded, no live lease): any delivery takes the launch.
-    if "(attribute_not_exists(#l) OR #l < :now)" in condition:
-        return "attribute_exists(#s)"
-    return condition
+    claim = any("lease_until <" in c for c in conditions)
+    return [not claim] * len(conditions)
 
 
-def _without_version_order(condition: str) -> str:
-    # apply_ecs_event and schedule_relaunch: an event no longer needs a newer detail.version than the last one.
-    return condition.replace("(attribute_not_exists(#v) OR #v < :v)", "attribute_exists(#a)")
+def _without_version_order(conditions: list[str]) -> list[bool]:
+    # An event no longer needs a newer detail.version than the last one applied.
+    return ["ecs_version <" not in c for c in conditions]
 
 
-def _without_terminal_is_final(condition: str) -> str:
-    # Every write that requires an active item accepts a finished one too.
-    return condition.replace(IS_ACTIVE, "attribute_exists(#s)")
+def _without_terminal_is_final(conditions: list[str]) -> list[bool]:
+    # An event's write accepts an item in any state, a finished one too.
+    event = _event_write(conditions)
+    return [not (event and c.startswith("state IN (")) for c in conditions]
 
 
-def _without_attempt_guard(condition: str) -> str:
-    # apply_ecs_event and schedule_relaunch: an event of an earlier attempt's ECS task applies to the current one.
-    if "#v" in condition and condition.startswith("#a = :a AND "):
-        return condition.removeprefix("#a = :a AND ")
-    return condition
+def _without_attempt_guard(conditions: list[str]) -> list[bool]:
+    # An event of an earlier attempt's ECS task applies to the current attempt.
+    event = _event_write(conditions)
+    return [not (event and re.fullmatch(r"attempt = :v\d+", c) is not None) for c in conditions]
 
 
-def _without_order_and_finality(condition: str) -> str:
-    return _without_terminal_is_final(_without_version_order(condition))
+def _without_order_and_finality(conditions: list[str]) -> list[bool]:
+    order, finality = _without_version_order(conditions), _without_terminal_is_final(conditions)
+    return [a and b for a, b in zip(order, finality, strict=True)]
 
 
 MUTATIONS = (
@@ -79,17 +92,35 @@ BACKED_UP = (
 )
 
 
-def _mutate(monkeypatch: pytest.MonkeyPatch, rewrite: Callable[[str], str]) -> list[int]:
-    """Rewrite every conditional write's condition; return a one-element counter of the writes it changed."""
+def _mutate(monkeypatch: pytest.MonkeyPatch, keep: Keep) -> list[int]:
+    """Drop conditions from every conditional UpdateItem as ``keep`` says; return a counter of writes changed."""
     changed = [0]
-    original = TaskTable._update
+    original = Update.arguments
 
-    def mutated(self: TaskTable, launch_id: str, *, condition: str, **kwargs: Any) -> Any:
-        rewritten = rewrite(condition)
-        changed[0] += rewritten != condition
-        return original(self, launch_id, condition=rewritten, **kwargs)
+    def arguments(self: Update) -> dict[str, Any]:
+        conditions = list(self._conditions)
+        kept = keep([_NAME.sub(lambda m: self._names[m.group()], c) for c in conditions])
+        if all(kept):
+            return original(self)
+        changed[0] += 1
+        self._conditions = [c for c, k in zip(conditions, kept, strict=True) if k]
+        try:
+            args = original(self)
+        finally:
+            self._conditions = conditions
+        # DynamoDB refuses placeholders no expression uses.
+        used = set(_PLACEHOLDER.findall(f"{args['UpdateExpression']} {args['ConditionExpression']}"))
+        args["ExpressionAttributeNames"] = {
+            k: v for k, v in args["ExpressionAttributeNames"].items() if k in used
+        }
+        args["ExpressionAttributeValues"] = {
+            k: v for k, v in args["ExpressionAttributeValues"].items() if k in used
+        }
+        if not args["ConditionExpression"]:
+            del args["ConditionExpression"]
+        return args
 
-    monkeypatch.setattr(TaskTable, "_update", mutated)
+    monkeypatch.setattr(Update, "arguments", arguments)
     return changed
 
 
@@ -100,7 +131,7 @@ def test_each_guard_removed_fails_its_test(
     lines = []
     for seed, mutation in enumerate(MUTATIONS + BACKED_UP, start=10):
         with monkeypatch.context() as patch:
-            changed = _mutate(patch, mutation.rewrite)
+            changed = _mutate(patch, mutation.keep)
             if mutation.test == "R1":
                 r1 = run_r1(control_plane, N_R1, seed=seed)
                 failed = not r1.ok

@@ -15,9 +15,11 @@ from ecs_event_executor.change_feed import ChangeFeed
 from ecs_event_executor.control.ecs_state import ATTEMPT_ENV, LAUNCH_ID_ENV, STARTED_BY
 from ecs_event_executor.control.launching import Launcher, LauncherSettings, RetryLater
 from ecs_event_executor.control.reconciling import WRITE_THREADS, Reconciler, ReconcilerSettings
-from ecs_event_executor.control.task_item import EcsSnapshot, TaskState, TaskTable
+from ecs_event_executor.control.tasks.item import EcsSnapshot
+from ecs_event_executor.control.tasks.lifecycle import TaskState
+from ecs_event_executor.control.tasks.table import TaskTable
 
-from bench.model import DEFAULT_LATENCY
+from harness.bench.model import DEFAULT_LATENCY
 from lambdas.status import handler as status_handler
 from tests.conftest import ControlPlane
 from tests.support.aws import CallCounter, EventuallyConsistentDescribeTasks, LambdaContextStub, create_table
@@ -202,7 +204,7 @@ def test_p6_one_reconciler_pass_over_50000_active_items_fits_its_schedule(
         f"P6 one reconciler pass over {target:,} active items: {modelled:.0f} s modelled, inside the {budget_s} s "
         f"budget of a {period_s} s pass (measured on {n:,}: {per_item_requests:.2f} requests per item "
         f"[{', '.join(f'{op} {c}' for op, c in sorted({**ddb.calls, **ecs.calls}.items()))}], "
-        f"{wall / n * 1000:.1f} ms per item under moto; extrapolated linearly with bench/model.py latencies, "
+        f"{wall / n * 1000:.1f} ms per item under moto; extrapolated linearly with harness/bench/model.py latencies, "
         f"writes on {WRITE_THREADS} threads; every item checked within {stale_after_s + period_s} s of its last "
         f"check, ECS remembers a stopped task ~{ecs_memory_s} s)"
     )

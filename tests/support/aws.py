@@ -1,4 +1,6 @@
-"""Test harness around moto: resources, Lambda event shapes, request counting and RunTask clientToken semantics.
+"""Test harness around moto: resources, Lambda events, request counting and RunTask clientToken semantics.
+
+The shapes of Lambda's events and context are ``harness.aws_shapes``, shared with the local mode and the bench.
 
 moto ignores RunTask's clientToken. AWS documents that the same token with the same parameters returns the task
 the first call started; ``ClientTokenSemantics`` emulates exactly that at the botocore level, in tests only.
@@ -17,7 +19,10 @@ from typing import Any
 
 import boto3
 from botocore.awsrequest import AWSResponse
-from ecs_event_executor.control.task_item import table_definition
+from ecs_event_executor.control import environment as env_vars
+from ecs_event_executor.control.tasks.schema import table_definition
+
+from harness.aws_shapes import LambdaContext, apply_input_path, received_sqs_event
 
 REGION = "us-east-1"
 CONTAINER = "base"
@@ -76,17 +81,17 @@ def launcher_environment(
     ecs: EcsSetup, table: str, queue_url: str, dlq_url: str, **extra: str
 ) -> dict[str, str]:
     env = {
-        "TASKS_TABLE_NAME": table,
-        "CLUSTER": ecs.cluster,
-        "TASK_DEFINITION": ecs.task_definition,
-        "CONTAINER_NAME": CONTAINER,
-        "LAUNCH_TYPE": "FARGATE",
-        "SUBNETS": ",".join(ecs.subnets),
-        "SECURITY_GROUPS": ",".join(ecs.security_groups),
-        "ASSIGN_PUBLIC_IP": "false",
-        "LAUNCH_QUEUE_URL": queue_url,
-        "DEAD_LETTER_QUEUE_URL": dlq_url,
-        "POWERTOOLS_METRICS_NAMESPACE": "Tests",
+        env_vars.TASKS_TABLE_NAME: table,
+        env_vars.CLUSTER: ecs.cluster,
+        env_vars.TASK_DEFINITION: ecs.task_definition,
+        env_vars.CONTAINER_NAME: CONTAINER,
+        env_vars.LAUNCH_TYPE: "FARGATE",
+        env_vars.SUBNETS: ",".join(ecs.subnets),
+        env_vars.SECURITY_GROUPS: ",".join(ecs.security_groups),
+        env_vars.ASSIGN_PUBLIC_IP: "false",
+        env_vars.LAUNCH_QUEUE_URL: queue_url,
+        env_vars.DEAD_LETTER_QUEUE_URL: dlq_url,
+        env_vars.POWERTOOLS_METRICS_NAMESPACE: "Tests",
     }
     env.update(extra)
     return env
@@ -94,27 +99,7 @@ def launcher_environment(
 
 def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
     """Return a Lambda SQS event for messages received from SQS (ReceiveMessage output)."""
-    return {
-        "Records": [
-            {
-                "messageId": m["MessageId"],
-                "receiptHandle": m["ReceiptHandle"],
-                "body": m["Body"],
-                "attributes": {
-                    "ApproximateReceiveCount": m.get("Attributes", {}).get("ApproximateReceiveCount", "1"),
-                    "SentTimestamp": m.get("Attributes", {}).get("SentTimestamp", "0"),
-                    "SenderId": "test",
-                    "ApproximateFirstReceiveTimestamp": "0",
-                },
-                "messageAttributes": {},
-                "md5OfBody": m.get("MD5OfBody", ""),
-                "eventSource": "aws:sqs",
-                "eventSourceARN": queue_arn,
-                "awsRegion": REGION,
-            }
-            for m in messages
-        ]
-    }
+    return received_sqs_event(messages, queue_arn)
 
 
 def body_event(bodies: list[str], queue_arn: str, receive_count: int = 1) -> dict[str, Any]:
@@ -133,16 +118,8 @@ def body_event(bodies: list[str], queue_arn: str, receive_count: int = 1) -> dic
     )
 
 
-class LambdaContextStub:
-    """The attributes Powertools reads from a Lambda context object."""
-
-    function_name = "test"
-    memory_limit_in_mb = 256
-    invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:test"
-    aws_request_id = "test-request"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 300_000
+# The tests' name for the one Lambda context stand-in (defaults: function "test", 256 MB, 300 s).
+LambdaContextStub = LambdaContext
 
 
 @dataclass
@@ -257,7 +234,7 @@ def apply_input_path_detail(body: str) -> str:
     moto ignores InputPath on SQS targets and delivers the whole event; AWS delivers only ``detail``.
     """
     event = json.loads(body)
-    return json.dumps(event["detail"]) if isinstance(event, dict) and "detail-type" in event else body
+    return apply_input_path(body, "$.detail") if isinstance(event, dict) and "detail-type" in event else body
 
 
 @dataclass

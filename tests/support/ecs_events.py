@@ -1,14 +1,11 @@
-"""Build "ECS Task State Change" events in the documented shape (see ../shared/events), from a moto task."""
+"""Build "ECS Task State Change" events for a moto task at one lifecycle step (shapes: ``harness.aws_shapes``)."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-
-def iso(ts: datetime | None = None) -> str:
-    return (ts or datetime.now(UTC)).isoformat().replace("+00:00", "Z")
+from harness.aws_shapes import STOPPING_STATUSES, ecs_container, ecs_task_detail, task_state_change
 
 
 def task_event(
@@ -26,62 +23,31 @@ def task_event(
 ) -> dict[str, Any]:
     """Return an EventBridge event for ``task`` (a RunTask/DescribeTasks task dict) at one lifecycle step."""
     if desired_status is None:
-        desired_status = (
-            "STOPPED"
-            if last_status in ("DEACTIVATING", "STOPPING", "DEPROVISIONING", "STOPPED")
-            else "RUNNING"
-        )
+        desired_status = "STOPPED" if last_status in STOPPING_STATUSES else "RUNNING"
     if started is None:
         started = last_status not in ("PROVISIONING", "PENDING", "ACTIVATING")
-    container: dict[str, Any] = {
-        "containerArn": f"{task['taskArn'].replace(':task/', ':container/')}/{container_name}",
-        "lastStatus": "STOPPED" if exit_code is not None else ("RUNNING" if started else "PENDING"),
-        "name": container_name,
-        "taskArn": task["taskArn"],
-    }
-    if exit_code is not None:
-        container["exitCode"] = exit_code
-    containers = [container]
-    for name, code in (sidecars or {}).items():
-        side: dict[str, Any] = {
-            "name": name,
-            "lastStatus": "STOPPED" if code is not None else "RUNNING",
-            "taskArn": task["taskArn"],
-        }
-        if code is not None:
-            side["exitCode"] = code
-        containers.append(side)
-    detail: dict[str, Any] = {
-        "clusterArn": task["clusterArn"],
-        "containers": containers,
-        "createdAt": iso(),
-        "desiredStatus": desired_status,
-        "group": task.get("group", "family:airflow"),
-        "lastStatus": last_status,
-        "launchType": task.get("launchType", "FARGATE"),
-        "overrides": task.get("overrides", {}),
-        "startedBy": task.get("startedBy"),
-        "taskArn": task["taskArn"],
-        "taskDefinitionArn": task.get("taskDefinitionArn"),
-        "updatedAt": iso(),
-        "version": version,
-    }
-    if started:
-        detail["startedAt"] = iso()
-    if stop_code:
-        detail["stopCode"] = stop_code
-    if stopped_reason:
-        detail["stoppedReason"] = stopped_reason
-    if last_status == "STOPPED":
-        detail["stoppedAt"] = iso()
-    return {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": "ECS Task State Change",
-        "source": "aws.ecs",
-        "account": "123456789012",
-        "time": iso(),
-        "region": "us-east-1",
-        "resources": [task["taskArn"]],
-        "detail": detail,
-    }
+    arn = task["taskArn"]
+    containers = [
+        ecs_container(
+            arn,
+            container_name,
+            last_status="STOPPED" if exit_code is not None else ("RUNNING" if started else "PENDING"),
+            exit_code=exit_code,
+            container_arn=f"{arn.replace(':task/', ':container/')}/{container_name}",
+        )
+    ]
+    containers += [
+        ecs_container(arn, name, last_status="STOPPED" if code is not None else "RUNNING", exit_code=code)
+        for name, code in (sidecars or {}).items()
+    ]
+    detail = ecs_task_detail(
+        task,
+        last_status=last_status,
+        version=version,
+        containers=containers,
+        desired_status=desired_status,
+        started_at=datetime.now(UTC) if started else None,
+        stop_code=stop_code,
+        stopped_reason=stopped_reason,
+    )
+    return task_state_change(detail)

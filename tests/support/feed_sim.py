@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import boto3
 from ecs_event_executor.change_feed import FeedRead
 from ecs_event_executor.control.messages import CancelRequest
-from ecs_event_executor.control.task_item import TaskTable
+from ecs_event_executor.control.tasks.table import TaskTable
 
 from tests.support.aws import REGION
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ecs_event_executor.control.task_item import TaskTable
+from ecs_event_executor.control.tasks.table import TaskTable
 
 from lambdas.launcher import handler as launcher_handler
 from lambdas.status import handler as status_handler

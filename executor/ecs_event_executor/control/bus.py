@@ -5,7 +5,7 @@ sends its ``detail`` (a ``relaunch`` queue message) to the launch queue, because
 write the table and publish to the bus.
 
 Custom events are billed per event, so routine notifications (a task launched, a task finished successfully) are
-published only when the stack's ``publishAllEvents`` (env ``PUBLISH_ALL_EVENTS``) is true. Failures
+published only when the stack's ``publishAllEvents`` (the Lambdas' ``PUBLISH_ALL_EVENTS``) is true. Failures
 (``LAUNCH_FAILED``, a failed or cancelled ``TASK_FINISHED``) and ``RELAUNCH_REQUESTED`` are always published.
 """
 
@@ -72,13 +72,3 @@ class ControlPlaneBus:
             if required:
                 raise
             log.warning("could not publish %s", detail_type, exc_info=True)
-
-
-def publish_all_from_env(env: Mapping[str, str]) -> bool:
-    """Read PUBLISH_ALL_EVENTS (true/false, default false)."""
-    raw = (env.get("PUBLISH_ALL_EVENTS") or "").strip().lower()
-    if raw in ("", "false", "0", "no"):
-        return False
-    if raw in ("true", "1", "yes"):
-        return True
-    raise ValueError(f"PUBLISH_ALL_EVENTS must be true or false, got {raw!r}")

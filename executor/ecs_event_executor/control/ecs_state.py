@@ -12,7 +12,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ecs_event_executor.control.task_item import TaskState
+from ecs_event_executor.control.tasks.lifecycle import TaskState
 
 # Environment variables the launcher sets on the Airflow container. ECS echoes container-override environment in
 # every task event (tags are not echoed), so these are how the status handler finds the item.

@@ -13,7 +13,6 @@ the launchers together stay inside the account's RunTask rate.
 from __future__ import annotations
 
 import logging
-import os
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -26,6 +25,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ecs_event_executor.control import bus as bus_events
+from ecs_event_executor.control import environment as env_vars
 from ecs_event_executor.control.aws_errors import (
     ErrorKind,
     classify,
@@ -35,6 +35,8 @@ from ecs_event_executor.control.aws_errors import (
     run_task_failure_is_retryable,
 )
 from ecs_event_executor.control.bus import ControlPlaneBus
+from ecs_event_executor.control.environment import LambdaEnvironment
+from ecs_event_executor.control.executor_config import ExecutorConfigError
 from ecs_event_executor.control.messages import (
     AdoptRequest,
     CancelRequest,
@@ -44,27 +46,21 @@ from ecs_event_executor.control.messages import (
     parse_message,
 )
 from ecs_event_executor.control.pacing import Pacer
-from ecs_event_executor.control.run_task import (
-    ExecutorConfigError,
-    LaunchConfig,
-    LaunchConfigError,
-    build_run_task_kwargs,
-)
-from ecs_event_executor.control.task_item import (
-    DEFAULT_FINISHED_TTL_SECONDS,
-    REQUEST_RETENTION_SECONDS,
-    Claim,
-    ClaimOutcome,
-    TaskItem,
-    TaskState,
-    TaskTable,
-)
+from ecs_event_executor.control.run_task import LaunchConfig, build_run_task_kwargs
+from ecs_event_executor.control.tasks.item import Claim, ClaimOutcome, TaskItem
+from ecs_event_executor.control.tasks.lifecycle import TaskState
+from ecs_event_executor.control.tasks.schema import DEFAULT_FINISHED_TTL_SECONDS, REQUEST_RETENTION_SECONDS
+from ecs_event_executor.control.tasks.table import TaskTable
 
 log = logging.getLogger(__name__)
 
 # The longest a launch waits in the Lambda for a RunTask token before its message is put back instead (the
 # function's timeout is 60 s; at the stack's default share a batch of 10 waits at most 2.5 s).
 MAX_PACING_WAIT_SECONDS = 20.0
+# Used when the environment does not set LAUNCH_LEASE_SECONDS, LAUNCH_BACKOFF_MAX_SECONDS, LAUNCH_PARALLELISM.
+DEFAULT_LEASE_SECONDS = 60
+DEFAULT_BACKOFF_MAX_SECONDS = 120
+DEFAULT_PARALLELISM = 10
 
 
 class RetryLater(Exception):
@@ -107,55 +103,29 @@ class LauncherSettings:
     publish_all_events: bool = False
     finished_ttl_seconds: int = DEFAULT_FINISHED_TTL_SECONDS
     # How long one launcher may hold an attempt before another may take it over (covers RunTask + the write).
-    lease_seconds: int = 60
+    lease_seconds: int = DEFAULT_LEASE_SECONDS
     backoff_base_seconds: int = 2
-    backoff_max_seconds: int = 120
+    backoff_max_seconds: int = DEFAULT_BACKOFF_MAX_SECONDS
     # Messages of one batch applied at once (threads); 1 applies them one after another.
-    parallelism: int = 10
+    parallelism: int = DEFAULT_PARALLELISM
     # RunTask calls per second this execution environment may make (None: unpaced). The stack sets the account's
     # RunTask rate divided by the event source's maximum concurrency.
     run_task_rate: float | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> LauncherSettings:
-        env = os.environ if env is None else env
-        table = env.get("TASKS_TABLE_NAME", "").strip()
-        if not table:
-            raise LaunchConfigError("TASKS_TABLE_NAME is required and not set")
-
-        def integer(name: str, default: int) -> int:
-            raw = env.get(name, "").strip()
-            if not raw:
-                return default
-            try:
-                value = int(raw)
-            except ValueError as exc:
-                raise LaunchConfigError(f"{name} must be a whole number, got {raw!r}") from exc
-            if value <= 0:
-                raise LaunchConfigError(f"{name} must be positive, got {value}")
-            return value
-
-        rate_raw = env.get("LAUNCHER_RUN_TASK_RATE", "").strip()
-        run_task_rate: float | None = None
-        if rate_raw:
-            try:
-                run_task_rate = float(rate_raw)
-            except ValueError as exc:
-                raise LaunchConfigError(
-                    f"LAUNCHER_RUN_TASK_RATE must be a number of calls per second, got {rate_raw!r}"
-                ) from exc
-            if not run_task_rate > 0:
-                raise LaunchConfigError(f"LAUNCHER_RUN_TASK_RATE must be positive, got {rate_raw!r}")
+        """Read the launcher's environment; a missing or bad variable raises EnvironmentVariableError naming it."""
+        read = LambdaEnvironment.read(env)
         return cls(
-            launch=LaunchConfig.from_env(env),
-            table_name=table,
-            event_bus_name=env.get("EVENT_BUS_NAME") or None,
-            publish_all_events=_publish_all_events(env),
-            finished_ttl_seconds=integer("FINISHED_TTL_SECONDS", DEFAULT_FINISHED_TTL_SECONDS),
-            lease_seconds=integer("LAUNCH_LEASE_SECONDS", 60),
-            backoff_max_seconds=integer("LAUNCH_BACKOFF_MAX_SECONDS", 120),
-            parallelism=integer("LAUNCH_PARALLELISM", 10),
-            run_task_rate=run_task_rate,
+            launch=LaunchConfig.from_environment(read),
+            table_name=read.require(env_vars.TASKS_TABLE_NAME),
+            event_bus_name=read.event_bus_name,
+            publish_all_events=read.publish_all_events,
+            finished_ttl_seconds=read.finished_ttl_seconds or DEFAULT_FINISHED_TTL_SECONDS,
+            lease_seconds=read.launch_lease_seconds or DEFAULT_LEASE_SECONDS,
+            backoff_max_seconds=read.launch_backoff_max_seconds or DEFAULT_BACKOFF_MAX_SECONDS,
+            parallelism=read.launch_parallelism or DEFAULT_PARALLELISM,
+            run_task_rate=read.launcher_run_task_rate,
         )
 
 
@@ -383,13 +353,6 @@ class Launcher:
                 log.info("stop_task ignored", extra={"task_arn": task_arn, "error": error_code(exc)})
                 return
             raise RetryLater(f"StopTask: {error_text(exc)}", 5) from exc
-
-
-def _publish_all_events(env: Mapping[str, str]) -> bool:
-    try:
-        return bus_events.publish_all_from_env(env)
-    except ValueError as exc:
-        raise LaunchConfigError(str(exc)) from exc
 
 
 def _event_detail(item: TaskItem, **extra: Any) -> dict[str, Any]:

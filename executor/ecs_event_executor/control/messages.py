@@ -65,7 +65,7 @@ class LaunchRequest(_Message):
     key: TaskKey
     # The container command: for Airflow 3 the ``execute_workload`` invocation carrying the workload JSON.
     command: list[str] = Field(min_length=1)
-    # RunTask overrides from the task's ``executor_config`` (validated by run_task.validate_executor_config).
+    # RunTask overrides from the task's ``executor_config`` (validated by executor_config.validate_executor_config).
     executor_config: dict[str, Any] = Field(default_factory=dict)
     queued_at: datetime
     # After this instant the workload can no longer start (its token expires), so it is not launched.

@@ -29,9 +29,12 @@ import boto3
 
 from ecs_event_executor.control import bus as bus_events
 from ecs_event_executor.control.bus import ControlPlaneBus
+from ecs_event_executor.control.environment import LambdaEnvironment
 from ecs_event_executor.control.messages import RelaunchRequest
 from ecs_event_executor.control.status_tracking import StatusResult, StatusSettings, StatusTracker
-from ecs_event_executor.control.task_item import TaskItem, TaskState, TaskTable
+from ecs_event_executor.control.tasks.item import TaskItem
+from ecs_event_executor.control.tasks.lifecycle import TaskState
+from ecs_event_executor.control.tasks.table import TaskTable
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,9 @@ MISSING = "MISSING"
 # The per-item writes of one DescribeTasks batch run on this many threads: a pass over tens of thousands of
 # items is bounded by request latency, not by the Lambda's CPU.
 WRITE_THREADS = 8
+# Used when the environment does not set STALE_AFTER_SECONDS or RECONCILE_PAGE_SIZE.
+DEFAULT_STALE_AFTER_SECONDS = 600
+DEFAULT_PAGE_SIZE = 1000
 
 
 @dataclass(frozen=True)
@@ -49,27 +55,21 @@ class ReconcilerSettings:
     status: StatusSettings
     # An active item unchanged for this long is checked. ECS keeps stopped tasks for about an hour, so this plus
     # the schedule's period must stay well below that.
-    stale_after_seconds: int = 600
+    stale_after_seconds: int = DEFAULT_STALE_AFTER_SECONDS
     # Stale keys read per page (spread over the index's shards); a pass reads pages until none is left or its
     # time is up.
-    page_size: int = 1000
+    page_size: int = DEFAULT_PAGE_SIZE
     # A task is lost only if DescribeTasks still answers MISSING this long after it first did (the next pass).
     missing_confirm_seconds: int = 180
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> ReconcilerSettings:
-        def number(name: str, default: int) -> int:
-            raw = (env.get(name) or "").strip()
-            if not raw:
-                return default
-            if not raw.isdigit() or int(raw) <= 0:
-                raise ValueError(f"{name} must be a positive whole number, got {raw!r}")
-            return int(raw)
-
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ReconcilerSettings:
+        """Read the reconciler's environment; a missing or bad variable raises naming it."""
+        read = LambdaEnvironment.read(env)
         return cls(
-            status=StatusSettings.from_env(env),
-            stale_after_seconds=number("STALE_AFTER_SECONDS", 600),
-            page_size=number("RECONCILE_PAGE_SIZE", 1000),
+            status=StatusSettings.from_environment(read),
+            stale_after_seconds=read.stale_after_seconds or DEFAULT_STALE_AFTER_SECONDS,
+            page_size=read.reconcile_page_size or DEFAULT_PAGE_SIZE,
         )
 
 

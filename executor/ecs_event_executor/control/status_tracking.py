@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ecs_event_executor.control import bus as bus_events
+from ecs_event_executor.control import environment as env_vars
 from ecs_event_executor.control.bus import ControlPlaneBus
 from ecs_event_executor.control.ecs_state import (
     ATTEMPT_ENV,
@@ -32,8 +33,11 @@ from ecs_event_executor.control.ecs_state import (
     TaskStateChange,
     map_event,
 )
+from ecs_event_executor.control.environment import LambdaEnvironment
 from ecs_event_executor.control.messages import RelaunchRequest, describe_validation_error
-from ecs_event_executor.control.task_item import EcsSnapshot, EventOutcome, TaskState, TaskTable
+from ecs_event_executor.control.tasks.item import EcsSnapshot, EventOutcome
+from ecs_event_executor.control.tasks.lifecycle import TaskState
+from ecs_event_executor.control.tasks.table import TaskTable
 
 log = logging.getLogger(__name__)
 
@@ -61,16 +65,19 @@ class StatusSettings:
     publish_all_events: bool = False
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> StatusSettings:
-        missing = [n for n in ("TASKS_TABLE_NAME", "CONTAINER_NAME") if not env.get(n, "").strip()]
-        if missing:
-            raise ValueError(f"{', '.join(missing)} required and not set")
+    def from_env(cls, env: Mapping[str, str] | None = None) -> StatusSettings:
+        """Read the status handler's environment; a missing or bad variable raises naming it."""
+        return cls.from_environment(LambdaEnvironment.read(env))
+
+    @classmethod
+    def from_environment(cls, env: LambdaEnvironment) -> StatusSettings:
+        """Take the status handler's settings from an already read environment."""
         return cls(
-            table_name=env["TASKS_TABLE_NAME"].strip(),
-            container_name=env["CONTAINER_NAME"].strip(),
-            cluster=(env.get("CLUSTER") or "").strip() or None,
-            event_bus_name=(env.get("EVENT_BUS_NAME") or "").strip() or None,
-            publish_all_events=bus_events.publish_all_from_env(env),
+            table_name=env.require(env_vars.TASKS_TABLE_NAME),
+            container_name=env.require(env_vars.CONTAINER_NAME),
+            cluster=env.cluster,
+            event_bus_name=env.event_bus_name,
+            publish_all_events=env.publish_all_events,
         )
 
 

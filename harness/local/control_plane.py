@@ -7,7 +7,7 @@
   one event at a time, as EventBridge's asynchronous invocation does, and leaves a failed event for a retry.
 - A rule with an SQS target and InputPath: a bridge applies the path (moto ignores it, see resources.py).
 
-It runs in its own process (``python -m ecs_event_executor.local control-plane``): the handlers read their settings
+It runs in its own process (``python -m harness.local control-plane``): the handlers read their settings
 from ``os.environ`` and reach moto through ``AWS_ENDPOINT_URL``, which must not leak into anyone else's process.
 """
 
@@ -19,79 +19,30 @@ import json
 import logging
 import os
 import signal
-import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import boto3
+from ecs_event_executor.control import environment as env_vars
 
-from ecs_event_executor.local.resources import Bridge, LocalResources, QueueFeed, Schedule
-from ecs_event_executor.local.runner import Faults, LocalEcsRunner, append_jsonl
-from ecs_event_executor.local.spec import REPO_ROOT
+from harness.aws_shapes import LambdaContext, apply_input_path, received_sqs_event
+from harness.local.resources import Bridge, LocalResources, QueueFeed, Schedule
+from harness.local.runner import Faults, LocalEcsRunner, append_jsonl
 
-log = logging.getLogger("ecs_event_executor.local.control_plane")
+log = logging.getLogger(__name__)
 
 # Scheduled functions (the reconciler) run at most this far apart locally.
 LOCAL_SCHEDULE_MAX_SECONDS = 60.0
 
 # Environment variables that legitimately differ between the functions (each names its own service).
-_PER_FUNCTION_ENV = frozenset({"POWERTOOLS_SERVICE_NAME"})
+_PER_FUNCTION_ENV = frozenset({env_vars.POWERTOOLS_SERVICE_NAME})
 
 
-class LambdaContext:
-    """The attributes Powertools reads from a Lambda context object."""
-
-    memory_limit_in_mb = 512
-    aws_request_id = "local"
-
-    def __init__(self, function_name: str, timeout_seconds: float = 60.0) -> None:
-        self.function_name = function_name
-        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{function_name}"
-        self._deadline = time.monotonic() + timeout_seconds
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
-
-
-def sqs_records(messages: list[dict[str, Any]], queue_arn: str, *, extra_receives: int = 0) -> dict[str, Any]:
-    """Return Lambda's SQS event for messages from ReceiveMessage."""
-    return {
-        "Records": [
-            {
-                "messageId": m["MessageId"],
-                "receiptHandle": m["ReceiptHandle"],
-                "body": m["Body"],
-                "attributes": {
-                    "ApproximateReceiveCount": str(
-                        int(m.get("Attributes", {}).get("ApproximateReceiveCount", "1")) + extra_receives
-                    ),
-                    "SentTimestamp": m.get("Attributes", {}).get("SentTimestamp", "0"),
-                    "SenderId": "local",
-                    "ApproximateFirstReceiveTimestamp": m.get("Attributes", {}).get(
-                        "ApproximateFirstReceiveTimestamp", "0"
-                    ),
-                },
-                "messageAttributes": {},
-                "md5OfBody": m.get("MD5OfBody", ""),
-                "eventSource": "aws:sqs",
-                "eventSourceARN": queue_arn,
-                "awsRegion": "us-east-1",
-            }
-            for m in messages
-        ]
-    }
-
-
-def apply_input_path(body: str, path: str) -> str:
-    """Apply an EventBridge InputPath of the form ``$.a.b`` to an event body."""
-    value: Any = json.loads(body)
-    for part in path.removeprefix("$").strip(".").split("."):
-        if part:
-            value = value[part]
-    return json.dumps(value)
+def _context(function_name: str) -> LambdaContext:
+    """Return the context of one local invocation: 512 MB, a minute to run."""
+    return LambdaContext(function_name, memory_limit_in_mb=512, timeout_seconds=60.0)
 
 
 class Poller:
@@ -166,8 +117,6 @@ class ControlPlane:
                     raise RuntimeError(f"functions disagree on {key}: {merged[key]!r} != {value!r}")
                 merged[key] = value
         os.environ.update(merged)
-        if str(REPO_ROOT) not in sys.path:
-            sys.path.insert(0, str(REPO_ROOT))
         handlers = {}
         for logical, spec in self.resources.functions.items():
             module_name, _, attr = spec.handler.rpartition(".")
@@ -192,7 +141,10 @@ class ControlPlane:
             if feed.kind == "event":
                 for message in messages:
                     try:
-                        handler(json.loads(message["Body"]), LambdaContext(feed.function))
+                        handler(
+                            json.loads(message["Body"]),
+                            _context(feed.function),
+                        )
                     except Exception:
                         # EventBridge retries a failed asynchronous invocation; the message comes back.
                         log.exception("%s failed on an event; it will be retried", feed.function)
@@ -226,8 +178,8 @@ class ControlPlane:
         """Invoke the function with one batch; return the ids to leave on the queue."""
         try:
             response = handler(
-                sqs_records(messages, feed.queue_arn, extra_receives=extra_receives),
-                LambdaContext(feed.function),
+                received_sqs_event(messages, feed.queue_arn, extra_receives=extra_receives),
+                _context(feed.function),
             )
         except Exception:
             log.exception("%s failed on a batch; the whole batch will be retried", feed.function)
@@ -259,7 +211,7 @@ class ControlPlane:
 
         def step() -> None:
             event = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
-            handler(event, LambdaContext(schedule.function))
+            handler(event, _context(schedule.function))
             wake.wait(period)
 
         return step
@@ -277,7 +229,7 @@ class ControlPlane:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the control plane until SIGTERM/SIGINT or until the process that started it is gone."""
-    parser = argparse.ArgumentParser(prog="ecs_event_executor.local control-plane")
+    parser = argparse.ArgumentParser(prog="harness.local control-plane")
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--duplicate-deliveries", action="store_true")

@@ -6,7 +6,7 @@ launcher applies a batch's messages concurrently, so the local mode serializes D
 emulation fix; nothing in the control plane depends on it beyond what DynamoDB guarantees). Other services are
 served concurrently as moto_server does (SQS long polls must not hold anything up).
 
-``python -m ecs_event_executor.local.moto_server -H 127.0.0.1 -p PORT``
+``python -m harness.local.moto_server -H 127.0.0.1 -p PORT``
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     from werkzeug.serving import run_simple
 
-    parser = argparse.ArgumentParser(prog="python -m ecs_event_executor.local.moto_server")
+    parser = argparse.ArgumentParser(prog="python -m harness.local.moto_server")
     parser.add_argument("-H", "--host", default="127.0.0.1")
     parser.add_argument("-p", "--port", type=int, required=True)
     args = parser.parse_args(argv)

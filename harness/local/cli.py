@@ -11,9 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ecs_event_executor.control.task_item import TaskItem
-from ecs_event_executor.local.runner import Faults
-from ecs_event_executor.local.stack import EXAMPLES, LocalStack, StackOptions, stop_on_sigterm
+from ecs_event_executor.control.tasks.item import TaskItem
+
+from harness.local.runner import Faults
+from harness.local.stack import EXAMPLES, LocalStack, StackOptions, stop_on_sigterm
 
 DEMO_DAG_FILE = EXAMPLES / "ecs_event_demo.py"
 FINISHED_RUN_STATES = ("success", "failed")
@@ -208,10 +209,10 @@ def up(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["control-plane"]:
-        from ecs_event_executor.local.control_plane import main as control_plane_main
+        from harness.local.control_plane import main as control_plane_main
 
         return control_plane_main(argv[1:])
-    parser = argparse.ArgumentParser(prog="python -m ecs_event_executor.local")
+    parser = argparse.ArgumentParser(prog="python -m harness.local")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("up", "demo"):
         p = sub.add_parser(name)

@@ -30,11 +30,12 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 from ecs_event_executor.control.ecs_state import ATTEMPT_ENV, LAUNCH_ID_ENV, STARTED_BY
+
+from harness.aws_shapes import ecs_container, ecs_task_detail, task_state_change
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +48,6 @@ SHUFFLE_JITTER_SECONDS = 1.5
 # CloudWatch Logs takes at most 10,000 events per PutLogEvents call; flush well before that.
 LOG_FLUSH_LINES = 500
 LOG_FLUSH_SECONDS = 1.0
-
-
-def iso(ts: float | None = None) -> str:
-    return (
-        datetime.fromtimestamp(ts if ts is not None else time.time(), UTC)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z")
-    )
 
 
 @dataclass
@@ -404,50 +397,28 @@ class LocalEcsRunner:
     ) -> None:
         task.version += 1
         task.last_status = last_status
-        d = task.described
-        container: dict[str, Any] = {
-            "containerArn": f"{task.arn.replace(':task/', ':container/')}/{uuid.uuid5(uuid.NAMESPACE_URL, task.arn)}",
-            "name": self.container_name,
-            "taskArn": task.arn,
-            "lastStatus": "STOPPED"
+        container = ecs_container(
+            task.arn,
+            self.container_name,
+            last_status="STOPPED"
             if last_status in ("DEPROVISIONING", "STOPPED")
             else ("RUNNING" if task.started_at else "PENDING"),
-        }
-        if exit_code is not None:
-            container["exitCode"] = exit_code
-        detail: dict[str, Any] = {
-            "clusterArn": d.get("clusterArn", self.cluster_arn),
-            "containers": [container],
-            "createdAt": iso(d["createdAt"].timestamp())
-            if isinstance(d.get("createdAt"), datetime)
-            else iso(),
-            "desiredStatus": desired,
-            "group": d.get("group", "family:airflow"),
-            "lastStatus": last_status,
-            "launchType": d.get("launchType", "FARGATE"),
-            "overrides": d.get("overrides", {}),
-            "startedBy": d.get("startedBy", STARTED_BY),
-            "taskArn": task.arn,
-            "taskDefinitionArn": d.get("taskDefinitionArn"),
-            "updatedAt": iso(),
-            "version": task.version,
-        }
-        if task.started_at is not None:
-            detail["startedAt"] = iso(task.started_at)
-        if stop_code:
-            detail["stopCode"] = stop_code
-        if reason:
-            detail["stoppedReason"] = reason
-        if last_status == "STOPPED":
-            detail["stoppedAt"] = iso()
-        self.emitter.emit(
-            {
-                "source": "aws.ecs",
-                "detail-type": "ECS Task State Change",
-                "resources": [task.arn],
-                "detail": detail,
-            }
+            exit_code=exit_code,
+            container_arn=f"{task.arn.replace(':task/', ':container/')}/{uuid.uuid5(uuid.NAMESPACE_URL, task.arn)}",
         )
+        detail = ecs_task_detail(
+            task.described,
+            last_status=last_status,
+            version=task.version,
+            containers=[container],
+            desired_status=desired,
+            started_at=task.started_at,
+            stop_code=stop_code,
+            stopped_reason=reason,
+            cluster_arn=self.cluster_arn,
+            started_by=STARTED_BY,
+        )
+        self.emitter.emit(task_state_change(detail))
 
     # ------------------------------------------------------------------- logs
 

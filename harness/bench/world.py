@@ -18,13 +18,16 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from bench.emulator import (
+from ecs_event_executor.control import environment as env_vars
+
+from harness.aws_shapes import ACCOUNT, LambdaContext, sqs_event, sqs_record
+from harness.bench.emulator import (
     CLUSTER,
     CLUSTER_ARN,
     DLQ_URL,
@@ -36,7 +39,7 @@ from bench.emulator import (
     simulated_retry_sleeps,
     task_state_event,
 )
-from bench.model import Actor, AwsModel, Sim
+from harness.bench.model import Actor, AwsModel, Sim
 
 TABLE = "airflow-tasks"
 BUS = "airflow-ecs-event-executor-events"
@@ -77,20 +80,20 @@ _ENV = {
     "AIRFLOW__AWS_ECS_EXECUTOR__REGION_NAME": REGION,
     "AIRFLOW__AWS_ECS_EXECUTOR__CHECK_HEALTH_ON_STARTUP": "False",
     # The Lambdas (as the stack sets them).
-    "TASKS_TABLE_NAME": TABLE,
-    "CLUSTER": CLUSTER,
-    "TASK_DEFINITION": TASK_DEFINITION,
-    "CONTAINER_NAME": "base",
-    "LAUNCH_TYPE": "FARGATE",
-    "SUBNETS": "subnet-0bench",
-    "SECURITY_GROUPS": "sg-0bench",
-    "ASSIGN_PUBLIC_IP": "false",
-    "EVENT_BUS_NAME": BUS,
-    "LAUNCH_QUEUE_URL": QUEUE_URL,
-    "DEAD_LETTER_QUEUE_URL": DLQ_URL,
-    "POWERTOOLS_METRICS_DISABLED": "true",
-    "POWERTOOLS_LOG_LEVEL": "ERROR",
-    "POWERTOOLS_METRICS_NAMESPACE": "Bench",
+    env_vars.TASKS_TABLE_NAME: TABLE,
+    env_vars.CLUSTER: CLUSTER,
+    env_vars.TASK_DEFINITION: TASK_DEFINITION,
+    env_vars.CONTAINER_NAME: "base",
+    env_vars.LAUNCH_TYPE: "FARGATE",
+    env_vars.SUBNETS: "subnet-0bench",
+    env_vars.SECURITY_GROUPS: "sg-0bench",
+    env_vars.ASSIGN_PUBLIC_IP: "false",
+    env_vars.EVENT_BUS_NAME: BUS,
+    env_vars.LAUNCH_QUEUE_URL: QUEUE_URL,
+    env_vars.DEAD_LETTER_QUEUE_URL: DLQ_URL,
+    env_vars.POWERTOOLS_METRICS_DISABLED: "true",
+    env_vars.POWERTOOLS_LOG_LEVEL: "ERROR",
+    env_vars.POWERTOOLS_METRICS_NAMESPACE: "Bench",
 }
 
 
@@ -149,19 +152,6 @@ class LambdaLedger:
     cpu: float = 0.0
 
 
-@dataclass
-class _Context:
-    """The attributes Powertools reads from a Lambda context."""
-
-    function_name: str
-    memory_limit_in_mb: int
-    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:123456789012:function:bench"
-    aws_request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000
-
-
 class World:
     """An emulated account with one executor (``ours`` or ``reference``) and, for ours, the control plane."""
 
@@ -184,7 +174,7 @@ class World:
     # ---------------------------------------------------------------------------------------- set-up
 
     def __enter__(self) -> World:
-        from ecs_event_executor.control.task_item import table_definition
+        from ecs_event_executor.control.tasks.schema import table_definition
         from moto import mock_aws
 
         random.seed(self.seed)
@@ -252,12 +242,12 @@ class World:
         from ecs_event_executor.control.bus import ControlPlaneBus
         from ecs_event_executor.control.launching import Launcher, LauncherSettings
         from ecs_event_executor.control.status_tracking import StatusSettings, StatusTracker
-        from ecs_event_executor.control.task_item import TaskTable
+        from ecs_event_executor.control.tasks.table import TaskTable
 
         self.emu.relaunch_detail_type = bus_events.RELAUNCH_REQUESTED
         # As the stack sets it: each execution environment's share of the account's RunTask rate.
         rate = self.model.run_task_calls_per_second / self.model.launcher_max_concurrency
-        settings = LauncherSettings.from_env({**os.environ, "LAUNCHER_RUN_TASK_RATE": f"{rate:g}"})
+        settings = LauncherSettings.from_env({**os.environ, env_vars.LAUNCHER_RUN_TASK_RATE: f"{rate:g}"})
 
         def table() -> TaskTable:
             return TaskTable(TABLE, client=self.emu.client("dynamodb"), clock=self.sim.clock)
@@ -309,7 +299,7 @@ class World:
                 launcher_handler._launcher = launcher
                 launcher_handler._sqs = self._launcher_sqs
                 launcher_handler.handler(
-                    {"Records": [_sqs_record(ping)]}, self._context("launcher", self.model.launcher_memory_mb)
+                    sqs_event([_sqs_record(ping)]), self._context("launcher", self.model.launcher_memory_mb)
                 )
             # An event for a task that is not ours: read, mapped, ignored.
             status_handler._tracker = self._tracker
@@ -372,7 +362,7 @@ class World:
         self.status.records += 1
 
     def _context(self, name: str, memory_mb: int) -> Any:
-        return _Context(function_name=name, memory_limit_in_mb=memory_mb)
+        return LambdaContext(name, memory_limit_in_mb=memory_mb, timeout_seconds=60.0)
 
     def _invoke(self, actor: Actor, ledger: LambdaLedger, call: Callable[[], Any], memory_mb: int) -> Any:
         """Run one warm invocation on ``actor``'s clock; bill its duration (modelled waits + own CPU, stretched by
@@ -484,7 +474,7 @@ class World:
         worker = self.workers[index]
         launcher_handler._launcher = self._launchers[index]
         launcher_handler._sqs = self._launcher_sqs
-        event = {"Records": [_sqs_record(m) for m in batch]}
+        event = sqs_event(_sqs_record(m) for m in batch)
         memory = self.model.launcher_memory_mb
         response = self._invoke(
             worker,
@@ -569,23 +559,18 @@ class World:
         self.sim.run_until(lambda: self.sim.now >= end, limit=end - self.sim.start)
 
 
-def _sqs_record(message: Any) -> dict[str, Any]:
-    return {
-        "messageId": message.message_id,
-        "receiptHandle": message.handle,
-        "body": message.body,
-        "attributes": {
-            "ApproximateReceiveCount": str(message.receive_count),
-            "SentTimestamp": str(int(message.sent_at * 1000)),
-            "SenderId": "bench",
-            "ApproximateFirstReceiveTimestamp": str(int(message.sent_at * 1000)),
-        },
-        "messageAttributes": {},
-        "md5OfBody": "",
-        "eventSource": "aws:sqs",
-        "eventSourceARN": f"arn:aws:sqs:{REGION}:123456789012:airflow-launch",
-        "awsRegion": REGION,
-    }
+def _sqs_record(message: Message) -> dict[str, Any]:
+    """Return the Lambda SQS record for a message of the modelled launch queue."""
+    sent = str(int(message.sent_at * 1000))
+    return sqs_record(
+        message_id=message.message_id,
+        receipt_handle=message.handle,
+        body=message.body,
+        queue_arn=f"arn:aws:sqs:{REGION}:{ACCOUNT}:airflow-launch",
+        receive_count=message.receive_count,
+        sent_timestamp=sent,
+        first_receive_timestamp=sent,
+    )
 
 
 @contextlib.contextmanager

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from ecs_event_executor.control import environment as env_vars
 
 log = logging.getLogger(__name__)
 
@@ -380,13 +381,13 @@ def create_resources(endpoint: str, template: dict[str, Any], *, origin: str) ->
         cluster_arn=next(
             v["Arn"] for k, v in resolve.values.items() if k in dict(_of_type(template, "AWS::ECS::Cluster"))
         ),
-        task_definition_arn=launcher_env["TASK_DEFINITION"],
+        task_definition_arn=launcher_env[env_vars.TASK_DEFINITION],
         container_name=container_name,
         log_group=log_group,
         log_stream_prefix=stream_prefix,
         launch_queue_url=launcher.queue_url,
-        dead_letter_queue_url=launcher_env.get("DEAD_LETTER_QUEUE_URL", ""),
-        table_name=launcher_env["TASKS_TABLE_NAME"],
+        dead_letter_queue_url=launcher_env.get(env_vars.DEAD_LETTER_QUEUE_URL, ""),
+        table_name=launcher_env[env_vars.TASKS_TABLE_NAME],
         functions=specs,
         feeds=result_feeds,
         bridges=bridges,

@@ -24,11 +24,14 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from ecs_event_executor.control.task_item import Attr, TaskItem
-from ecs_event_executor.local.procs import ManagedProcess, free_port, http_ok, wait_until
-from ecs_event_executor.local.resources import LocalResources, create_resources, session
-from ecs_event_executor.local.runner import Faults
-from ecs_event_executor.local.spec import REPO_ROOT, local_resources_spec
+from ecs_event_executor.control.tasks.item import TaskItem
+from ecs_event_executor.control.tasks.schema import Attr
+
+from harness import REPO_ROOT
+from harness.local.procs import ManagedProcess, free_port, http_ok, wait_until
+from harness.local.resources import LocalResources, create_resources, session
+from harness.local.runner import Faults
+from harness.local.spec import local_resources_spec
 
 log = logging.getLogger(__name__)
 
@@ -100,13 +103,14 @@ class LocalStack:
             [
                 sys.executable,
                 "-m",
-                "ecs_event_executor.local.moto_server",
+                "harness.local.moto_server",
                 "-H",
                 "127.0.0.1",
                 "-p",
                 str(port),
             ],
             env=_clean_env(),
+            cwd=REPO_ROOT,
             log_path=self.state_dir / "logs" / "moto.log",
         )
         wait_until(
@@ -152,7 +156,7 @@ class LocalStack:
             [
                 sys.executable,
                 "-m",
-                "ecs_event_executor.local",
+                "harness.local",
                 "control-plane",
                 "--state-dir",
                 str(self.state_dir),
@@ -161,6 +165,7 @@ class LocalStack:
                 *flags,
             ],
             env=env,
+            cwd=REPO_ROOT,
             log_path=self.state_dir / "logs" / "control-plane.log",
         )
         wait_until(

@@ -10,15 +10,14 @@ import sys
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from bench.emulator import ACCOUNT, REGION
-from bench.model import AwsModel
-from bench.world import TABLE, LoopRecord, World
+from harness import REPO_ROOT
+from harness.bench.emulator import ACCOUNT, REGION
+from harness.bench.model import AwsModel
+from harness.bench.world import TABLE, LoopRecord, World
 
 KINDS = ("ours", "reference")
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -125,7 +124,10 @@ def _seed_running(world: World, workloads: list[Any]) -> None:
 def _write_running_items(world: World) -> None:
     from ecs_event_executor.control.ecs_state import STARTED_BY
     from ecs_event_executor.control.messages import LaunchRequest, parse_message
-    from ecs_event_executor.control.task_item import Attr, EcsSnapshot, TaskState, TaskTable
+    from ecs_event_executor.control.tasks.item import EcsSnapshot
+    from ecs_event_executor.control.tasks.lifecycle import TaskState
+    from ecs_event_executor.control.tasks.schema import Attr
+    from ecs_event_executor.control.tasks.table import TaskTable
     from moto.dynamodb.models import dynamodb_backends
 
     queue = world.emu.launch_queue
@@ -258,7 +260,7 @@ def import_time(module: str) -> tuple[float, float]:
         [sys.executable, "-X", "importtime", "-c", f"import {module}"],
         capture_output=True,
         text=True,
-        cwd=ROOT,
+        cwd=REPO_ROOT,
         check=True,
     )
     own_total = 0
@@ -283,7 +285,7 @@ def run_all(
     *,
     churn_seconds: float = 60.0,
 ) -> dict[str, Any]:
-    from bench.world import make_workloads
+    from harness.bench.world import make_workloads
 
     workloads = make_workloads(max([*sizes, burst]) + extra_queued)
     steady: dict[str, list[SteadyResult]] = {k: [] for k in KINDS}

@@ -1,9 +1,9 @@
 """What the local mode creates: the stack's own CloudFormation template, so local and deployed cannot drift.
 
 ``local_resources_spec()`` synthesizes ``infra/`` in-process (``infra.template.synthesize_template``) and caches
-the result under ``.local/`` keyed on a hash of the infra sources, because a jsii synth takes ~20 s. Without the
-``infra`` package (the executor installed on its own), it falls back to a template-shaped spec built from the
-contract modules, with the same logical resources the local mode needs; the log says which one was used.
+the result under ``.local/`` keyed on a hash of the infra sources, because a jsii synth takes ~20 s. With
+``--contract-only`` it uses a template-shaped spec built from the contract modules instead, with the same logical
+resources the local mode needs; the log says which one was used.
 """
 
 from __future__ import annotations
@@ -11,16 +11,17 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from pathlib import Path
 from typing import Any
 
 from ecs_event_executor.control import bus
+from ecs_event_executor.control import environment as env_vars
 from ecs_event_executor.control.ecs_state import STARTED_BY, STATUS_EVENT_LAST_STATUSES
-from ecs_event_executor.control.task_item import table_definition
+from ecs_event_executor.control.tasks.schema import table_definition
+
+from harness import REPO_ROOT
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
 LOCAL_DIR = REPO_ROOT / ".local"
 # What the synthesized template depends on: a change to any of these re-synthesizes.
 _TEMPLATE_INPUTS = ("infra", "cdk.json", "app.py")
@@ -41,14 +42,10 @@ def _sources_hash() -> str:
 
 def local_resources_spec(*, use_template: bool = True) -> tuple[dict[str, Any], str]:
     """Return (a CloudFormation template of the stack, where it came from)."""
-    if use_template and (REPO_ROOT / "infra" / "template.py").is_file():
+    if use_template:
         cache = LOCAL_DIR / f"template-{_sources_hash()}.json"
         if cache.is_file():
             return json.loads(cache.read_text()), f"synthesized stack template (cached {cache.name})"
-        import sys
-
-        if str(REPO_ROOT) not in sys.path:
-            sys.path.insert(0, str(REPO_ROOT))
         from infra.template import synthesize_template
 
         log.info("synthesizing the stack template (about 20 s; cached afterwards)")
@@ -58,31 +55,31 @@ def local_resources_spec(*, use_template: bool = True) -> tuple[dict[str, Any], 
             old.unlink(missing_ok=True)
         cache.write_text(json.dumps(template))
         return template, "synthesized stack template"
-    return contract_template(), "contract modules (infra/ not available)"
+    return contract_template(), "contract modules (--contract-only)"
 
 
 def contract_template() -> dict[str, Any]:
     """Return a template-shaped spec built from the contract, for when the stack cannot be synthesized."""
     table = table_definition("unused")
     launcher_env = {
-        "TASKS_TABLE_NAME": {"Ref": "TasksTable"},
-        "CLUSTER": {"Fn::GetAtt": ["Cluster", "Arn"]},
-        "TASK_DEFINITION": {"Ref": "TaskDefinition"},
-        "CONTAINER_NAME": "base",
-        "LAUNCH_TYPE": "FARGATE",
-        "SUBNETS": {"Ref": "Subnet"},
-        "SECURITY_GROUPS": {"Fn::GetAtt": ["SecurityGroup", "GroupId"]},
-        "ASSIGN_PUBLIC_IP": "true",
-        "RUN_TASK_KWARGS": "{}",
-        "EVENT_BUS_NAME": {"Ref": "ControlBus"},
-        "LAUNCH_QUEUE_URL": {"Ref": "LauncherQueue"},
-        "DEAD_LETTER_QUEUE_URL": {"Ref": "LauncherDeadLetterQueue"},
+        env_vars.TASKS_TABLE_NAME: {"Ref": "TasksTable"},
+        env_vars.CLUSTER: {"Fn::GetAtt": ["Cluster", "Arn"]},
+        env_vars.TASK_DEFINITION: {"Ref": "TaskDefinition"},
+        env_vars.CONTAINER_NAME: "base",
+        env_vars.LAUNCH_TYPE: "FARGATE",
+        env_vars.SUBNETS: {"Ref": "Subnet"},
+        env_vars.SECURITY_GROUPS: {"Fn::GetAtt": ["SecurityGroup", "GroupId"]},
+        env_vars.ASSIGN_PUBLIC_IP: "true",
+        env_vars.RUN_TASK_KWARGS: "{}",
+        env_vars.EVENT_BUS_NAME: {"Ref": "ControlBus"},
+        env_vars.LAUNCH_QUEUE_URL: {"Ref": "LauncherQueue"},
+        env_vars.DEAD_LETTER_QUEUE_URL: {"Ref": "LauncherDeadLetterQueue"},
     }
     status_env = {
-        "TASKS_TABLE_NAME": {"Ref": "TasksTable"},
-        "CONTAINER_NAME": "base",
-        "CLUSTER": {"Fn::GetAtt": ["Cluster", "Arn"]},
-        "EVENT_BUS_NAME": {"Ref": "ControlBus"},
+        env_vars.TASKS_TABLE_NAME: {"Ref": "TasksTable"},
+        env_vars.CONTAINER_NAME: "base",
+        env_vars.CLUSTER: {"Fn::GetAtt": ["Cluster", "Arn"]},
+        env_vars.EVENT_BUS_NAME: {"Ref": "ControlBus"},
     }
 
     def airflow(key: str, value: Any) -> dict[str, Any]:

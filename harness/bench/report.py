@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.model import AwsModel
-from bench.scenarios import LifecycleResult, SteadyResult
+from harness.bench.model import AwsModel
+from harness.bench.scenarios import LifecycleResult, SteadyResult
 
 
 @dataclass
@@ -164,7 +164,7 @@ def render(
 
 EMULATION_NOTES = [
     "Emulation: DynamoDB is moto (in-process; its index is immediately consistent, so index lag is not in the "
-    "state latency). ECS, SQS and EventBridge are model backends in bench/emulator.py: moto's ECS allocates an ENI "
+    "state latency). ECS, SQS and EventBridge are model backends in harness/bench/emulator.py: moto's ECS allocates an ENI "
     "per awsvpc task and scans all tasks per DescribeTasks, and its SQS visibility runs on the wall clock.",
     "Concurrency: every scheduler loop and launcher invocation is a process on simulated time that yields at each "
     "request, so requests from all of them reach the quotas in the order of their simulated times; the launcher's "

@@ -31,10 +31,9 @@ from botocore.awsrequest import AWSResponse
 from moto.core.botocore_stubber import MockRawResponse
 from moto.core.models import botocore_stubber
 
-from bench.model import Actor, AwsModel, Sim, TokenBucket
+from harness.aws_shapes import ACCOUNT, REGION, iso, task_state_change
+from harness.bench.model import Actor, AwsModel, Sim, TokenBucket
 
-ACCOUNT = "123456789012"
-REGION = "us-east-1"
 CLUSTER = "airflow"
 CLUSTER_ARN = f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/{CLUSTER}"
 QUEUE_URL = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/airflow-launch"
@@ -148,28 +147,14 @@ class EcsModel:
             hook(task)
 
 
-def iso(epoch: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch)) + f".{int(epoch % 1 * 1000):03d}Z"
-
-
 def task_state_event(task: dict[str, Any]) -> dict[str, Any]:
-    """Return the EventBridge "ECS Task State Change" event for a task as it is now (documented shape)."""
-    detail = {k: v for k, v in task.items()}
+    """Return the "ECS Task State Change" event for a modelled task as it is now (its times are simulated)."""
+    detail = dict(task)
     for key in ("createdAt", "startedAt", "stoppedAt"):
         if key in detail:
             detail[key] = iso(detail[key])
     detail["containers"] = [dict(c) for c in task["containers"]]
-    return {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": "ECS Task State Change",
-        "source": "aws.ecs",
-        "account": ACCOUNT,
-        "time": iso(task.get("stoppedAt") or task.get("startedAt") or task["createdAt"]),
-        "region": REGION,
-        "resources": [task["taskArn"]],
-        "detail": detail,
-    }
+    return task_state_change(detail, at=task.get("stoppedAt") or task.get("startedAt") or task["createdAt"])
 
 
 # ------------------------------------------------------------------------------------------------------- SQS
