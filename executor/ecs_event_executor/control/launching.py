@@ -323,7 +323,11 @@ class Launcher:
     def _record(self, item: TaskItem, attempt: int, task: Mapping[str, Any]) -> Result:
         task_arn = task["taskArn"]
         recorded, current = self.table.record_launched(
-            item.launch_id, attempt, task_arn=task_arn, cluster_arn=task.get("clusterArn")
+            item.launch_id,
+            attempt,
+            task_arn=task_arn,
+            cluster_arn=task.get("clusterArn"),
+            checked_at=item.checked_at,
         )
         if not recorded and current is not None and current.state is TaskState.CANCELLED:
             # Revoked while RunTask was in flight: the task must not run.
@@ -349,8 +353,11 @@ class Launcher:
         return Result.LAUNCH_FAILED
 
     def _retry(self, item: TaskItem, attempt: int, reason: str, receive_count: int) -> Result:
-        self.table.release_lease(item.launch_id, attempt, reason=f"retrying: {reason}")
-        raise RetryLater(reason, self.backoff_seconds(receive_count))
+        delay = self.backoff_seconds(receive_count)
+        self.table.release_lease(
+            item.launch_id, attempt, reason=f"retrying: {reason}", retry_in_seconds=delay
+        )
+        raise RetryLater(reason, delay)
 
     def backoff_seconds(self, receive_count: int) -> int:
         """Exponential backoff with jitter, capped: spreads retried launches over the RunTask quota."""
