@@ -223,7 +223,7 @@ class SimulatedQueue:
 
     def receive(self, limit: int = 10) -> list[dict[str, Any]]:
         now = self.clock()
-        out = []
+        out: list[dict[str, Any]] = []
         for handle, message in sorted(self.messages.items(), key=lambda kv: kv[1].visible_at):
             if len(out) == limit or message.visible_at > now:
                 break
