@@ -20,6 +20,9 @@ from infra.settings import Settings
 PERIOD = Duration.minutes(1)
 # A launch waiting longer than this is being throttled or the launcher is failing; half the retry horizon at most.
 OLDEST_LAUNCH_AGE_SECONDS = 900
+# An ECS event normally waits well under a second; one older than this is being retried (the status Lambda fails
+# or is throttled): Airflow hears of finished tasks late.
+OLDEST_STATUS_EVENT_AGE_SECONDS = 300
 
 
 class Monitoring(Construct):
@@ -32,6 +35,7 @@ class Monitoring(Construct):
         *,
         settings: Settings,
         launch_queue: sqs.IQueue,
+        status_queue: sqs.IQueue,
         dead_letter_queues: Sequence[tuple[str, sqs.IQueue]],
         functions: Sequence[tuple[str, lambda_.IFunction]],
         lost_tasks: cloudwatch.IMetric,
@@ -65,7 +69,8 @@ class Monitoring(Construct):
                 f"{label}-dlq-not-empty",
                 queue.metric_approximate_number_of_messages_visible(period=PERIOD, statistic="Maximum"),
                 0,
-                f"Messages in the {label} dead-letter queue: inspect them (each carries its reason) and redrive or drop.",
+                f"Messages in the {label} dead-letter queue: `ecs-event-executor replay-dlq --dry-run` lists them "
+                "(with the reason where one was recorded); fix the cause, then replay or drop them.",
             )
         for label, function in functions:
             alarm(
@@ -81,6 +86,14 @@ class Monitoring(Construct):
             launch_queue.metric_approximate_age_of_oldest_message(period=PERIOD, statistic="Maximum"),
             oldest,
             f"A launch request has waited more than {oldest} s: RunTask is throttled or capacity is short.",
+        )
+        alarm(
+            "status-queue-oldest-message",
+            status_queue.metric_approximate_age_of_oldest_message(period=PERIOD, statistic="Maximum"),
+            OLDEST_STATUS_EVENT_AGE_SECONDS,
+            f"An ECS event has waited more than {OLDEST_STATUS_EVENT_AGE_SECONDS} s in the status queue: the status "
+            "Lambda is failing or throttled (its errors, its EventsFailed metric), so Airflow hears of task "
+            "states late; after 5 receives an event moves to the ecs-events DLQ.",
         )
         alarm(
             "reconciler-lost-tasks",
@@ -105,6 +118,19 @@ class Monitoring(Construct):
                 ],
                 right=[
                     launch_queue.metric_approximate_age_of_oldest_message(period=PERIOD, statistic="Maximum")
+                ],
+                width=12,
+            ),
+            cloudwatch.GraphWidget(
+                title="Status queue (ECS events)",
+                left=[
+                    status_queue.metric_number_of_messages_sent(period=PERIOD, statistic="Sum"),
+                    status_queue.metric_approximate_number_of_messages_visible(
+                        period=PERIOD, statistic="Maximum"
+                    ),
+                ],
+                right=[
+                    status_queue.metric_approximate_age_of_oldest_message(period=PERIOD, statistic="Maximum")
                 ],
                 width=12,
             ),

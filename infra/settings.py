@@ -268,7 +268,8 @@ class Settings(BaseModel):
     launcher_max_concurrency: Annotated[int, _integer(MIN_ESM_CONCURRENCY, MAX_ESM_CONCURRENCY)] = 5
     # The account's RunTask rate in this region (Fargate: 20 calls per second); the launchers share it.
     run_task_calls_per_second: Annotated[int, _integer(1, 1000)] = 20
-    status_reserved_concurrency: Annotated[int | None, _integer(1, 1000)] = None
+    # At least 2: it also caps the status queue's event source, whose maximum concurrency is 2 or more.
+    status_reserved_concurrency: Annotated[int | None, _integer(2, 1000)] = None
     retry_horizon_seconds: Annotated[
         int, _integer(60, MAX_QUEUE_RETENTION_SECONDS - QUEUE_RETENTION_MARGIN_SECONDS)
     ] = 3600

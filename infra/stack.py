@@ -111,6 +111,7 @@ class EcsEventExecutorStack(Stack):
             "Monitoring",
             settings=settings,
             launch_queue=self.launcher.queue,
+            status_queue=self.status.queue,
             dead_letter_queues=[
                 ("launch", self.launcher.dead_letter_queue),
                 ("ecs-events", self.status.dead_letter_queue),
@@ -152,6 +153,16 @@ class EcsEventExecutorStack(Stack):
             "SchedulerPolicyArn": (
                 "Managed policy to attach to the Airflow scheduler's role",
                 self.scheduler_access.policy.managed_policy_arn,
+            ),
+            # What `ecs-event-executor replay-dlq --dlq-url ... --to-queue ...` takes after a fix.
+            "LaunchDeadLetterQueueUrl": (
+                "Launch DLQ (replay to QueueUrl)",
+                self.launcher.dead_letter_queue.queue_url,
+            ),
+            "StatusQueueUrl": ("Status queue: the ECS rule's target", self.status.queue.queue_url),
+            "StatusDeadLetterQueueUrl": (
+                "ECS-events DLQ (replay to StatusQueueUrl)",
+                self.status.dead_letter_queue.queue_url,
             ),
         }
         for name, (description, value) in values.items():

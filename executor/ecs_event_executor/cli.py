@@ -8,6 +8,7 @@ moto_server, which runs from a clone: ``python -m harness.local up``).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -16,8 +17,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import boto3
+from pydantic import ValidationError
 
-from ecs_event_executor.control.messages import MalformedMessage, parse_message
+from ecs_event_executor.control.ecs_state import TaskStateChange
+from ecs_event_executor.control.messages import MalformedMessage, describe_validation_error, parse_message
 from ecs_event_executor.control.tasks.item import TaskItem
 from ecs_event_executor.control.tasks.lifecycle import TaskState
 from ecs_event_executor.control.tasks.schema import Attr, is_task_key
@@ -132,11 +135,31 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _still_malformed(body: str) -> str | None:
+    """Return why a dead-lettered body cannot be handled (None if it can): an ECS task-state event (the status
+    queue's DLQ) or a launch-queue message (the launch DLQ)."""
+    try:
+        raw = json.loads(body)
+    except ValueError:
+        raw = None
+    if isinstance(raw, dict) and "detail-type" in raw:
+        try:
+            TaskStateChange.model_validate(raw)
+        except ValidationError as exc:
+            return describe_validation_error(exc)
+        return None
+    try:
+        parse_message(body)
+    except MalformedMessage as exc:
+        return str(exc)
+    return None
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
-    """Move messages from a DLQ back where they belong, after the cause was fixed."""
+    """Move messages from a DLQ back to their queue, after the cause was fixed."""
     sqs = _client(args, "sqs")
-    lam = _client(args, "lambda") if args.to_function else None
     moved = kept = 0
+    held: list[str] = []  # receipts of messages left in the DLQ, hidden while this run reads on
     while moved + kept < args.max:
         resp = sqs.receive_message(
             QueueUrl=args.dlq_url,
@@ -149,29 +172,34 @@ def cmd_replay(args: argparse.Namespace) -> int:
         if not messages:
             break
         for message in messages:
-            reason = message.get("MessageAttributes", {}).get("FailureReason", {}).get("StringValue", "")
+            attributes = message.get("MessageAttributes", {})
+            # The launcher's FailureReason; EventBridge's ERROR_MESSAGE for an event it could not put on a queue.
+            reason = next(
+                (attributes[k]["StringValue"] for k in ("FailureReason", "ERROR_MESSAGE") if k in attributes),
+                "",
+            )
             body = message["Body"]
-            if args.to_queue:
-                try:
-                    parse_message(body)
-                except MalformedMessage as exc:
-                    # Still malformed: replaying it would only send it back here.
-                    print(f"keep {message['MessageId']}: still malformed ({exc}); was: {reason or '-'}")
-                    kept += 1
-                    continue
+            problem = _still_malformed(body)
+            if problem is not None:
+                # Still malformed: replaying it would only send it back here.
+                print(f"keep {message['MessageId']}: still malformed ({problem}); was: {reason or '-'}")
+                kept += 1
+                held.append(message["ReceiptHandle"])
+                continue
             print(
                 f"{'would replay' if args.dry_run else 'replay'} {message['MessageId']}"
                 + (f" (was: {reason})" if reason else "")
             )
             if args.dry_run:
                 kept += 1
+                held.append(message["ReceiptHandle"])
                 continue
-            if args.to_queue:
-                sqs.send_message(QueueUrl=args.to_queue, MessageBody=body)
-            elif lam is not None:
-                lam.invoke(FunctionName=args.to_function, InvocationType="Event", Payload=body.encode())
+            sqs.send_message(QueueUrl=args.to_queue, MessageBody=body)
             sqs.delete_message(QueueUrl=args.dlq_url, ReceiptHandle=message["ReceiptHandle"])
             moved += 1
+    for receipt in held:
+        # Visible again at once: the replay after a dry run, or after a fix, must not wait for the timeout.
+        sqs.change_message_visibility(QueueUrl=args.dlq_url, ReceiptHandle=receipt, VisibilityTimeout=0)
     print(f"replayed {moved}, left {kept} in the dead-letter queue")
     return 0
 
@@ -206,10 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     replay = sub.add_parser("replay-dlq", help="send dead-lettered messages back after a fix")
     replay.add_argument("--dlq-url", required=True)
-    target = replay.add_mutually_exclusive_group(required=True)
-    target.add_argument("--to-queue", help="the launch queue URL (for the launch DLQ)")
-    target.add_argument(
-        "--to-function", help="the status function name (for the status rule's DLQ of events)"
+    replay.add_argument(
+        "--to-queue",
+        required=True,
+        help="the DLQ's queue: the launch queue URL for the launch DLQ, the status queue URL for the ECS-events DLQ",
     )
     replay.add_argument("--max", type=int, default=1000)
     replay.add_argument("--dry-run", action="store_true")

@@ -311,10 +311,14 @@ class EcsEventExecutor(BaseExecutor):
 
     def _launch_deadline(self, queued_at: datetime, token_expires_at: datetime | None) -> datetime:
         """Return the last instant the launcher may start the task: the workload token's expiry (or, without an
-        ``exp`` claim, ``task_queued_timeout`` after queueing) less the start-up margin."""
+        ``exp`` claim, ``task_queued_timeout`` after queueing) less the start-up margin (at most half the time
+        left)."""
         settings = self.settings
         expires = token_expires_at or queued_at + timedelta(seconds=settings.task_queued_timeout_seconds)
-        return expires - timedelta(seconds=settings.launch_start_margin_seconds)
+        # A margin longer than the token's remaining life would refuse every launch (a short task_queued_timeout):
+        # it never takes more than half of what is left.
+        margin = min(timedelta(seconds=settings.launch_start_margin_seconds), (expires - queued_at) / 2)
+        return expires - max(margin, timedelta(0))
 
     def _track(self, tracked: Tracked) -> None:
         previous = self._launch_of.get(tracked.key)

@@ -55,7 +55,13 @@ class AwsModel:
     task_launch_burst: float = 100.0
     task_launch_per_second: float = 20.0
     # What happens around the calls (not requests, but part of the path an ECS state takes to Airflow).
-    eventbridge_delivery_seconds: float = 0.5  # ECS event -> status Lambda invocation
+    eventbridge_delivery_seconds: float = 0.5  # ECS event -> on the status queue (the rule's SQS target)
+    # The status queue's event source long-polls: a message that arrives is returned within tens of ms (no
+    # batching window); the batch is what is visible then, up to status_batch_size.
+    status_poll_seconds: float = 0.05
+    status_batch_size: int = 10
+    # Lambda's SQS event source keeps 5 concurrent batches at least (it scales up from there): modelled at 5.
+    status_concurrency: int = 5
     lambda_invoke_overhead_seconds: float = 0.010  # warm invocation
     scheduler_idle_sleep_seconds: float = 1.0  # [scheduler] scheduler_idle_sleep_time: the loop's pause
     fargate_pending_after: float = 10.0  # PROVISIONING -> PENDING
@@ -91,8 +97,11 @@ class AwsModel:
             "ThrottlingException when either bucket is empty (botocore's default retries apply).",
             f"ECS task: PENDING after {self.fargate_pending_after:g} s, RUNNING after {self.fargate_running_after:g} s; "
             f"on exit STOPPING (exit code), DEPROVISIONING +{self.deprovision_seconds:g} s, STOPPED "
-            f"+{self.stopped_after_exit:g} s. EventBridge delivery {self.eventbridge_delivery_seconds:g} s, "
-            f"warm Lambda invoke {self.lambda_invoke_overhead_seconds * 1000:.0f} ms.",
+            f"+{self.stopped_after_exit:g} s; the rule delivers RUNNING, STOPPING, STOPPED. EventBridge -> status "
+            f"queue {self.eventbridge_delivery_seconds:g} s, its event source's long poll returns "
+            f"{self.status_poll_seconds * 1000:.0f} ms after a message arrives (batch <= {self.status_batch_size}, "
+            f"no window, {self.status_concurrency} concurrent invocations), warm Lambda invoke "
+            f"{self.lambda_invoke_overhead_seconds * 1000:.0f} ms.",
             f"Scheduler loop: heartbeat, then {self.scheduler_idle_sleep_seconds:g} s idle sleep. Launcher: SQS "
             f"event source, batch {self.launcher_batch_size}, window {self.launcher_batching_window:g} s, "
             f"maximum concurrency {self.launcher_max_concurrency}; an invocation applies its batch on "

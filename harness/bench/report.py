@@ -114,7 +114,7 @@ def render(
         "|---|---:|---:|",
         f"| requests per loop (mean / max) | {_req(ours)} | {_req(ref)} |",
         f"| scheduler blocking per loop (median) | {_ms(_median_blocking(ours))} | {_ms(_median_blocking(ref))} |",
-        f"| state latency, container exit → Airflow state (p50 / p95 / max) | {_lat(ours)} | {_lat(ref)} |",
+        f"| state latency, container exit → Airflow state (p50 / p95 / p99 / max) | {_lat(ours)} | {_lat(ref)} |",
         f"| tasks not reported | {ours.unreported} | {ref.unreported} |",
         "",
         "### 4. AWS request cost per 1M tasks (whole lifecycle above, list prices)",
@@ -166,10 +166,10 @@ EMULATION_NOTES = [
     "Emulation: DynamoDB is moto (in-process; its index is immediately consistent, so index lag is not in the "
     "state latency). ECS, SQS and EventBridge are model backends in harness/bench/emulator.py: moto's ECS allocates an ENI "
     "per awsvpc task and scans all tasks per DescribeTasks, and its SQS visibility runs on the wall clock.",
-    "Concurrency: every scheduler loop and launcher invocation is a process on simulated time that yields at each "
-    "request, so requests from all of them reach the quotas in the order of their simulated times; the launcher's "
-    "threads are processes on clocks forked from the invocation's (their waits overlap, their CPU adds up). Status "
-    "invocations run whole, one at a time. moto's index Query is handed only the items its key condition can match "
+    "Concurrency: every scheduler loop, launcher and status invocation is a process on simulated time that yields "
+    "at each request, so requests from all of them reach the quotas (and writes reach the table) in the order of "
+    "their simulated times; the launcher's threads are processes on clocks forked from the invocation's (their "
+    "waits overlap, their CPU adds up). moto's index Query is handed only the items its key condition can match "
     "(same answer; moto would sort and measure the whole table per Query).",
     "Steady state: tasks reach RUNNING outside the measurement; for ours the task items are written once by the "
     "real launcher/status writes and cloned into moto's store for the rest (10,000 writes through moto take minutes).",
@@ -209,7 +209,9 @@ def _lat(result: LifecycleResult) -> str:
     values = result.state_latencies
     if not values:
         return "-"
-    return f"{_pct(values, 0.5):.1f} / {_pct(values, 0.95):.1f} / {max(values):.1f} s"
+    return (
+        f"{_pct(values, 0.5):.1f} / {_pct(values, 0.95):.1f} / {_pct(values, 0.99):.1f} / {max(values):.1f} s"
+    )
 
 
 def _verdicts(

@@ -33,6 +33,7 @@ from harness.bench.emulator import (
     DLQ_URL,
     QUEUE_URL,
     REGION,
+    STATUS_QUEUE_URL,
     Emulator,
     Message,
     fast_moto_projection,
@@ -188,7 +189,13 @@ class World:
             self.emu.client("dynamodb").create_table(**definition)
         self.scheduler = Actor(f"{self.kind}:scheduler", time=self.sim.start)
         self.esm = Actor("launch-queue poller", time=self.sim.start)
-        self.status_actor = Actor("status Lambda", time=self.sim.start)
+        self.status_actor = Actor("status Lambda", time=self.sim.start)  # the warm-up's environment
+        self.status_esm = Actor("status-queue poller", time=self.sim.start)
+        self.status_workers = [
+            Actor(f"status Lambda {i}", time=self.sim.start) for i in range(self.model.status_concurrency)
+        ]
+        self._status_free_at = [self.sim.start] * len(self.status_workers)
+        self._status_poll_at: float | None = None
         self.workers = [
             Actor(f"launcher Lambda {i}", time=self.sim.start)
             for i in range(self.model.launcher_max_concurrency)
@@ -208,7 +215,14 @@ class World:
 
     @property
     def actors(self) -> list[Actor]:
-        return [self.scheduler, self.esm, self.status_actor, *self.workers]
+        return [
+            self.scheduler,
+            self.esm,
+            self.status_actor,
+            self.status_esm,
+            *self.status_workers,
+            *self.workers,
+        ]
 
     def _our_executor(self) -> Any:
         from ecs_event_executor.executor import EcsEventExecutor
@@ -301,10 +315,14 @@ class World:
                 launcher_handler.handler(
                     sqs_event([_sqs_record(ping)]), self._context("launcher", self.model.launcher_memory_mb)
                 )
-            # An event for a task that is not ours: read, mapped, ignored.
+            # An event for a task that is not ours, in a batch from the status queue: read, mapped, ignored.
             status_handler._tracker = self._tracker
             event = task_state_event({**_WARM_UP_TASK, "createdAt": self.sim.now})
-            status_handler.handler(event, self._context("status", self.model.status_memory_mb))
+            message = Message("warm-up-status", json.dumps(event), self.sim.now, self.sim.now, 1)
+            status_handler.handler(
+                {"Records": [_sqs_record(message, STATUS_QUEUE_URL)]},
+                self._context("status", self.model.status_memory_mb),
+            )
 
     @contextlib.contextmanager
     def _as(self, actor: Actor) -> Iterator[None]:
@@ -345,21 +363,74 @@ class World:
 
         if task.get("startedBy") != STARTED_BY or task["lastStatus"] not in STATUS_EVENT_LAST_STATUSES:
             return  # the stack's rule does not deliver it
-        event = json.loads(json.dumps(task_state_event(task)))  # as it is now, not as it will be
+        body = json.dumps(task_state_event(task))  # as it is now, not as it will be
         when = self.sim.clock() + self.model.eventbridge_delivery_seconds
-        self.sim.at(when, lambda: self._invoke_status(event), self.status_actor)
+        self.sim.at(when, lambda: self._enqueue_status(body), self.status_esm)
 
-    def _invoke_status(self, event: dict[str, Any]) -> None:
+    def _enqueue_status(self, body: str) -> None:
+        """EventBridge puts the event on the status queue (an SQS request, billed); the poller hears of it."""
+        now = self.sim.clock()
+        self.emu.status_queue.send(body, now)
+        if self.emu.charging:
+            self.status_esm.requests["sqs.SendMessage"] += 1
+            self.status_esm.sqs_billed += 1
+        self._wake_status_poller(now + self.model.status_poll_seconds)
+
+    def _wake_status_poller(self, when: float) -> None:
+        if self._status_poll_at is not None and self._status_poll_at <= when:
+            return
+        self._status_poll_at = when
+        self.sim.at(when, self._poll_status, self.status_esm)
+
+    def _poll_status(self) -> None:
+        """The status queue's event source: batches of what is visible, to free execution environments."""
+        now = self.sim.clock()
+        if self._status_poll_at is not None and self._status_poll_at > now:
+            return  # a later wake-up is due
+        self._status_poll_at = None
+        queue = self.emu.status_queue
+        for i, worker in enumerate(self.status_workers):
+            if self._status_free_at[i] > now:
+                continue
+            batch = queue.receive(now, self.model.status_batch_size)
+            if not batch:
+                break
+            if self.emu.charging:
+                self.status_esm.requests["sqs.ReceiveMessage"] += 1
+                self.status_esm.sqs_billed += 1
+            self._status_free_at[i] = float("inf")
+            self.sim.process(now, lambda i=i, batch=batch: self._invoke_status(i, batch), worker)  # type: ignore[misc]
+        if queue.visible(now):
+            busy_until = min(self._status_free_at)
+            if busy_until != float("inf"):
+                self._wake_status_poller(busy_until)
+        elif queue.messages:
+            nxt = queue.next_visible_at()
+            if nxt is not None and nxt > now:
+                self._wake_status_poller(nxt)  # a failed event, visible again after the visibility timeout
+
+    def _invoke_status(self, index: int, batch: list[Message]) -> None:
         from lambdas.status import handler as status_handler
 
+        worker = self.status_workers[index]
         status_handler._tracker = self._tracker
-        self._invoke(
-            self.status_actor,
+        event = {"Records": [_sqs_record(m, STATUS_QUEUE_URL) for m in batch]}
+        response = self._invoke(
+            worker,
             self.status,
             lambda: status_handler.handler(event, self._context("status", self.model.status_memory_mb)),
             self.model.status_memory_mb,
         )
-        self.status.records += 1
+        self.status.records += len(batch)
+        failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
+        done = [m for m in batch if m.message_id not in failed]
+        for message in done:
+            self.emu.status_queue.delete(message.handle)
+        if done and self.emu.charging:
+            self.status_esm.requests["sqs.DeleteMessageBatch"] += 1
+            self.status_esm.sqs_billed += 1
+        self._status_free_at[index] = worker.time
+        self._wake_status_poller(worker.time)
 
     def _context(self, name: str, memory_mb: int) -> Any:
         return LambdaContext(name, memory_limit_in_mb=memory_mb, timeout_seconds=60.0)
@@ -559,14 +630,14 @@ class World:
         self.sim.run_until(lambda: self.sim.now >= end, limit=end - self.sim.start)
 
 
-def _sqs_record(message: Message) -> dict[str, Any]:
-    """Return the Lambda SQS record for a message of the modelled launch queue."""
+def _sqs_record(message: Message, queue_url: str = QUEUE_URL) -> dict[str, Any]:
+    """Return the Lambda SQS record for a message of a modelled queue (the launch queue, the status queue)."""
     sent = str(int(message.sent_at * 1000))
     return sqs_record(
         message_id=message.message_id,
         receipt_handle=message.handle,
         body=message.body,
-        queue_arn=f"arn:aws:sqs:{REGION}:{ACCOUNT}:airflow-launch",
+        queue_arn=f"arn:aws:sqs:{REGION}:{ACCOUNT}:{queue_url.rsplit('/', 1)[-1]}",
         receive_count=message.receive_count,
         sent_timestamp=sent,
         first_receive_timestamp=sent,

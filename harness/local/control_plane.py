@@ -1,10 +1,10 @@
 """The local control plane: the Lambda handlers, unchanged, fed by pollers that stand in for AWS's plumbing.
 
-- An SQS event source mapping: a poller receives up to BatchSize messages, hands them to the function in Lambda's
-  SQS event shape, deletes the ones that succeeded and leaves the reported batch item failures to the visibility
-  timeout the launcher set (after maxReceiveCount receives SQS's redrive moves a message to the DLQ).
-- A rule with a Lambda target: moto delivers the event to a stand-in queue; a poller invokes the function with
-  one event at a time, as EventBridge's asynchronous invocation does, and leaves a failed event for a retry.
+- An SQS event source mapping (the launch queue -> launcher, the status queue -> status Lambda): a poller receives
+  up to BatchSize messages, hands them to the function in Lambda's SQS event shape, deletes the ones that
+  succeeded and leaves the reported batch item failures to the visibility timeout (the launcher's backoff, or the
+  queue's; after maxReceiveCount receives SQS's redrive moves a message to the DLQ). moto delivers the ECS rule's
+  events to the status queue, as EventBridge does.
 - A rule with an SQS target and InputPath: a bridge applies the path (moto ignores it, see resources.py).
 
 It runs in its own process (``python -m harness.local control-plane``): the handlers read their settings
@@ -137,19 +137,6 @@ class ControlPlane:
                 AttributeNames=["All"],
             ).get("Messages", [])
             if not messages:
-                return
-            if feed.kind == "event":
-                for message in messages:
-                    try:
-                        handler(
-                            json.loads(message["Body"]),
-                            _context(feed.function),
-                        )
-                    except Exception:
-                        # EventBridge retries a failed asynchronous invocation; the message comes back.
-                        log.exception("%s failed on an event; it will be retried", feed.function)
-                        continue
-                    self._sqs.delete_message(QueueUrl=feed.queue_url, ReceiptHandle=message["ReceiptHandle"])
                 return
             failed = self._invoke_batch(feed, handler, messages, extra_receives=0)
             if self.faults.duplicate_deliveries:

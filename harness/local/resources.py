@@ -2,10 +2,9 @@
 
 Only the resource types the control plane's data path uses are created (network, cluster, task definition, log
 groups, queues, table, buses, rules); IAM, alarms and dashboards have no local meaning. Lambda functions are not
-created: their Handler and Environment are resolved, and the control-plane process runs them in-process.
-
-moto cannot invoke a Lambda target of a rule without Docker, so each such target becomes an SQS queue that the
-control plane polls and feeds to the function one event at a time, as EventBridge's async invocation would.
+created: their Handler and Environment are resolved, and the control-plane process runs them in-process, fed by
+its pollers as each SQS event source mapping names them (the launch queue and the status queue, which the ECS
+rule targets: the same path as in AWS). A scheduled rule's Lambda target (the reconciler) is invoked on its rate.
 """
 
 from __future__ import annotations
@@ -51,14 +50,13 @@ class FunctionSpec:
 
 @dataclass
 class QueueFeed:
-    """A queue the control plane polls and hands to a function (event source mapping or rule stand-in)."""
+    """A queue the control plane polls and hands to a function, as an SQS event source mapping does."""
 
     function: str
     queue_url: str
     queue_arn: str
     batch_size: int
     partial_batch: bool
-    kind: str  # "sqs": Lambda's SQS event shape; "event": one EventBridge event per invocation
 
 
 @dataclass
@@ -321,12 +319,7 @@ def create_resources(endpoint: str, template: dict[str, Any], *, origin: str) ->
         )
         for target in props.get("Targets", []):
             arn = resolve(target["Arn"])
-            if isinstance(arn, str) and arn.startswith("lambda:"):
-                function = arn.split(":", 1)[1]
-                url, queue_arn = create_queue(f"{logical}-to-{function}"[:80], {"VisibilityTimeout": "30"})
-                result_feeds.append(QueueFeed(function, url, queue_arn, 1, False, "event"))
-                target_arn = queue_arn
-            elif arn in queue_by_arn and target.get("InputPath"):
+            if arn in queue_by_arn and target.get("InputPath"):
                 # moto ignores InputPath on SQS targets and delivers the whole event; AWS delivers only the
                 # path. A bridge queue takes moto's delivery and the control plane applies the path.
                 url, target_arn = create_queue(f"{logical}-inputpath"[:80], {"VisibilityTimeout": "30"})
@@ -351,7 +344,6 @@ def create_resources(endpoint: str, template: dict[str, Any], *, origin: str) ->
                 queue_arn=source,
                 batch_size=int(props.get("BatchSize", 10)),
                 partial_batch="ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
-                kind="sqs",
             )
         )
 
@@ -372,7 +364,8 @@ def create_resources(endpoint: str, template: dict[str, Any], *, origin: str) ->
         if isinstance(value, str) and value.startswith("AIRFLOW__") and "=" in value:
             key, _, val = value.partition("=")
             airflow_env[key] = val
-    launcher = next(f for f in result_feeds if f.kind == "sqs")
+    # The launcher is the function that starts tasks from a task definition (the status Lambda reads a queue too).
+    launcher = next(f for f in result_feeds if "TASK_DEFINITION" in specs[f.function].env)
     launcher_env = specs[launcher.function].env
     return LocalResources(
         endpoint=endpoint,

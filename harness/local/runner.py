@@ -3,8 +3,8 @@
 For each task with ``startedBy`` = the control plane's mark it runs the Airflow container's command (from the
 task's container overrides: command and environment) as a local process, at most ``concurrency`` at a time, and
 publishes "ECS Task State Change" events to the default bus in the documented shape with an increasing
-``detail.version``: PROVISIONING, PENDING, RUNNING, DEPROVISIONING (exit code known), STOPPED (exit code,
-stopCode EssentialContainerExited). A StopTask (moto sets desiredStatus STOPPED) kills the process and ends in
+``detail.version``: PROVISIONING, PENDING, RUNNING, STOPPING and DEPROVISIONING (exit code known), STOPPED (exit
+code, stopCode EssentialContainerExited). A StopTask (moto sets desiredStatus STOPPED) kills the process and ends in
 STOPPED with stopCode UserInitiated. The container's output goes to CloudWatch Logs under the awslogs stream
 ``{prefix}/{container}/{task id}``.
 
@@ -370,14 +370,10 @@ class LocalEcsRunner:
     def _finish(self, task: LocalTask, *, exit_code: int | None, stop_code: str, reason: str | None) -> None:
         task.finished = True
         if task.started_at is not None:
-            self._event(
-                task,
-                "DEPROVISIONING",
-                desired="STOPPED",
-                exit_code=exit_code,
-                stop_code=stop_code,
-                reason=reason,
-            )
+            for step in ("STOPPING", "DEPROVISIONING"):
+                self._event(
+                    task, step, desired="STOPPED", exit_code=exit_code, stop_code=stop_code, reason=reason
+                )
         self._event(
             task, "STOPPED", desired="STOPPED", exit_code=exit_code, stop_code=stop_code, reason=reason
         )
@@ -401,7 +397,7 @@ class LocalEcsRunner:
             task.arn,
             self.container_name,
             last_status="STOPPED"
-            if last_status in ("DEPROVISIONING", "STOPPED")
+            if last_status in ("STOPPING", "DEPROVISIONING", "STOPPED")
             else ("RUNNING" if task.started_at else "PENDING"),
             exit_code=exit_code,
             container_arn=f"{task.arn.replace(':task/', ':container/')}/{uuid.uuid5(uuid.NAMESPACE_URL, task.arn)}",

@@ -144,6 +144,17 @@ def contract_template() -> dict[str, Any]:
                     ],
                 },
             },
+            "StatusDeadLetterQueue": {"Type": "AWS::SQS::Queue", "Properties": {}},
+            "StatusQueue": {
+                "Type": "AWS::SQS::Queue",
+                "Properties": {
+                    "VisibilityTimeout": 180,
+                    "RedrivePolicy": {
+                        "deadLetterTargetArn": {"Fn::GetAtt": ["StatusDeadLetterQueue", "Arn"]},
+                        "maxReceiveCount": 5,
+                    },
+                },
+            },
             "EcsTaskStateRule": {
                 "Type": "AWS::Events::Rule",
                 "Properties": {
@@ -156,7 +167,7 @@ def contract_template() -> dict[str, Any]:
                             "lastStatus": list(STATUS_EVENT_LAST_STATUSES),
                         },
                     },
-                    "Targets": [{"Id": "Target0", "Arn": {"Fn::GetAtt": ["StatusHandlerFunction", "Arn"]}}],
+                    "Targets": [{"Id": "Target0", "Arn": {"Fn::GetAtt": ["StatusQueue", "Arn"]}}],
                 },
             },
             "LauncherHandlerFunction": {
@@ -179,6 +190,15 @@ def contract_template() -> dict[str, Any]:
                     "BatchSize": 10,
                     "EventSourceArn": {"Fn::GetAtt": ["LauncherQueue", "Arn"]},
                     "FunctionName": {"Ref": "LauncherHandlerFunction"},
+                    "FunctionResponseTypes": ["ReportBatchItemFailures"],
+                },
+            },
+            "StatusEventSource": {
+                "Type": "AWS::Lambda::EventSourceMapping",
+                "Properties": {
+                    "BatchSize": 10,
+                    "EventSourceArn": {"Fn::GetAtt": ["StatusQueue", "Arn"]},
+                    "FunctionName": {"Ref": "StatusHandlerFunction"},
                     "FunctionResponseTypes": ["ReportBatchItemFailures"],
                 },
             },

@@ -1,4 +1,4 @@
-"""Operator commands: list tasks by state, show one task's history, replay the launch DLQ after a fix."""
+"""Operator commands: list tasks by state, show one task's history, replay the launch and status DLQs after a fix."""
 
 from __future__ import annotations
 
@@ -6,10 +6,14 @@ import json
 
 import pytest
 from ecs_event_executor.cli import main
+from ecs_event_executor.control.tasks.lifecycle import TaskState
+from ecs_event_executor.control.tasks.table import TaskTable
 
 from lambdas.launcher import handler as launcher_handler
 from tests.conftest import ControlPlane
 from tests.support.aws import LambdaContextStub, body_event
+from tests.support.ecs_events import task_event
+from tests.support.handlers import deliver, launch
 from tests.support.requests import launch_request
 
 
@@ -55,3 +59,25 @@ def test_replay_dlq_moves_fixed_messages_and_keeps_poison(
     assert "replayed 1, left 1" in out and "still malformed" in out
     replayed = sqs.receive_message(QueueUrl=control_plane.queue_url)["Messages"]
     assert [m["Body"] for m in replayed] == [good.to_json()]
+
+
+def test_replay_of_the_status_dlq_puts_ecs_events_back_on_the_status_queue(
+    control_plane: ControlPlane, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An event whose handling failed 5 times waits in the status DLQ; after the fix it goes back, and lands."""
+    sqs = control_plane.client("sqs")
+    status_dlq = sqs.create_queue(QueueName="airflow-status-dlq")["QueueUrl"]
+    status_queue = sqs.create_queue(QueueName="airflow-status")["QueueUrl"]
+    launch_id, task = launch(control_plane)
+    event = json.dumps(task_event(task, last_status="STOPPING", version=4, exit_code=0))
+    sqs.send_message(QueueUrl=status_dlq, MessageBody=event)
+    args = ["replay-dlq", "--dlq-url", status_dlq, "--to-queue", status_queue]
+    assert main([*args, "--dry-run"]) == 0
+    assert "would replay" in capsys.readouterr().out
+    assert main(args) == 0
+    assert "replayed 1, left 0" in capsys.readouterr().out
+    [message] = sqs.receive_message(QueueUrl=status_queue, AttributeNames=["All"])["Messages"]
+    assert message["Body"] == event
+    assert deliver([json.loads(message["Body"])]) == []
+    final = TaskTable(control_plane.table).get(launch_id)
+    assert final is not None and final.state is TaskState.SUCCEEDED

@@ -193,3 +193,40 @@ def test_documented_spot_warning_is_not_terminal() -> None:
     result = map_event(event.detail, "base")
     assert result.state is TaskState.RUNNING
     assert "TerminationNotice" in (result.reason or "")
+
+
+def _stopping(*, exit_code: int | None, stop_code: str, reason: str) -> TaskStateChange:
+    """Return the documented Fargate event moved on to STOPPING, as ECS sends it when the task is being stopped.
+
+    The guide documents each step by the same shape: ``lastStatus`` STOPPING, ``desiredStatus`` STOPPED, the
+    ``stopCode``, ``stoppedReason`` and ``stoppingAt``, a newer ``version``; a container that has exited is STOPPED
+    with its ``exitCode``.
+    """
+    raw = json.loads((EVENTS / "fargate_task_running.json").read_text())
+    detail = raw["detail"]
+    detail.update(
+        lastStatus="STOPPING",
+        desiredStatus="STOPPED",
+        stopCode=stop_code,
+        stoppedReason=reason,
+        stoppingAt="2020-01-23T18:03:12.410Z",
+        version=5,
+    )
+    if exit_code is not None:
+        detail["containers"][0].update(lastStatus="STOPPED", exitCode=exit_code)
+    return TaskStateChange.model_validate(raw)
+
+
+@pytest.mark.parametrize(("code", "state"), [(0, TaskState.SUCCEEDED), (2, TaskState.FAILED)])
+def test_documented_stopping_with_the_exit_code_finishes_the_task(code: int, state: TaskState) -> None:
+    event = _stopping(
+        exit_code=code, stop_code="EssentialContainerExited", reason="Essential container in task exited"
+    )
+    result = map_event(event.detail, "FargateApp")
+    assert (result.state, result.exit_code) == (state, code)
+    assert not result.infrastructure_failure
+
+
+def test_documented_stopping_without_the_exit_code_waits_for_stopped() -> None:
+    event = _stopping(exit_code=None, stop_code="UserInitiated", reason="Task stopped by user")
+    assert map_event(event.detail, "FargateApp").state is TaskState.RUNNING

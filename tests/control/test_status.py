@@ -7,6 +7,8 @@ from typing import Any
 
 import boto3
 import pytest
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+from botocore.awsrequest import AWSResponse
 from ecs_event_executor.control import bus
 from ecs_event_executor.control.messages import parse_message
 from ecs_event_executor.control.tasks.item import TaskItem
@@ -18,7 +20,7 @@ from lambdas.status import handler as status_handler
 from tests.conftest import ControlPlane
 from tests.support.aws import REGION, LambdaContextStub, apply_input_path_detail, body_event
 from tests.support.ecs_events import task_event
-from tests.support.handlers import launch, send
+from tests.support.handlers import STATUS_QUEUE_ARN, launch, send, status_batch
 from tests.support.requests import launch_request
 
 
@@ -224,3 +226,96 @@ def test_stop_of_a_cancelled_task_with_an_exit_code_ends_cancelled(control_plane
     final = state(control_plane, launch_id)
     assert final.state is TaskState.CANCELLED
     assert final.reason is not None and final.reason.startswith("terminated")
+
+
+def test_exit_code_at_stopping_finishes_the_task_and_stopped_is_stale(control_plane: ControlPlane) -> None:
+    launch_id, task = launch(control_plane)
+    assert send(task_event(task, last_status="RUNNING", version=3)) == "Applied"
+    stopping = task_event(
+        task, last_status="STOPPING", version=4, exit_code=0, stop_code="EssentialContainerExited"
+    )
+    assert send(stopping) == "Finished"
+    assert state(control_plane, launch_id).state is TaskState.SUCCEEDED
+    stopped = task_event(
+        task, last_status="STOPPED", version=6, exit_code=0, stop_code="EssentialContainerExited"
+    )
+    assert send(stopped) == "Stale"
+
+
+def test_stopping_without_an_exit_code_waits_for_stopped(control_plane: ControlPlane) -> None:
+    launch_id, task = launch(control_plane)
+    assert send(task_event(task, last_status="RUNNING", version=3)) == "Applied"
+    stopping = task_event(task, last_status="STOPPING", version=4, stop_code="UserInitiated")
+    assert send(stopping) == "Skipped"
+    assert state(control_plane, launch_id).state is TaskState.RUNNING
+    stopped = task_event(
+        task, last_status="STOPPED", version=6, stop_code="UserInitiated", stopped_reason="by operator"
+    )
+    assert send(stopped) == "Finished"
+    assert "stopped by a user" in (state(control_plane, launch_id).reason or "")
+
+
+def throttle_updates_of(launch_ids: set[str]) -> Any:
+    """Return a botocore before-call hook: UpdateItem of these launches answers as a throttled table does."""
+
+    def hook(params: dict[str, Any], **_: Any) -> Any:
+        body = params.get("body", b"")  # the serialized request
+        text = body.decode() if isinstance(body, bytes) else str(body)
+        if not any(launch_id in text for launch_id in launch_ids):
+            return None
+        error = {
+            "Error": {"Code": "ProvisionedThroughputExceededException", "Message": "throttled"},
+            "ResponseMetadata": {"HTTPStatusCode": 400},
+        }
+        return AWSResponse("https://dynamodb.us-east-1.amazonaws.com/", 400, {}, None), error
+
+    return hook
+
+
+def test_a_failed_event_is_reported_alone_and_its_batch_mates_land(control_plane: ControlPlane) -> None:
+    """Partial batch response: only the event whose write failed goes back to the queue for a retry."""
+    launched = [launch(control_plane, task_id=f"t{i}") for i in range(3)]
+    table = status_handler.tracker().table
+    table.client.meta.events.register(
+        "before-call.dynamodb.UpdateItem", throttle_updates_of({launched[1][0]})
+    )
+    batch = status_batch(
+        [
+            task_event(
+                task, last_status="STOPPED", version=5, exit_code=0, stop_code="EssentialContainerExited"
+            )
+            for _, task in launched
+        ]
+    )
+    response = status_handler.handler(batch, LambdaContextStub())
+    assert response == {"batchItemFailures": [{"itemIdentifier": batch["Records"][1]["messageId"]}]}
+    states = [state(control_plane, launch_id).state for launch_id, _ in launched]
+    assert states == [TaskState.SUCCEEDED, TaskState.PENDING, TaskState.SUCCEEDED]
+
+
+def test_a_batch_whose_every_event_failed_fails_the_invocation(control_plane: ControlPlane) -> None:
+    """All failed: the invocation errors (the function's error alarm), and SQS delivers every message again."""
+    launch_id, task = launch(control_plane)
+    table = status_handler.tracker().table
+    table.client.meta.events.register("before-call.dynamodb.UpdateItem", throttle_updates_of({launch_id}))
+    with pytest.raises(BatchProcessingError):
+        status_handler.handler(
+            status_batch([task_event(task, last_status="RUNNING", version=3)]), LambdaContextStub()
+        )
+    assert state(control_plane, launch_id).state is TaskState.PENDING
+
+
+def test_a_body_that_is_not_an_event_is_acknowledged_as_malformed(control_plane: ControlPlane) -> None:
+    """Retrying cannot fix a malformed body: it is acknowledged (counted as Malformed), never redelivered."""
+    _, task = launch(control_plane)
+    batch = body_event(["not json", json.dumps({"detail-type": "x"})], STATUS_QUEUE_ARN)
+    assert status_handler.handler(batch, LambdaContextStub()) == {"batchItemFailures": []}
+    assert send(task_event(task, last_status="RUNNING", version=3)) == "Applied"
+
+
+def test_an_event_invoked_directly_is_still_applied(control_plane: ControlPlane) -> None:
+    """Before the rule targeted the queue it invoked the function: such an event still lands after an upgrade."""
+    launch_id, task = launch(control_plane)
+    event = task_event(task, last_status="RUNNING", version=3)
+    assert status_handler.handler(event, LambdaContextStub()) == {"result": "Applied"}
+    assert state(control_plane, launch_id).state is TaskState.RUNNING

@@ -245,12 +245,12 @@ def test_spot_warning_while_running_is_written_with_its_reason(
     assert item is not None and item.state is TaskState.RUNNING and "SpotInterruption" in (item.reason or "")
 
 
-def test_stopped_after_an_exit_code_at_deprovisioning_reads_and_does_not_write(
+def test_stopped_after_an_exit_code_at_stopping_reads_and_does_not_write(
     control_plane: ControlPlane, dynamodb_calls: CallCounter
 ) -> None:
     launch_id, task = launch(control_plane)
     assert send(task_event(task, last_status="RUNNING", version=3)) == "Applied"
-    assert send(task_event(task, last_status="DEPROVISIONING", version=6, exit_code=0)) == "Finished"
+    assert send(task_event(task, last_status="STOPPING", version=6, exit_code=0)) == "Finished"
     dynamodb_calls.calls.clear()
     assert send(task_event(task, last_status="STOPPED", version=7, exit_code=0)) == "Stale"
     assert dynamodb_calls.calls == {"GetItem": 1}

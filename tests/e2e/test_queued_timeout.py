@@ -55,9 +55,13 @@ def test_task_stuck_in_queued_is_revoked_and_requeued(stack: LocalStack) -> None
 
     # Airflow records success from the worker, before the ECS task has stopped: wait for its STOPPED event.
     wait_until(lambda: all(s.terminal for s in quick_states()), timeout=60, what="quick's ECS task to stop")
-    assert quick_states() == [TaskState.CANCELLED, TaskState.SUCCEEDED]
-    # ... and the same try was queued again: two ECS tasks for it, one process run.
-    assert ecs_tasks_per_try(stack, run_id)[("quick", -1, 1)] == 2
+    # The held launch was cancelled and the same try queued again. On a loaded machine the requeued launch can
+    # also outlive the short timeout: Airflow requeues a try at most twice, each queueing its own launch.
+    states = quick_states()
+    assert states[-1] is TaskState.SUCCEEDED
+    assert states[:-1] and set(states[:-1]) == {TaskState.CANCELLED} and len(states) <= 3
+    # One ECS task per launch that got as far as RunTask (the held one at least), one process run.
+    assert 2 <= ecs_tasks_per_try(stack, run_id)[("quick", -1, 1)] <= len(states)
     assert processes_started_per_try(stack, run_id)[("quick", -1, 1)] == 1
 
 

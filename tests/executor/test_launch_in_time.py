@@ -132,3 +132,15 @@ def test_a_queued_try_whose_launch_is_not_applied_yet_is_adopted_not_requeued(
     control.ecs(pre_assigned, "SUCCEEDED", exit_code=0)
     new.sync()
     assert new.get_event_buffer() == {ti.key: ("success", None)}
+
+
+def test_a_margin_longer_than_the_token_has_left_takes_only_half_of_it(
+    executor_env: ExecutorEnv, control: StandInControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With task_queued_timeout 20 s (the e2e tests') the default 180 s margin would refuse every launch."""
+    monkeypatch.setenv("AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT", "20")
+    executor = executor_env.executor()
+    queue_all(executor, [workload_with_token("opaque")])
+    (request,) = control.deliver()
+    assert isinstance(request, LaunchRequest) and request.launch_deadline is not None
+    assert request.launch_deadline == request.queued_at + timedelta(seconds=10)

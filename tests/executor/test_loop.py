@@ -20,6 +20,7 @@ from tests.conftest import ControlPlane
 from tests.executor.conftest import RequestCounter, make_ti, queue_all, task_workload
 from tests.support.aws import REGION, LambdaContextStub, sqs_event
 from tests.support.ecs_events import task_event
+from tests.support.handlers import deliver
 
 
 class Loop:
@@ -66,18 +67,16 @@ class Loop:
             by_launch[env[LAUNCH_ID_ENV]] = task
         return by_launch
 
-    def event(self, task: dict[str, Any], last_status: str, **fields: Any) -> dict[str, Any]:
-        """Send one ECS event for ``task`` to the status handler."""
-        from lambdas.status import handler as status
-
+    def event(self, task: dict[str, Any], last_status: str, **fields: Any) -> None:
+        """Send one ECS event for ``task`` to the status handler, through the status queue's event source."""
         self.versions[task["taskArn"]] = self.versions.get(task["taskArn"], 0) + 1
         event = task_event(task, last_status=last_status, version=self.versions[task["taskArn"]], **fields)
-        return status.handler(event, LambdaContextStub())
+        assert deliver([event]) == []
 
     def lifecycle(self, task: dict[str, Any], *, exit_code: int | None, **stop: Any) -> None:
         for step in ("PROVISIONING", "PENDING", "RUNNING"):
             self.event(task, step)
-        self.event(task, "DEPROVISIONING", exit_code=exit_code, **stop)
+        self.event(task, "STOPPING", exit_code=exit_code, **stop)
         self.event(task, "STOPPED", exit_code=exit_code, **stop)
 
 
@@ -138,7 +137,7 @@ def test_executor_launcher_ecs_status_loop(
     table = TaskTable(control_plane.table, client=boto3.client("dynamodb", region_name=REGION))
     assert table.get(external_ids["succeeds"]).state is TaskState.RUNNING  # type: ignore[union-attr]
 
-    loop.event(task_of["succeeds"], "DEPROVISIONING", exit_code=0)
+    loop.event(task_of["succeeds"], "STOPPING", exit_code=0)
     loop.event(
         task_of["succeeds"],
         "STOPPED",

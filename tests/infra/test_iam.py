@@ -19,6 +19,14 @@ OWN_LOGS_AND_TRACES = {
     "xray:PutTraceSegments",
     "xray:PutTelemetryRecords",
 }
+# What Lambda's SQS event source needs of the function's role.
+SQS_CONSUME = {
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibility",
+    "sqs:GetQueueAttributes",
+    "sqs:GetQueueUrl",
+}
 
 
 def _sub(value: Any) -> str:
@@ -95,11 +103,18 @@ def test_launcher_sends_only_to_its_dead_letter_queue_and_publishes_only_to_the_
 
 def test_status_handler_may_only_read_and_update_items_and_publish_to_the_bus(template: Template) -> None:
     # StatusTracker reads the item (get: relaunch decisions) and applies events with conditional update_item;
-    # it never creates an item, so no PutItem.
+    # it never creates an item, so no PutItem. Its event source consumes the status queue (no SendMessage:
+    # failed events reach the DLQ by the queue's redrive).
     statements = role_statements(template, STATUS)
-    assert actions_of(statements) == OWN_LOGS_AND_TRACES | {
+    assert actions_of(statements) == OWN_LOGS_AND_TRACES | SQS_CONSUME | {
         "dynamodb:GetItem", "dynamodb:UpdateItem", "events:PutEvents",
     }  # fmt: skip
+    status_fn = logical_id(template, "AWS::Lambda::Function", {"FunctionName": STATUS})
+    _, mapping = only(template, "AWS::Lambda::EventSourceMapping", {"FunctionName": {"Ref": status_fn}})
+    assert (
+        statement_with(statements, "sqs:ReceiveMessage")["Resource"]
+        == mapping["Properties"]["EventSourceArn"]
+    )
     table = logical_id(template, "AWS::DynamoDB::Table")
     items = statement_with(statements, "dynamodb:UpdateItem")
     assert sorted(items["Action"]) == ["dynamodb:GetItem", "dynamodb:UpdateItem"]

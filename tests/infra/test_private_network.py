@@ -59,3 +59,10 @@ def test_alarm_email_subscription_and_concurrency_settings(private_synth: InProc
     t.has_resource_properties(
         "AWS::Lambda::EventSourceMapping", {"ScalingConfig": {"MaximumConcurrency": 20}}
     )
+    # The status queue's pollers invoke no more than the reserved concurrency: a throttled invocation's events
+    # would count receives towards the dead-letter queue.
+    status_id = only(t, "AWS::Lambda::Function", {"FunctionName": "airflow-private-status"})[0]
+    t.has_resource_properties(
+        "AWS::Lambda::EventSourceMapping",
+        {"FunctionName": {"Ref": status_id}, "ScalingConfig": {"MaximumConcurrency": 10}},
+    )

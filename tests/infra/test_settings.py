@@ -74,6 +74,7 @@ def test_empty_context_means_the_defaults() -> None:
         ),
         ({"alarmEmail": "not-an-address"}, "alarmEmail"),
         ({"launcherConcurrency": 5}, "launcherConcurrency"),
+        ({"statusReservedConcurrency": 1}, "statusReservedConcurrency"),
         ({"reconcileEveryMinutes": 0}, "reconcileEveryMinutes"),
         ({"reconcileEveryMinutes": "5"}, "reconcileEveryMinutes"),
         ({"reconcileStaleAfterSeconds": 30}, "reconcileStaleAfterSeconds"),

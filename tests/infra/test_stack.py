@@ -13,6 +13,7 @@ from ecs_event_executor.control.run_task import LaunchConfig
 from ecs_event_executor.control.status_tracking import StatusSettings
 from ecs_event_executor.control.tasks.schema import Attr, table_definition
 
+from infra import status
 from infra.launcher import LAUNCHER_TIMEOUT, MAX_RECEIVE_COUNT
 from tests.infra.helpers import function, logical_id, only
 
@@ -22,12 +23,21 @@ RECONCILER = "airflow-ecs-reconciler"
 
 
 def launch_queue_id(template: Template) -> str:
-    return logical_id(template, "AWS::SQS::Queue", {"RedrivePolicy": Match.any_value()})
+    """Return the queue the launcher is told is its own (LAUNCH_QUEUE_URL)."""
+    queue_ref = function(template, LAUNCHER)["Properties"]["Environment"]["Variables"]["LAUNCH_QUEUE_URL"]
+    return str(queue_ref["Ref"])
+
+
+def status_queue_id(template: Template) -> str:
+    """Return the queue the status function's event source reads."""
+    status_fn = logical_id(template, "AWS::Lambda::Function", {"FunctionName": STATUS})
+    _, mapping = only(template, "AWS::Lambda::EventSourceMapping", {"FunctionName": {"Ref": status_fn}})
+    return str(mapping["Properties"]["EventSourceArn"]["Fn::GetAtt"][0])
 
 
 def test_every_queue_is_encrypted_and_refuses_plain_http(template: Template) -> None:
     queues = template.find_resources("AWS::SQS::Queue")
-    assert len(queues) == 4  # launch queue, its DLQ, the two event-target DLQs
+    assert len(queues) == 5  # launch queue, status queue, their DLQs, the relaunch target's DLQ
     for queue in queues.values():
         assert queue["Properties"]["SqsManagedSseEnabled"] is True
     policies = template.find_resources("AWS::SQS::QueuePolicy").values()
@@ -64,7 +74,6 @@ def test_event_source_mapping_uses_partial_batches_and_bounded_concurrency(templ
 
 def test_ecs_rule_matches_only_this_clusters_tasks_started_by_the_control_plane(template: Template) -> None:
     cluster = logical_id(template, "AWS::ECS::Cluster")
-    status = logical_id(template, "AWS::Lambda::Function", {"FunctionName": STATUS})
     _, rule = only(template, "AWS::Events::Rule", {"EventPattern": {"source": ["aws.ecs"]}})
     props = rule["Properties"]
     assert "EventBusName" not in props  # the default bus, where ECS publishes
@@ -74,15 +83,69 @@ def test_ecs_rule_matches_only_this_clusters_tasks_started_by_the_control_plane(
         "detail": {
             "clusterArn": [{"Fn::GetAtt": [cluster, "Arn"]}],
             "startedBy": [STARTED_BY],
-            # Only the steps that can change a task item: each delivery is a Lambda invocation.
-            "lastStatus": ["RUNNING", "DEPROVISIONING", "STOPPED"],
+            # Only the steps that can change a task item (each delivery is a queue message); STOPPING carries
+            # the exit code of a container that exited, so the task finishes there.
+            "lastStatus": ["RUNNING", "STOPPING", "STOPPED"],
         },
     }
-    (target,) = props["Targets"]
-    assert target["Arn"] == {"Fn::GetAtt": [status, "Arn"]}
+
+
+def test_ecs_rule_targets_the_status_queue_not_the_function(template: Template) -> None:
+    """A direct Lambda target is an async invoke: a failing function's event would be discarded after 2 retries."""
+    _, rule = only(template, "AWS::Events::Rule", {"EventPattern": {"source": ["aws.ecs"]}})
+    (target,) = rule["Properties"]["Targets"]
+    queue = status_queue_id(template)
+    assert target["Arn"] == {"Fn::GetAtt": [queue, "Arn"]}
+    assert "InputPath" not in target and "Input" not in target  # the whole event, as the handler reads it
     assert target["RetryPolicy"]["MaximumRetryAttempts"] > 0
-    assert target["RetryPolicy"]["MaximumEventAgeInSeconds"] > 0
-    assert "Arn" in target["DeadLetterConfig"]
+    redrive = template.find_resources("AWS::SQS::Queue")[queue]["Properties"]["RedrivePolicy"]
+    assert target["DeadLetterConfig"]["Arn"] == redrive["deadLetterTargetArn"]
+
+
+def test_status_queue_feeds_the_function_with_partial_batches_and_no_batching_delay(
+    template: Template,
+) -> None:
+    status_fn = logical_id(template, "AWS::Lambda::Function", {"FunctionName": STATUS})
+    _, mapping = only(template, "AWS::Lambda::EventSourceMapping", {"FunctionName": {"Ref": status_fn}})
+    props = mapping["Properties"]
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert props["BatchSize"] == 10
+    assert props.get("MaximumBatchingWindowInSeconds", 0) == 0  # latency: hand over what is there at once
+    assert "ScalingConfig" not in props  # no reserved concurrency by default: no cap either
+
+
+def test_status_queue_redrives_to_an_alarmed_dead_letter_queue(template: Template) -> None:
+    queues = template.find_resources("AWS::SQS::Queue")
+    queue = queues[status_queue_id(template)]["Properties"]
+    assert queue["RedrivePolicy"]["maxReceiveCount"] == status.MAX_RECEIVE_COUNT == 5
+    assert queue["VisibilityTimeout"] >= 6 * status.STATUS_TIMEOUT.to_seconds()
+    status_fn = function(template, STATUS)["Properties"]
+    assert status_fn["Timeout"] == status.STATUS_TIMEOUT.to_seconds()
+    dlq = queue["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+    assert queues[dlq]["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
+    _, alarm = only(template, "AWS::CloudWatch::Alarm", {"AlarmName": "airflow-ecs-ecs-events-dlq-not-empty"})
+    props = alarm["Properties"]
+    assert props["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert props["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [dlq, "QueueName"]}}]
+    assert (props["Threshold"], props["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+    _, age = only(
+        template, "AWS::CloudWatch::Alarm", {"AlarmName": "airflow-ecs-status-queue-oldest-message"}
+    )
+    assert age["Properties"]["Dimensions"] == [
+        {"Name": "QueueName", "Value": {"Fn::GetAtt": [status_queue_id(template), "QueueName"]}}
+    ]
+
+
+def test_only_the_ecs_rule_may_send_to_the_status_queue(template: Template) -> None:
+    rule = logical_id(template, "AWS::Events::Rule", {"EventPattern": {"source": ["aws.ecs"]}})
+    queue = status_queue_id(template)
+    _, policy = only(template, "AWS::SQS::QueuePolicy", {"Queues": [{"Ref": queue}]})
+    allows = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]
+    (allow,) = allows
+    assert allow["Principal"] == {"Service": "events.amazonaws.com"}
+    assert "sqs:SendMessage" in allow["Action"]
+    assert allow["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": [rule, "Arn"]}}}
+    assert allow["Resource"] == {"Fn::GetAtt": [queue, "Arn"]}
 
 
 def test_relaunch_requests_on_the_project_bus_go_to_the_launch_queue_as_their_detail(
@@ -257,7 +320,8 @@ def test_alarms_topic_and_dashboard(template: Template) -> None:
     assert metrics == sorted(
         ["ApproximateNumberOfMessagesVisible"] * 3
         + ["Errors"] * 3
-        + ["ApproximateAgeOfOldestMessage", "ReconciledLost"]
+        + ["ApproximateAgeOfOldestMessage"] * 2  # the launch queue and the status queue
+        + ["ReconciledLost"]
     )
     topic_id, topic = only(template, "AWS::SNS::Topic")
     assert "KmsMasterKeyId" in topic["Properties"]
@@ -280,6 +344,15 @@ def test_outputs_include_ready_to_paste_airflow_settings(template: Template) -> 
         "QueueUrl", "TableName", "Region", "Cluster", "TaskDefinition", "LogGroup", "EventBusName", "SchedulerPolicyArn",
     ):  # fmt: skip
         assert name in outputs
+    # replay-dlq's arguments after a fix: each DLQ and the queue it goes back to.
+    assert outputs["StatusQueueUrl"]["Value"] == {"Ref": status_queue_id(template)}
+    status_dlq = template.find_resources("AWS::SQS::Queue")[status_queue_id(template)]["Properties"][
+        "RedrivePolicy"
+    ]
+    assert outputs["StatusDeadLetterQueueUrl"]["Value"] == {
+        "Ref": status_dlq["deadLetterTargetArn"]["Fn::GetAtt"][0]
+    }
+    assert "LaunchDeadLetterQueueUrl" in outputs
     lines = {}
     for output in outputs.values():
         value = output["Value"]

@@ -2,27 +2,42 @@
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
-from ecs_event_executor.control.ecs_state import LAUNCH_ID_ENV
+from botocore.config import Config
+from ecs_event_executor.cli import main as cli_main
+from ecs_event_executor.control.ecs_state import LAUNCH_ID_ENV, STATUS_EVENT_LAST_STATUSES, TaskStateChange
 from ecs_event_executor.control.launching import Launcher, LauncherSettings, RetryLater
 from ecs_event_executor.control.messages import LaunchRequest, TaskKey, new_launch_id
 from ecs_event_executor.control.reconciling import Reconciler, ReconcilerSettings
+from ecs_event_executor.control.status_tracking import StatusResult, StatusSettings, StatusTracker
 from ecs_event_executor.control.tasks.item import TaskItem
 from ecs_event_executor.control.tasks.lifecycle import TaskState
 from ecs_event_executor.control.tasks.table import TaskTable
 
+from infra.status import MAX_RECEIVE_COUNT as STATUS_MAX_RECEIVE_COUNT
 from lambdas.launcher import handler as launcher_handler
 from lambdas.status import handler as status_handler
 from tests.conftest import ControlPlane
-from tests.support.aws import CallCounter, ClientTokenSemantics, LambdaContextStub, body_event
+from tests.support.aws import (
+    REGION,
+    CallCounter,
+    ClientTokenSemantics,
+    LambdaContextStub,
+    body_event,
+    sqs_event,
+)
 from tests.support.ecs_world import SCENARIOS, EcsWorld
 from tests.support.requests import launch_request
 
@@ -291,3 +306,205 @@ def test_r4_throttling_and_capacity_never_fail_a_task(
     assert len(launched) == n and not failed
     assert latest < horizon
     assert injected["throttled"] > n // 2
+
+
+@dataclass
+class StatusQueueRun:
+    """What R7's status queue saw: deliveries (an event handed to the function), failed ones, dead letters."""
+
+    deliveries: int = 0
+    failed: int = 0
+    redelivered: int = 0
+    dead_lettered: int = 0
+    replayed: int = 0
+    wrong_before_replay: int = 0
+    wrong: list[tuple[str, str, str | None]] = field(default_factory=list)
+
+
+def drain_status_queue(cp: ControlPlane, queue_url: str, queue_arn: str, run: StatusQueueRun) -> None:
+    """Play Lambda's SQS event source until the queue is empty: batches of up to 10 to the real handler; the
+    messages it did not report failed are deleted; the others stay (visible again at once: the visibility timeout
+    is 0 here) and SQS's redrive moves a message to the DLQ on the receive after its 5th."""
+    sqs = cp.client("sqs")
+    while True:
+        messages = sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, AttributeNames=["All"], VisibilityTimeout=0
+        ).get("Messages", [])
+        if not messages:
+            return
+        run.deliveries += len(messages)
+        run.redelivered += sum(int(m["Attributes"]["ApproximateReceiveCount"]) > 1 for m in messages)
+        try:
+            response = status_handler.handler(sqs_event(messages, queue_arn), LambdaContextStub())
+            failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
+        except Exception:
+            failed = {m["MessageId"] for m in messages}  # the invocation failed: every message comes back
+        run.failed += len(failed)
+        done = [m for m in messages if m["MessageId"] not in failed]
+        if done:
+            sqs.delete_message_batch(
+                QueueUrl=queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
+            )
+
+
+def run_r7(cp: ControlPlane, n: int, *, swallow_errors: bool = False) -> StatusQueueRun:
+    """R7: the status Lambda fails 30% of deliveries; the queue's retries, the DLQ and a replay finish every task.
+
+    Failures: half are a throttled table (every GetItem/UpdateItem of that delivery answers
+    ProvisionedThroughputExceededException; botocore's retries are off, so each stands for a call that still
+    failed after them), half an exception after the work was done (a timeout before the function returned). A bug
+    also fails every delivery of a few tasks' events until it is fixed, so they reach the DLQ for sure.
+    ``swallow_errors`` is the mutation: a handler that reports success whatever happened.
+    """
+    rng = random.Random(7)
+    sqs = cp.client("sqs")
+    dlq_url = sqs.create_queue(QueueName="airflow-status-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(STATUS_MAX_RECEIVE_COUNT)}
+    queue_url = sqs.create_queue(
+        QueueName="airflow-status",
+        Attributes={"RedrivePolicy": json.dumps(redrive), "VisibilityTimeout": "0"},
+    )["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    items = launch_all(cp, [launch_request(f"t{i}", max_attempts=1) for i in range(n)])
+    names = list(SCENARIOS)
+    world, expected = world_of(cp, items, lambda i: names[i % len(names)])
+    buggy = set(rng.sample(sorted(expected), 5))
+
+    no_retries = Config(retries={"total_max_attempts": 1})
+    table = TaskTable(cp.table, client=boto3.client("dynamodb", region_name=REGION, config=no_retries))
+    tracker = StatusTracker(StatusSettings.from_env(os.environ), table=table)
+    throttled = [False]
+
+    def throttle(**_: Any) -> Any:
+        if not throttled[0]:
+            return None
+        error = {
+            "Error": {
+                "Code": "ProvisionedThroughputExceededException",
+                "Message": "Rate of requests exceeded",
+            },
+            "ResponseMetadata": {"HTTPStatusCode": 400},
+        }
+        return AWSResponse("https://dynamodb.us-east-1.amazonaws.com/", 400, {}, None), error
+
+    for operation in ("GetItem", "UpdateItem"):
+        table.client.meta.events.register(f"before-call.dynamodb.{operation}", throttle)
+    handle = tracker.handle
+    bug_fixed = [False]
+
+    def flaky(event: Any) -> StatusResult:
+        launch_id = TaskStateChange.model_validate(event).detail.environment().get(LAUNCH_ID_ENV)
+        if launch_id in buggy and not bug_fixed[0]:
+            raise KeyError("a code path the new release broke")
+        roll = rng.random()
+        if roll < 0.15:
+            throttled[0] = True
+            try:
+                result = handle(event)
+            finally:
+                throttled[0] = False
+            # An event that needs no read or write is not slowed by a throttled table: the function fails anyway.
+            raise TimeoutError(f"Task timed out after 30.00 seconds ({result.value} first)")
+        result = handle(event)
+        if roll < 0.30:
+            raise TimeoutError("Task timed out after 30.00 seconds (after its work)")
+        return result
+
+    tracker.handle = flaky  # type: ignore[method-assign]
+    status_handler._tracker = tracker
+    if swallow_errors:
+        original_apply = status_handler.apply_record
+
+        def swallowing(record: Any) -> str:
+            try:
+                return original_apply(record)
+            except Exception:
+                return "Failed"
+
+        status_handler.apply_record = swallowing
+    try:
+        # The rule delivers only these steps; EventBridge puts each event on the queue as it happens.
+        events = [
+            e
+            for arn in world.tasks
+            for e in world.run_to_end(arn)
+            if e["detail"]["lastStatus"] in STATUS_EVENT_LAST_STATUSES
+        ]
+        rng.shuffle(events)
+        for start in range(0, len(events), 10):
+            sqs.send_message_batch(
+                QueueUrl=queue_url,
+                Entries=[
+                    {"Id": str(i), "MessageBody": json.dumps(e)}
+                    for i, e in enumerate(events[start : start + 10])
+                ],
+            )
+        run = StatusQueueRun()
+        drain_status_queue(cp, queue_url, queue_arn, run)
+        sqs.receive_message(
+            QueueUrl=queue_url, VisibilityTimeout=0
+        )  # the receive that redrives the last ones
+        attributes = sqs.get_queue_attributes(
+            QueueUrl=dlq_url, AttributeNames=["ApproximateNumberOfMessages"]
+        )
+        run.dead_lettered = int(attributes["Attributes"]["ApproximateNumberOfMessages"])
+        run.wrong_before_replay = len(wrong_states(cp, expected))
+        # The DLQ alarm fires; the bug is fixed; the operator replays the DLQ to the status queue.
+        bug_fixed[0] = True
+        assert cli_main(["replay-dlq", "--dlq-url", dlq_url, "--to-queue", queue_url]) == 0
+        replayed = StatusQueueRun()
+        drain_status_queue(cp, queue_url, queue_arn, replayed)
+        run.replayed = replayed.deliveries - replayed.failed
+        run.deliveries += replayed.deliveries
+        run.failed += replayed.failed
+        run.wrong = wrong_states(cp, expected)
+    finally:
+        if swallow_errors:
+            status_handler.apply_record = original_apply
+    return run
+
+
+@pytest.fixture
+def quiet_failures(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Hundreds of injected failures: their warnings and the metrics lines would drown the figures.
+    status_handler.logger.setLevel("ERROR")
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+
+
+@pytest.mark.filterwarnings("ignore:No application metrics to publish")
+def test_r7_status_errors_on_30_percent_of_deliveries_lose_no_task(
+    control_plane: ControlPlane,
+    figure: Callable[[str], None],
+    capsys: pytest.CaptureFixture[str],
+    quiet_failures: None,
+) -> None:
+    n = 500
+    run = run_r7(control_plane, n)
+    capsys.readouterr()  # the replay's listing
+    figure(
+        f"R7 right final state with 30% status errors: {n - len(run.wrong)} of {n} "
+        f"({run.failed} failed deliveries of {run.deliveries} = {run.failed / run.deliveries:.0%}: 30% injected "
+        f"plus a bug failing 5 tasks' events until fixed; {run.redelivered} redelivered, {run.dead_lettered} "
+        "in DLQ replayed; reconciler off)"
+    )
+    assert run.wrong == []
+    assert 0.25 < run.failed / run.deliveries < 0.40
+    assert run.dead_lettered > 0 and run.wrong_before_replay > 0
+    assert run.replayed == run.dead_lettered
+
+
+@pytest.mark.filterwarnings("ignore:No application metrics to publish")
+def test_r7_mutation_a_handler_that_swallows_errors_loses_tasks(
+    control_plane: ControlPlane, capsys: pytest.CaptureFixture[str], quiet_failures: None
+) -> None:
+    """The guard R7 proves: a failed event must be reported. Swallowing the error deletes it from the queue."""
+    run = run_r7(control_plane, 50, swallow_errors=True)
+    capsys.readouterr()
+    assert run.dead_lettered == 0
+    assert run.wrong, "R7 must fail when the handler reports success for a failed event"

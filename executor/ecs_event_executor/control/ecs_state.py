@@ -22,10 +22,13 @@ ATTEMPT_ENV = "AIRFLOW_ECS_EVENT_ATTEMPT"
 # ECS allows 36 characters for startedBy; the EventBridge rule matches this exact value.
 STARTED_BY = "airflow-ecs-event-executor"
 # The lastStatus values whose events can change a task item: the first RUNNING (and a Spot warning, which is
-# RUNNING too), DEPROVISIONING (an exit code may already finish the task) and STOPPED. The stack's rule delivers
-# only these, so the status Lambda is not invoked for PROVISIONING, PENDING, ACTIVATING, DEACTIVATING or
-# STOPPING; the handler still skips the others without a write when it gets them (the local runner sends all).
-STATUS_EVENT_LAST_STATUSES = ("RUNNING", "DEPROVISIONING", "STOPPED")
+# RUNNING too), STOPPING (ECS stops a task because its essential container exited, so the Airflow container's
+# exit code is there and final: the task finishes at once) and STOPPED (the final word when STOPPING had no exit
+# code: StopTask, Spot, a sidecar, a failed start). DEPROVISIONING is not delivered: after a STOPPING with the exit
+# code it is one more queue message, invocation share and failed write per task, and it would only bring forward
+# the rare stops that had none. The stack's rule delivers only these; the handler still skips the others without
+# a write when it gets them (the local runner sends all).
+STATUS_EVENT_LAST_STATUSES = ("RUNNING", "STOPPING", "STOPPED")
 
 
 class _Lenient(BaseModel):
@@ -140,9 +143,9 @@ def map_ecs_task(
 ) -> Outcome:
     """Map one ECS task snapshot to our task state.
 
-    Only the Airflow container's exit code decides success. An exit code may already be known at
-    DEPROVISIONING, which finishes the task early. A Spot interruption warning (RUNNING, desired STOPPED) is not
-    terminal: the task keeps running until ECS stops it.
+    Only the Airflow container's exit code decides success. An exit code already known on the way down
+    (STOPPING, DEPROVISIONING) finishes the task there: a container with an exit code has stopped. A Spot
+    interruption warning (RUNNING, desired STOPPED) is not terminal: the task keeps running until ECS stops it.
     """
     container = find_container(containers, container_name)
     exit_code = container.exit_code if container else None

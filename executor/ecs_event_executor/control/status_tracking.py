@@ -4,12 +4,17 @@ The item is found from what the event itself carries (the launch id and attempt 
 environment), so an event that arrives before the launcher recorded the task ARN still lands. Events for tasks
 this control plane did not start are ignored.
 
-Only events that can change our state are written: a PENDING outcome (the launcher recorded PENDING when RunTask
-returned) and a RUNNING outcome while the task is on its way down without an exit code (DEACTIVATING, STOPPING,
-DEPROVISIONING) are skipped; the RUNNING event itself (also a Spot warning, which records the reason) and every
-terminal outcome are written. A STOPPED event whose task an earlier event already finished (an exit code at
-DEPROVISIONING) is dropped after an eventually consistent read, which costs a fraction of a failed conditional
-write.
+The stack's rule delivers RUNNING, STOPPING and STOPPED (through the status queue; see ``ecs_state``). The final
+state lands when it is certain: at STOPPING when the Airflow container's exit code is there (ECS stops a task
+because its essential container exited), otherwise at STOPPED. Only events that can change our state are
+written: a PENDING outcome (the launcher recorded PENDING when RunTask returned) and a RUNNING outcome while the
+task is on its way down without an exit code (DEACTIVATING, STOPPING, DEPROVISIONING) are skipped; the RUNNING
+event itself (also a Spot warning, which records the reason) and every terminal outcome are written. A STOPPED
+event whose task an earlier event already finished (the exit code at STOPPING) is dropped after an eventually
+consistent read, which costs a fraction of a failed conditional write.
+
+``StatusTracker.handle`` raises only for failures worth retrying (AWS errors, a refused relaunch publish): the
+status Lambda reports that event as a batch item failure and SQS delivers it again.
 """
 
 from __future__ import annotations
@@ -92,7 +97,7 @@ class StatusTracker:
         self.bus = bus or ControlPlaneBus(settings.event_bus_name, publish_all=settings.publish_all_events)
 
     def handle(self, event: Mapping[str, Any]) -> StatusResult:
-        """Apply one EventBridge event; never raises for a bad event (only for AWS failures, to be retried)."""
+        """Apply one ECS event; never raise for a bad event (only for AWS failures, to be retried)."""
         try:
             change = TaskStateChange.model_validate(event)
         except ValidationError as exc:
@@ -217,7 +222,7 @@ class StatusTracker:
 
     def _request_relaunch(self, launch_id: str, attempt: int) -> None:
         message = RelaunchRequest(launch_id=launch_id, attempt=attempt)
-        # Required: if the bus refuses it, the handler fails and EventBridge retries the whole event.
+        # Required: if the bus refuses it, the event fails and SQS delivers it again (the relaunch is idempotent).
         self.bus.publish(
             bus_events.RELAUNCH_REQUESTED, message.model_dump(by_alias=True, mode="json"), required=True
         )
