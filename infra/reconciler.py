@@ -19,8 +19,9 @@ from ecs_event_executor.control import environment as env_vars
 from infra.python_function import METRICS_NAMESPACE, PythonFunction, log_retention
 from infra.settings import Settings
 
-# One pass reads at most 1000 stale items and describes them 100 at a time: seconds, not minutes. The timeout
-# stays within the period too, so a slow pass ends before the next one starts.
+# A pass reads stale items page by page and describes them 100 at a time until none is left or its time is up
+# (the handler keeps a margin before the timeout); the next pass goes on from the least recently checked. The
+# timeout stays within the period too, so a slow pass ends before the next one starts.
 MAX_TIMEOUT_SECONDS = 300
 # One pass at a time: two passes would check and re-stamp the same items twice.
 RESERVED_CONCURRENCY = 1

@@ -92,6 +92,20 @@ def _number(*, minimum: float, integer: bool = False, maximum: int | None = None
 
 _RequiredText = Annotated[str, BeforeValidator(_required)]
 
+# The executor's safety net re-reads its tracked items at least this often apart, and always runs.
+MIN_RECONCILE_INTERVAL_SECONDS = 30.0
+
+
+def _reconcile_interval(value: float) -> float:
+    if value == 0:
+        return float(DEFAULTS["reconcile_interval_seconds"])
+    if value < MIN_RECONCILE_INTERVAL_SECONDS:
+        raise ValueError(
+            f"must be at least {MIN_RECONCILE_INTERVAL_SECONDS:g} (0 means the default, "
+            f"{DEFAULTS['reconcile_interval_seconds']}; the safety net cannot be turned off), got {value:g}"
+        )
+    return value
+
 
 class ExecutorSettings(BaseModel):
     """Validated settings of one executor instance; each field is the ``[ecs_event_executor]`` key of its name."""
@@ -111,8 +125,11 @@ class ExecutorSettings(BaseModel):
     sync_overlap_seconds: Annotated[float, _number(minimum=0)] = 15.0
     end_wait_timeout_seconds: Annotated[float, _number(minimum=0)] = 300.0
     # A full read of the tracked items (BatchGetItem, 100 per call) now and then: a safety net for a change the
-    # feed could miss (a writer's clock behind by more than the overlap). 0 turns it off.
-    reconcile_interval_seconds: Annotated[float, _number(minimum=0)] = 300.0
+    # feed could miss. It cannot be turned off: 0 means the default, and it is at least
+    # MIN_RECONCILE_INTERVAL_SECONDS.
+    reconcile_interval_seconds: Annotated[float, _number(minimum=0), AfterValidator(_reconcile_interval)] = (
+        300.0
+    )
     send_retries: Annotated[int, _number(minimum=0, integer=True)] = 3
     # A launch is not started later than this before its workload's token expires: Fargate takes 30-120 s to
     # start a task, and the task's first Execution API call needs a valid token.

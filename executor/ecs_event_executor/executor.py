@@ -412,7 +412,7 @@ class EcsEventExecutor(BaseExecutor):
             read = feed.read(self.table, now_ms=self._now_ms())
             for item in read.items:
                 self._apply(item)
-            if self.settings.reconcile_interval_seconds and self._clock() >= self._next_reconcile_at:
+            if self._clock() >= self._next_reconcile_at:
                 self._reconcile()
             self._failures_in_row = 0
         except Exception as exc:

@@ -18,6 +18,8 @@ metrics = Metrics(
 )
 
 _reconciler: Reconciler | None = None
+# Time kept back from the function's timeout: the page in flight, the heartbeat and the metrics still finish.
+SAFETY_MARGIN_SECONDS = 20.0
 
 
 def reconciler() -> Reconciler:
@@ -37,7 +39,8 @@ def reset() -> None:
 @metrics.log_metrics
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
-    report = reconciler().run().as_dict()
+    budget = max(1.0, context.get_remaining_time_in_millis() / 1000 - SAFETY_MARGIN_SECONDS)
+    report = reconciler().run(time_budget_seconds=budget).as_dict()
     for name in ("checked", "updated", "lost", "relaunched"):
         metrics.add_metric(name=f"Reconciled{name.capitalize()}", unit=MetricUnit.Count, value=report[name])
     return report

@@ -31,7 +31,7 @@ def test_blank_variables_are_not_set_and_values_are_trimmed() -> None:
     ("name", "value", "message"),
     [
         (env_vars.STALE_AFTER_SECONDS, "0", "STALE_AFTER_SECONDS must be positive, got 0"),
-        (env_vars.RECONCILE_MAX_ITEMS, "many", "RECONCILE_MAX_ITEMS must be a whole number, got 'many'"),
+        (env_vars.RECONCILE_PAGE_SIZE, "many", "RECONCILE_PAGE_SIZE must be a whole number, got 'many'"),
         (env_vars.FINISHED_TTL_SECONDS, "1.5", "FINISHED_TTL_SECONDS must be a whole number, got '1.5'"),
         (
             env_vars.PUBLISH_ALL_EVENTS,
@@ -54,7 +54,7 @@ def test_a_bad_value_fails_naming_the_variable(name: str, value: str, message: s
 
 def test_services_take_their_defaults_when_a_variable_is_not_set() -> None:
     settings = ReconcilerSettings.from_env(MINIMAL)
-    assert (settings.stale_after_seconds, settings.max_items_per_run) == (600, 1000)
+    assert (settings.stale_after_seconds, settings.page_size) == (600, 1000)
     assert settings.status == StatusSettings(table_name="tasks", container_name="base")
     with pytest.raises(EnvironmentVariableError, match=r"^CONTAINER_NAME is required and not set$"):
         StatusSettings.from_env({env_vars.TASKS_TABLE_NAME: "tasks"})

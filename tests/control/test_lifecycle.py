@@ -23,7 +23,7 @@ from ecs_event_executor.control.tasks.lifecycle import (
     TaskState,
     sources_of,
 )
-from ecs_event_executor.control.tasks.schema import ACTIVE_MARK, Attr
+from ecs_event_executor.control.tasks.schema import Attr, active_shard
 from ecs_event_executor.control.tasks.table import TaskTable
 
 from tests.support.aws import REGION, create_table
@@ -59,7 +59,7 @@ def put_item(table: TaskTable, state: TaskState) -> str:
     if state.terminal:
         values[Attr.FINISHED_AT] = 1
     else:
-        values.update({Attr.ACTIVE: ACTIVE_MARK, Attr.CHECKED_AT: 1})
+        values.update({Attr.ACTIVE: active_shard(launch_id), Attr.CHECKED_AT: 1})
     table.client.put_item(TableName=table.table_name, Item=serialize(values))
     return launch_id
 
@@ -133,6 +133,10 @@ WRITES = [
     ),
     Write("set_owner", lambda t, i: t.set_owner(i, "default:other"), None, frozenset(), frozenset(TaskState)),
     Write("touch", lambda t, i: t.touch(i, 1), None, frozenset(), frozenset(ACTIVE_STATES)),
+    # The first MISSING answer for a recorded task: noted on an active item that has that ARN.
+    Write(
+        "mark_missing", lambda t, i: t.mark_missing(i, 1, task_arn=ARN), None, frozenset(), frozenset({P, R})
+    ),
 ]
 
 

@@ -9,15 +9,25 @@ from typing import Any
 import boto3
 import pytest
 from ecs_event_executor.control import bus
+from ecs_event_executor.control.launching import Launcher, LauncherSettings, RetryLater
 from ecs_event_executor.control.messages import parse_message
 from ecs_event_executor.control.reconciling import Reconciler, ReconcilerSettings
+from ecs_event_executor.control.tasks.item import EcsSnapshot
 from ecs_event_executor.control.tasks.lifecycle import TaskState
+from ecs_event_executor.control.tasks.schema import STALE_SHARDS, Attr, active_shard
 from ecs_event_executor.control.tasks.table import TaskTable
 
 from lambdas.launcher import handler as launcher_handler
 from lambdas.status import handler as status_handler
 from tests.conftest import ControlPlane
-from tests.support.aws import REGION, CallCounter, LambdaContextStub, apply_input_path_detail, body_event
+from tests.support.aws import (
+    REGION,
+    CallCounter,
+    EventuallyConsistentDescribeTasks,
+    LambdaContextStub,
+    apply_input_path_detail,
+    body_event,
+)
 from tests.support.ecs_world import EcsWorld
 from tests.support.requests import launch_request
 
@@ -32,9 +42,19 @@ def launch_many(cp: ControlPlane, n: int, **fields: Any) -> list[str]:
     return [r.launch_id for r in requests]
 
 
-def reconciler(cp: ControlPlane, *, ahead: float = LATER) -> Reconciler:
+class Clock:
+    """Wall-clock time shifted by ``ahead`` seconds; tests move it forward between passes."""
+
+    def __init__(self, ahead: float = 0.0) -> None:
+        self.ahead = ahead
+
+    def __call__(self) -> float:
+        return time.time() + self.ahead
+
+
+def reconciler(cp: ControlPlane, *, ahead: float = LATER, clock: Clock | None = None) -> Reconciler:
     env = dict(cp.env, STALE_AFTER_SECONDS="600")
-    clock = lambda: time.time() + ahead  # noqa: E731
+    clock = clock or Clock(ahead)
     return Reconciler(ReconcilerSettings.from_env(env), table=TaskTable(cp.table, clock=clock), clock=clock)
 
 
@@ -61,17 +81,154 @@ def test_lost_final_event_is_recovered_from_ecs(control_plane: ControlPlane) -> 
     assert final is not None and final.state is TaskState.SUCCEEDED and final.exit_code == 0
 
 
-def test_task_ecs_forgot_fails_with_a_reason(control_plane: ControlPlane) -> None:
+def test_task_ecs_forgot_fails_with_a_reason_after_two_missing_answers_minutes_apart(
+    control_plane: ControlPlane,
+) -> None:
     [launch_id] = launch_many(control_plane, 1)
-    rec = reconciler(control_plane)
+    clock = Clock(LATER)
+    rec = reconciler(control_plane, clock=clock)
     world = world_for(control_plane, [launch_id], rec)
     world.run_to_end(next(iter(world.tasks)))  # every event lost
     world.forget_stopped()
-    report = rec.run()
-    assert report.lost == 1
+    # One MISSING answer is not a verdict (DescribeTasks is eventually consistent): noted, asked again.
+    first = rec.run()
+    assert (first.missing, first.lost) == (1, 0)
+    item = TaskTable(control_plane.table).get(launch_id)
+    assert item is not None and item.state is TaskState.PENDING and item.missing_since is not None
+    # A pass a minute later still waits; the next scheduled one (5 minutes) decides.
+    clock.ahead += 60
+    assert rec.run().lost == 0
+    clock.ahead += 240
+    assert rec.run().lost == 1
     final = TaskTable(control_plane.table).get(launch_id)
     assert final is not None and final.state is TaskState.FAILED
     assert "ECS no longer knows the task" in (final.reason or "")
+
+
+def test_missing_right_after_launch_does_not_fail_a_running_task(control_plane: ControlPlane) -> None:
+    """DescribeTasks answers MISSING for a task it does not show yet; the next pass finds it running."""
+    launch_ids = launch_many(control_plane, 3)
+    clock = Clock(LATER)
+    rec = reconciler(control_plane, clock=clock)
+    world = world_for(control_plane, launch_ids, rec)
+    for arn in world.tasks:
+        for _ in range(3):
+            status_handler.handler(world.step(arn), LambdaContextStub())  # PROVISIONING..RUNNING
+    lag = EventuallyConsistentDescribeTasks(misses=1).attach(rec.ecs)
+    first = rec.run()
+    assert (first.missing, first.lost) == (3, 0) and lag.served == 3
+    clock.ahead += 300
+    second = rec.run()
+    assert (second.checked, second.unchanged, second.lost) == (3, 3, 0)
+    items = TaskTable(control_plane.table).get_many(launch_ids).values()
+    # Found: the first answer is forgotten, so a later MISSING starts counting again.
+    assert all(i.state is TaskState.RUNNING and i.missing_since is None for i in items)
+
+
+def test_other_describe_failures_are_not_lost(control_plane: ControlPlane) -> None:
+    [launch_id] = launch_many(control_plane, 1)
+    clock = Clock(LATER)
+    rec = reconciler(control_plane, clock=clock)
+
+    def access_denied(parsed: dict[str, Any], **_: Any) -> None:
+        parsed["failures"] = [{"arn": t["taskArn"], "reason": "ACCESS_DENIED"} for t in parsed["tasks"]]
+        parsed["tasks"] = []
+
+    rec.ecs.meta.events.register("after-call.ecs.DescribeTasks", access_denied)
+    for _ in range(3):
+        report = rec.run()
+        assert (report.lost, report.missing, report.unchanged) == (0, 0, 1)
+        clock.ahead += 600
+    item = TaskTable(control_plane.table).get(launch_id)
+    assert item is not None and item.state is TaskState.PENDING
+
+
+def test_launch_recorded_after_a_long_wait_is_not_checked_straight_away(control_plane: ControlPlane) -> None:
+    """A launch throttled for 11 minutes is recorded with a fresh check time: no DescribeTasks right after it."""
+    clock = Clock(0.0)
+    table = TaskTable(control_plane.table, clock=clock)
+    launcher = Launcher(LauncherSettings.from_env(), table=table, clock=clock)
+    request = launch_request(deadline_in=None)
+    throttled = [True]
+
+    def throttle_once(**_: Any) -> Any:
+        if throttled.pop() if throttled else False:
+            from botocore.awsrequest import AWSResponse
+
+            error = {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}
+            return AWSResponse("https://ecs.amazonaws.com/", 400, {}, None), error
+        return None
+
+    launcher.ecs.meta.events.register("before-call.ecs.RunTask", throttle_once)
+    with pytest.raises(RetryLater):
+        launcher.handle(request.to_json(), receive_count=1)
+    clock.ahead = 660.0
+    launcher.handle(request.to_json(), receive_count=2)
+    item = table.get(request.launch_id)
+    assert item is not None and item.state is TaskState.PENDING
+    assert item.checked_at is not None and item.checked_at >= (time.time() + 650) * 1000
+    rec = reconciler(control_plane, clock=Clock(662.0))
+    EventuallyConsistentDescribeTasks(misses=1).attach(rec.ecs)
+    report = rec.run()
+    assert (report.checked, report.describe_calls, report.lost) == (0, 0, 0)
+
+
+def test_prompt_launch_leaves_checked_at_alone(control_plane: ControlPlane) -> None:
+    [launch_id] = launch_many(control_plane, 1)
+    raw = control_plane.client("dynamodb").get_item(
+        TableName=control_plane.table, Key={Attr.PK: {"S": launch_id}}, ConsistentRead=True
+    )["Item"]
+    item = TaskTable(control_plane.table).get(launch_id)
+    assert item is not None and item.state is TaskState.PENDING
+    # Recorded within the grace of its creation: the stale index was not written again.
+    history_times = [e["at"] for e in item.history]
+    assert int(raw[Attr.CHECKED_AT]["N"]) == history_times[0]
+
+
+def test_relaunch_stamps_checked_at(control_plane: ControlPlane) -> None:
+    request = launch_request(max_attempts=3)
+    earlier = TaskTable(control_plane.table, clock=lambda: time.time() - LATER)
+    earlier.create_for_launch(request, lease_seconds=60)
+    arn = "arn:aws:ecs:us-east-1:123456789012:task/airflow/0123456789abcdef0123456789abcdef"
+    earlier.record_launched(request.launch_id, 1, task_arn=arn, cluster_arn=None, checked_at=None)
+    table = TaskTable(control_plane.table)
+    before = int(time.time() * 1000)
+    snap = EcsSnapshot(TaskState.FAILED, arn, 2, "STOPPED", reason="CannotPullContainerError")
+    relaunched, item = table.schedule_relaunch(request.launch_id, 1, snap)
+    assert relaunched and item is not None and item.attempt == 2
+    assert item.checked_at is not None and item.checked_at >= before
+
+
+def test_launch_backing_off_is_not_relaunched(control_plane: ControlPlane) -> None:
+    """Throttled for 20 minutes: each retry releases the lease, but the item says when it comes back."""
+    clock = Clock(0.0)
+    table = TaskTable(control_plane.table, clock=clock)
+    launcher = Launcher(LauncherSettings.from_env(), table=table, clock=clock)
+    request = launch_request(deadline_in=None)
+
+    def throttled(**_: Any) -> Any:
+        from botocore.awsrequest import AWSResponse
+
+        error = {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}
+        return AWSResponse("https://ecs.amazonaws.com/", 400, {}, None), error
+
+    launcher.ecs.meta.events.register("before-call.ecs.RunTask", throttled)
+    rec = reconciler(control_plane, clock=clock)
+    relaunched = 0
+    receive_count = 1
+    next_pass = 300.0
+    while clock.ahead < 1800:
+        try:
+            launcher.handle(request.to_json(), receive_count=receive_count)
+        except RetryLater as retry:
+            clock.ahead += retry.delay_seconds  # the message comes back after its visibility timeout
+        receive_count += 1
+        if clock.ahead >= next_pass:
+            relaunched += rec.run().relaunched
+            next_pass += 300
+    assert relaunched == 0
+    item = table.get(request.launch_id)
+    assert item is not None and item.state is TaskState.LAUNCHING and item.retry_at is not None
 
 
 def test_unchanged_running_task_is_touched_not_rechecked(control_plane: ControlPlane) -> None:
@@ -122,6 +279,43 @@ def test_launch_whose_message_was_lost_is_relaunched(
     assert TaskTable(control_plane.table).get(request.launch_id).state is TaskState.PENDING  # type: ignore[union-attr]
 
 
+def test_one_pass_covers_every_stale_item_and_stops_when_its_time_is_up(control_plane: ControlPlane) -> None:
+    n = 250
+    table = TaskTable(control_plane.table)
+    for i in range(n):
+        table.create_for_launch(launch_request(f"t{i}", deadline_in=None), lease_seconds=900)
+    # Pages of 100; RECONCILE_MAX_ITEMS was the former per-pass cap and is no longer read.
+    env = dict(
+        control_plane.env, STALE_AFTER_SECONDS="600", RECONCILE_PAGE_SIZE="100", RECONCILE_MAX_ITEMS="100"
+    )
+    clock = Clock(700)  # every item is stale, and each still holds its lease: left alone, but checked
+    rec = Reconciler(
+        ReconcilerSettings.from_env(env), table=TaskTable(control_plane.table, clock=clock), clock=clock
+    )
+    report = rec.run()
+    assert (report.checked, report.backing_off, report.relaunched, report.out_of_time) == (n, n, 0, 0)
+    assert report.pages >= 3  # about 100 keys a page, spread over the shards
+    # With no time left after the first page, the pass stops there and says so.
+    ticks = iter(range(0, 10_000, 1000))
+    short = Reconciler(rec.settings, table=rec.table, clock=clock, timer=lambda: float(next(ticks)))
+    cut = short.run(time_budget_seconds=1)
+    assert (cut.out_of_time, cut.pages) == (1, 1) and cut.checked < 150
+
+
+def test_stale_index_is_sharded(control_plane: ControlPlane) -> None:
+    launch_ids = launch_many(control_plane, 40)
+    raw = [
+        control_plane.client("dynamodb").get_item(TableName=control_plane.table, Key={Attr.PK: {"S": i}})[
+            "Item"
+        ]
+        for i in launch_ids
+    ]
+    shards = {r[Attr.ACTIVE]["S"] for r in raw}
+    assert shards == {active_shard(i) for i in launch_ids} and len(shards) > STALE_SHARDS // 2
+    assert TaskTable(control_plane.table).active_items() != []
+    assert {i.launch_id for i in TaskTable(control_plane.table).active_items()} == set(launch_ids)
+
+
 def test_cost_follows_stale_items_and_heartbeat_is_written(control_plane: ControlPlane) -> None:
     launch_many(control_plane, 20)
     rec = reconciler(control_plane, ahead=0)  # nothing is stale yet
@@ -129,7 +323,8 @@ def test_cost_follows_stale_items_and_heartbeat_is_written(control_plane: Contro
     ecs = CallCounter().attach(rec.ecs)
     report = rec.run()
     assert report.checked == 0
-    assert dynamodb.calls == {"Query": 1, "PutItem": 1}
+    # One Query per shard of the stale index, and the heartbeat.
+    assert dynamodb.calls == {"Query": STALE_SHARDS, "PutItem": 1}
     assert ecs.total == 0
     heartbeat = rec.table.read_heartbeat()
     assert heartbeat is not None and heartbeat["heartbeat_at"] > 0 and heartbeat["last_checked"] == 0

@@ -147,9 +147,13 @@ def test_indexes_change_feed_by_change_time_stale_index_keys_only_by_check_time(
 def test_state_changes_leave_checked_at_and_touch_is_not_a_change(control_plane: ControlPlane) -> None:
     request = launch_request()
     table = TaskTable(control_plane.table)
-    table.create_for_launch(request, lease_seconds=60)
+    claim = table.create_for_launch(request, lease_seconds=60)
     created = raw_item(control_plane, request.launch_id)[Attr.CHECKED_AT]
-    table.record_launched(request.launch_id, 1, task_arn=ARN, cluster_arn=None)
+    # Recorded promptly (as the launcher does, with the check time the claim returned): not re-stamped.
+    assert claim.item is not None
+    table.record_launched(
+        request.launch_id, 1, task_arn=ARN, cluster_arn=None, checked_at=claim.item.checked_at
+    )
     table.apply_ecs_event(request.launch_id, 1, EcsSnapshot(TaskState.RUNNING, ARN, 3, "RUNNING"))
     running = raw_item(control_plane, request.launch_id)
     assert running[Attr.CHECKED_AT] == created

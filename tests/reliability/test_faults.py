@@ -7,7 +7,7 @@ import os
 import random
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,9 +17,11 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.config import Config
 from ecs_event_executor.cli import main as cli_main
+from ecs_event_executor.control import bus as bus_events
+from ecs_event_executor.control.bus import ControlPlaneBus
 from ecs_event_executor.control.ecs_state import LAUNCH_ID_ENV, STATUS_EVENT_LAST_STATUSES, TaskStateChange
 from ecs_event_executor.control.launching import Launcher, LauncherSettings, RetryLater
-from ecs_event_executor.control.messages import LaunchRequest, TaskKey, new_launch_id
+from ecs_event_executor.control.messages import LaunchRequest, RelaunchRequest, TaskKey, new_launch_id
 from ecs_event_executor.control.reconciling import Reconciler, ReconcilerSettings
 from ecs_event_executor.control.status_tracking import StatusResult, StatusSettings, StatusTracker
 from ecs_event_executor.control.tasks.item import TaskItem
@@ -49,7 +51,12 @@ EXPECTED: dict[str, tuple[TaskState, int | None, str | None]] = {
     "failed_to_start": (TaskState.FAILED, None, "CannotPullContainerError"),
     "user_stopped": (TaskState.FAILED, None, "stopped by operator"),
     "spot": (TaskState.FAILED, None, "Spot capacity was reclaimed while the task ran"),
+    "sidecar_exit": (TaskState.SUCCEEDED, 0, None),
+    # Attempt 1 failed to start, attempt 2 (a new ECS task) exited 0.
+    "relaunch": (TaskState.SUCCEEDED, 0, None),
 }
+# The attempt each scenario ends on.
+FINAL_ATTEMPT = {"relaunch": 2}
 
 
 @pytest.fixture(autouse=True)
@@ -117,24 +124,47 @@ def wrong_states(cp: ControlPlane, expected: dict[str, str]) -> list[tuple[str, 
             item.state is not state
             or item.exit_code != exit_code
             or (reason and reason not in (item.reason or ""))
+            or item.attempt != FINAL_ATTEMPT.get(scenario, 1)
         ):
             wrong.append((scenario, item.state.value, item.reason))
     return wrong
 
 
-def test_r1_duplicate_deliveries_and_crashes_start_no_duplicate_task(
-    control_plane: ControlPlane, figure: Callable[[str], None]
-) -> None:
-    n = 500
-    rng = random.Random(1)
+@dataclass
+class R1Result:
+    launches: int
+    duplicates: int
+    tasks: int
+    run_task_calls: int
+    legitimate_calls: (
+        int  # one per launch, plus one per crash between RunTask and recording (same client token)
+    )
+    deliveries: int
+    all_pending: bool
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.duplicates == 0
+            and self.tasks == self.launches
+            and self.run_task_calls == self.legitimate_calls
+            and self.all_pending
+        )
+
+
+def run_r1(cp: ControlPlane, n: int, *, seed: int = 1) -> R1Result:
+    """Deliver every launch message twice, crash 10% of launches between RunTask and recording, redeliver 10%
+    after recording; return what ECS got."""
+    rng = random.Random(seed)
     now = [time.time()]
-    table = TaskTable(control_plane.table, clock=lambda: now[0])
+    table = TaskTable(cp.table, clock=lambda: now[0])
     launcher = Launcher(LauncherSettings.from_env(), table=table, clock=lambda: now[0])
     ClientTokenSemantics().attach(launcher.ecs)
     runs = CallCounter().attach(launcher.ecs)
     launcher_handler._launcher = launcher
-    requests = [launch_request(f"t{i}", deadline_in=None) for i in range(n)]
+    requests = [launch_request(f"r1-{seed}-{i}", deadline_in=None) for i in range(n)]
     crash_before_record = {r.launch_id for r in rng.sample(requests, n // 10)}
+    crashes = len(crash_before_record)
     original = table.record_launched
 
     def record_or_crash(launch_id: str, attempt: int, **kwargs: Any) -> tuple[bool, TaskItem | None]:
@@ -149,7 +179,7 @@ def test_r1_duplicate_deliveries_and_crashes_start_no_duplicate_task(
     rng.shuffle(deliveries)
     for start in range(0, len(deliveries), 10):
         launcher_handler.handler(
-            body_event(deliveries[start : start + 10], control_plane.queue_arn), LambdaContextStub()
+            body_event(deliveries[start : start + 10], cp.queue_arn), LambdaContextStub()
         )
     # Crashed invocations' messages come back after the visibility timeout, once the launch lease has expired;
     # a tenth of all messages is also redelivered after a crash between recording and the SQS delete.
@@ -158,40 +188,106 @@ def test_r1_duplicate_deliveries_and_crashes_start_no_duplicate_task(
     again += [r.to_json() for r in rng.sample(requests, n // 10)]
     for start in range(0, len(again), 10):
         launcher_handler.handler(
-            body_event(again[start : start + 10], control_plane.queue_arn, receive_count=3),
-            LambdaContextStub(),
+            body_event(again[start : start + 10], cp.queue_arn, receive_count=3), LambdaContextStub()
         )
+    launch_ids = {r.launch_id for r in requests}
+    counts = {k: c for k, c in ecs_tasks_by_launch(cp).items() if k in launch_ids}
+    return R1Result(
+        launches=n,
+        duplicates=sum(c - 1 for c in counts.values() if c > 1),
+        tasks=len(counts),
+        run_task_calls=runs.calls["RunTask"],
+        legitimate_calls=n + crashes,
+        deliveries=len(deliveries) + len(again),
+        all_pending=all(item.state is TaskState.PENDING for item in table.get_many(launch_ids).values()),
+    )
 
-    counts = ecs_tasks_by_launch(control_plane)
-    duplicates = sum(c - 1 for c in counts.values() if c > 1)
+
+def test_r1_duplicate_deliveries_and_crashes_start_no_duplicate_task(
+    control_plane: ControlPlane, figure: Callable[[str], None]
+) -> None:
+    result = run_r1(control_plane, 500)
     figure(
-        f"R1 duplicate tasks: {duplicates} of {n} launches ({runs.calls['RunTask']} RunTask calls for {len(deliveries) + len(again)} deliveries)"
+        f"R1 duplicate tasks: {result.duplicates} of {result.launches} launches ({result.run_task_calls} RunTask "
+        f"calls for {result.deliveries} deliveries; {result.legitimate_calls} legitimate: one per launch plus one "
+        "per crash before recording)"
     )
-    assert duplicates == 0
-    assert len(counts) == n
-    assert all(
-        item.state is TaskState.PENDING for item in table.get_many(r.launch_id for r in requests).values()
+    assert result.duplicates == 0
+    assert result.tasks == result.launches
+    assert result.run_task_calls == result.legitimate_calls
+    assert result.all_pending
+
+
+class RecordingBus(ControlPlaneBus):
+    """The project bus, as far as the status handler uses it: relaunch requests are kept for the launcher."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.relaunches: list[RelaunchRequest] = []
+
+    def publish(
+        self, detail_type: str, detail: Mapping[str, Any], *, required: bool = False, routine: bool = False
+    ) -> None:
+        if detail_type == bus_events.RELAUNCH_REQUESTED:
+            self.relaunches.append(RelaunchRequest.model_validate(dict(detail)))
+
+
+def run_r2(
+    cp: ControlPlane, n: int, *, seed: int = 2, relaunches: int | None = None
+) -> tuple[list[tuple[str, str, str | None]], int]:
+    """Play every scenario's events shuffled and up to 3x duplicated, including relaunches (max_attempts 3)
+    whose second ECS task's events mix with late copies of the first's; return (wrong end states, events)."""
+    rng = random.Random(seed)
+    launcher_handler.reset()
+    bus = RecordingBus()
+    status_handler._tracker = StatusTracker(StatusSettings.from_env(cp.env), bus=bus)
+    names = list(SCENARIOS)
+    plain = [launch_request(f"r2-{seed}-{i}", max_attempts=1) for i in range(n)]
+    count = max(1, n // 5) if relaunches is None else relaunches
+    relaunched = [launch_request(f"r2r-{seed}-{i}", max_attempts=3) for i in range(count)]
+    items = launch_all(cp, plain + relaunched)
+    plain_items = {r.launch_id: items[r.launch_id] for r in plain}
+    world, expected = world_of(cp, plain_items, lambda i: names[i % len(names)])
+    first_attempts, _ = world_of(
+        cp, {r.launch_id: items[r.launch_id] for r in relaunched}, lambda i: "failed_to_start"
     )
+    world.tasks.update(first_attempts.tasks)
+    expected.update({r.launch_id: "relaunch" for r in relaunched})
+
+    def copies(arn: str) -> list[dict[str, Any]]:
+        return [e for event in world.run_to_end(arn) for e in [event] * rng.randint(1, 3)]
+
+    pending = [e for arn in list(world.tasks) for e in copies(arn)]
+    delivered = 0
+    while pending or bus.relaunches:
+        rng.shuffle(pending)
+        # Deliver part of what is in flight; the rest arrives later, after the next attempt's events began.
+        cut = max(1, len(pending) // 2) if bus.relaunches or len(pending) > 50 else len(pending)
+        for event in pending[:cut]:
+            status_handler.handler(event, LambdaContextStub())
+        delivered += len(pending[:cut])
+        pending = pending[cut:]
+        requests, bus.relaunches = bus.relaunches, []
+        if requests:
+            launcher_handler.handler(
+                body_event([r.to_json() for r in requests], cp.queue_arn), LambdaContextStub()
+            )
+            next_items = TaskTable(cp.table).get_many(r.launch_id for r in requests)
+            second, _ = world_of(cp, next_items, lambda i: "exit0")
+            world.tasks.update(second.tasks)
+            pending += [e for arn in second.tasks for e in copies(arn)]
+    return wrong_states(cp, expected), delivered
 
 
 def test_r2_shuffled_and_duplicated_events_end_in_the_right_state(
     control_plane: ControlPlane, figure: Callable[[str], None]
 ) -> None:
     n = 500
-    rng = random.Random(2)
-    items = launch_all(control_plane, [launch_request(f"t{i}", max_attempts=1) for i in range(n)])
-    names = list(SCENARIOS)
-    world, expected = world_of(control_plane, items, lambda i: names[i % len(names)])
-    events = []
-    for arn in world.tasks:
-        for event in world.run_to_end(arn):
-            events.extend([event] * rng.randint(1, 3))
-    rng.shuffle(events)
-    for event in events:
-        status_handler.handler(event, LambdaContextStub())
-    wrong = wrong_states(control_plane, expected)
+    wrong, events = run_r2(control_plane, n)
+    total = n + n // 5
     figure(
-        f"R2 right final state: {n - len(wrong)} of {n} tasks ({len(events)} events, shuffled, up to 3x duplicated)"
+        f"R2 right final state: {total - len(wrong)} of {total} tasks ({events} events, shuffled, up to 3x "
+        f"duplicated; {n // 5} relaunched after a failed start, sidecars, late events of attempt 1 after attempt 2's)"
     )
     assert wrong == []
 

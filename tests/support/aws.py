@@ -303,3 +303,33 @@ class SqsBatchLimit:
                 },
                 "SendMessageBatch",
             )
+
+
+@dataclass
+class EventuallyConsistentDescribeTasks:
+    """Emulate DescribeTasks' documented eventual consistency right after RunTask, on a moto-backed ECS client.
+
+    AWS: "the Amazon ECS API follows an eventual consistency model"; a task just started may not be visible to
+    DescribeTasks yet, which then lists it under ``failures`` with reason ``MISSING``. Here each task's first
+    ``misses`` answers are that failure (moto always knows its tasks).
+    """
+
+    misses: int = 1
+    answered: Counter[str] = field(default_factory=Counter)
+    served: int = 0
+
+    def attach(self, client: Any) -> EventuallyConsistentDescribeTasks:
+        client.meta.events.register("after-call.ecs.DescribeTasks", self._rewrite)
+        return self
+
+    def _rewrite(self, parsed: dict[str, Any], **_: Any) -> None:
+        visible = []
+        for task in parsed.get("tasks", []):
+            arn = task["taskArn"]
+            if self.answered[arn] < self.misses:
+                self.answered[arn] += 1
+                self.served += 1
+                parsed.setdefault("failures", []).append({"arn": arn, "reason": "MISSING"})
+            else:
+                visible.append(task)
+        parsed["tasks"] = visible

@@ -52,11 +52,36 @@ SCENARIOS: dict[str, list[Step]] = {
         ("RUNNING", "RUNNING", None, None, None, True),
         ("STOPPED", "STOPPED", "UserInitiated", "stopped by operator", None, True),
     ],
+    # A non-essential sidecar exits 1 while the Airflow container runs on and exits 0.
+    "sidecar_exit": [
+        ("PENDING", "RUNNING", None, None, None, False),
+        ("RUNNING", "RUNNING", None, None, None, True),
+        ("RUNNING", "RUNNING", None, None, None, True),
+        (
+            "DEPROVISIONING",
+            "STOPPED",
+            "EssentialContainerExited",
+            "Essential container in task exited",
+            0,
+            True,
+        ),
+        ("STOPPED", "STOPPED", "EssentialContainerExited", "Essential container in task exited", 0, True),
+    ],
     "spot": [
         ("PENDING", "RUNNING", None, None, None, False),
         ("RUNNING", "RUNNING", None, None, None, True),
         ("RUNNING", "STOPPED", "SpotInterruption", "Your Spot Task was interrupted.", None, True),
         ("STOPPED", "STOPPED", "SpotInterruption", "Your Spot Task was interrupted.", None, True),
+    ],
+}
+# Sidecar containers' exit codes (None: running) at each step of a scenario that has sidecars.
+SIDECARS: dict[str, list[dict[str, int | None]]] = {
+    "sidecar_exit": [
+        {"log-router": None},
+        {"log-router": None},
+        {"log-router": 1},
+        {"log-router": 1},
+        {"log-router": 1},
     ],
 }
 
@@ -107,6 +132,7 @@ class EcsWorld:
             stop_code=stop_code,
             stopped_reason=reason,
             started=started,
+            sidecars=SIDECARS[world.scenario][world.step] if world.scenario in SIDECARS else None,
         )
 
     def forget_stopped(self) -> None:

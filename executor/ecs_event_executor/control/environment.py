@@ -43,7 +43,7 @@ LAUNCH_BACKOFF_MAX_SECONDS = "LAUNCH_BACKOFF_MAX_SECONDS"
 LAUNCH_PARALLELISM = "LAUNCH_PARALLELISM"
 LAUNCHER_RUN_TASK_RATE = "LAUNCHER_RUN_TASK_RATE"
 STALE_AFTER_SECONDS = "STALE_AFTER_SECONDS"
-RECONCILE_MAX_ITEMS = "RECONCILE_MAX_ITEMS"
+RECONCILE_PAGE_SIZE = "RECONCILE_PAGE_SIZE"
 # Read by Powertools in the handlers; set per function by the stack.
 POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
 POWERTOOLS_METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
@@ -106,7 +106,7 @@ class LambdaEnvironment(BaseModel):
     launch_parallelism: int | None = Field(None, validation_alias=LAUNCH_PARALLELISM)
     launcher_run_task_rate: float | None = Field(None, validation_alias=LAUNCHER_RUN_TASK_RATE)
     stale_after_seconds: int | None = Field(None, validation_alias=STALE_AFTER_SECONDS)
-    reconcile_max_items: int | None = Field(None, validation_alias=RECONCILE_MAX_ITEMS)
+    reconcile_page_size: int | None = Field(None, validation_alias=RECONCILE_PAGE_SIZE)
 
     @classmethod
     def read(cls, env: Mapping[str, str] | None = None) -> LambdaEnvironment:
@@ -173,7 +173,7 @@ class LambdaEnvironment(BaseModel):
         "launch_backoff_max_seconds",
         "launch_parallelism",
         "stale_after_seconds",
-        "reconcile_max_items",
+        "reconcile_page_size",
         mode="before",
     )
     @classmethod

@@ -366,7 +366,11 @@ class Launcher:
     def _record(self, item: TaskItem, attempt: int, task: Mapping[str, Any]) -> Result:
         task_arn = task["taskArn"]
         recorded, current = self.table.record_launched(
-            item.launch_id, attempt, task_arn=task_arn, cluster_arn=task.get("clusterArn")
+            item.launch_id,
+            attempt,
+            task_arn=task_arn,
+            cluster_arn=task.get("clusterArn"),
+            checked_at=item.checked_at,
         )
         if not recorded and current is not None and current.state in (TaskState.CANCELLED, TaskState.EXPIRED):
             # Revoked, or handed back to Airflow, while RunTask was in flight: the task must not run.
@@ -392,9 +396,11 @@ class Launcher:
         return Result.LAUNCH_FAILED
 
     def _retry(self, retry: _Retry, reason: str, delay_seconds: int | None = None) -> Result:
-        self.table.release_lease(retry.item.launch_id, retry.attempt, reason=f"retrying: {reason}")
         if delay_seconds is None:
             delay_seconds = self.backoff_seconds(retry.receive_count, request=retry.request)
+        self.table.release_lease(
+            retry.item.launch_id, retry.attempt, reason=f"retrying: {reason}", retry_in_seconds=delay_seconds
+        )
         raise RetryLater(reason, delay_seconds)
 
     def backoff_seconds(self, receive_count: int, *, request: LaunchRequest | None = None) -> int:

@@ -2,10 +2,16 @@
 
 EventBridge can drop an event after its retries and a Lambda can crash mid-write; ECS forgets a stopped task
 about an hour after it stops. The reconciler runs on a schedule well inside that hour: it reads the sparse stale
-index (active items only, oldest change first), asks ECS about their tasks with DescribeTasks (100 a call) and
-applies what it learns through the status handler's own conditional writes. A task ECS no longer knows ends
-FAILED with that reason; a launch whose queue message was lost is launched again (same attempt, same client
-token, so a task that did start is found, not duplicated). Its cost follows the stale items only.
+index (active items only, least recently checked first, every shard), asks ECS about their tasks with
+DescribeTasks (100 a call) and applies what it learns through the status handler's own conditional writes.
+
+It never fails a running task on one answer: DescribeTasks is eventually consistent right after RunTask, so a
+task is declared lost only when ECS answers ``MISSING`` on two passes at least ``missing_confirm_seconds`` apart
+(a found task clears the first answer); other failure reasons are not "lost". A launch whose queue message was
+lost is launched again (same attempt, same client token, so a task that did start is found, not duplicated),
+but not one that is only backing off: the launcher records when its retry is due. A pass is bounded by time, not
+by a count: it reads page after page until the stale items are done or its time is up. Its cost follows the
+stale items only.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -33,9 +40,14 @@ log = logging.getLogger(__name__)
 
 # AWS limits DescribeTasks to 100 task ARNs per call.
 DESCRIBE_BATCH = 100
-# Used when the environment does not set STALE_AFTER_SECONDS or RECONCILE_MAX_ITEMS.
+# DescribeTasks' ``failures[].reason`` for a task ECS does not know (never started, or forgotten).
+MISSING = "MISSING"
+# The per-item writes of one DescribeTasks batch run on this many threads: a pass over tens of thousands of
+# items is bounded by request latency, not by the Lambda's CPU.
+WRITE_THREADS = 8
+# Used when the environment does not set STALE_AFTER_SECONDS or RECONCILE_PAGE_SIZE.
 DEFAULT_STALE_AFTER_SECONDS = 600
-DEFAULT_MAX_ITEMS_PER_RUN = 1000
+DEFAULT_PAGE_SIZE = 1000
 
 
 @dataclass(frozen=True)
@@ -44,7 +56,11 @@ class ReconcilerSettings:
     # An active item unchanged for this long is checked. ECS keeps stopped tasks for about an hour, so this plus
     # the schedule's period must stay well below that.
     stale_after_seconds: int = DEFAULT_STALE_AFTER_SECONDS
-    max_items_per_run: int = DEFAULT_MAX_ITEMS_PER_RUN
+    # Stale keys read per page (spread over the index's shards); a pass reads pages until none is left or its
+    # time is up.
+    page_size: int = DEFAULT_PAGE_SIZE
+    # A task is lost only if DescribeTasks still answers MISSING this long after it first did (the next pass).
+    missing_confirm_seconds: int = 180
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ReconcilerSettings:
@@ -53,7 +69,7 @@ class ReconcilerSettings:
         return cls(
             status=StatusSettings.from_environment(read),
             stale_after_seconds=read.stale_after_seconds or DEFAULT_STALE_AFTER_SECONDS,
-            max_items_per_run=read.reconcile_max_items or DEFAULT_MAX_ITEMS_PER_RUN,
+            page_size=read.reconcile_page_size or DEFAULT_PAGE_SIZE,
         )
 
 
@@ -62,9 +78,13 @@ class ReconcileReport:
     checked: int = 0
     updated: int = 0
     lost: int = 0
+    missing: int = 0  # MISSING for the first time (or not long enough): asked again next pass
     relaunched: int = 0
+    backing_off: int = 0  # launches waiting for their retry (or a live lease): left alone
     unchanged: int = 0
     describe_calls: int = 0
+    pages: int = 0
+    out_of_time: int = 0  # 1 if the pass stopped before reading every stale item
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -81,6 +101,7 @@ class Reconciler:
         table: TaskTable | None = None,
         bus: ControlPlaneBus | None = None,
         clock: Callable[[], float] = time.time,
+        timer: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self._ecs = ecs
@@ -88,6 +109,7 @@ class Reconciler:
         self.bus = bus or ControlPlaneBus(settings.status.event_bus_name)
         self.tracker = StatusTracker(settings.status, table=self.table, bus=self.bus)
         self._clock = clock
+        self._timer = timer
 
     @property
     def ecs(self) -> Any:
@@ -95,28 +117,48 @@ class Reconciler:
             self._ecs = boto3.client("ecs")
         return self._ecs
 
-    def run(self) -> ReconcileReport:
-        """Check every stale active item once, then write the control-plane heartbeat."""
+    def run(self, *, time_budget_seconds: float | None = None) -> ReconcileReport:
+        """Check the stale active items, page by page, until none is left or ``time_budget_seconds`` is spent;
+        then write the control-plane heartbeat."""
         report = ReconcileReport()
+        deadline = None if time_budget_seconds is None else self._timer() + time_budget_seconds
         now_ms = int(self._clock() * 1000)
-        stale = self.table.stale_active(
-            now_ms - self.settings.stale_after_seconds * 1000, limit=self.settings.max_items_per_run
-        )
-        report.checked = len(stale)
+        cutoff = now_ms - self.settings.stale_after_seconds * 1000
+        with ThreadPoolExecutor(max_workers=WRITE_THREADS, thread_name_prefix="reconcile") as pool:
+            for page in self.table.stale_pages(cutoff, page_size=self.settings.page_size):
+                report.pages += 1
+                self._check_page(page, now_ms, report, pool)
+                if deadline is not None and self._timer() >= deadline:
+                    report.out_of_time = 1
+                    log.warning("reconciler pass out of time; the next pass goes on", extra=report.as_dict())
+                    break
+        self.table.write_heartbeat(**{f"last_{k}": v for k, v in report.as_dict().items()})
+        log.info("reconciled", extra=report.as_dict())
+        return report
+
+    def _check_page(
+        self, page: list[TaskItem], now_ms: int, report: ReconcileReport, pool: ThreadPoolExecutor
+    ) -> None:
+        report.checked += len(page)
         by_cluster: dict[str, list[TaskItem]] = defaultdict(list)
-        for item in stale:
+        for item in page:
             if item.task_arn:
                 by_cluster[item.cluster_arn or self.settings.status.cluster or "default"].append(item)
-            elif item.state is TaskState.LAUNCHING and (item.lease_until or 0) < now_ms:
+            elif item.state is TaskState.LAUNCHING and self._launch_overdue(item, now_ms):
                 self._relaunch_lost_message(item, report)
+            elif item.state is TaskState.LAUNCHING:
+                report.backing_off += 1
             else:
                 report.unchanged += 1
         for cluster, items in by_cluster.items():
             for start in range(0, len(items), DESCRIBE_BATCH):
-                self._check_tasks(cluster, items[start : start + DESCRIBE_BATCH], report)
-        self.table.write_heartbeat(**{f"last_{k}": v for k, v in report.as_dict().items()})
-        log.info("reconciled", extra=report.as_dict())
-        return report
+                self._check_tasks(cluster, items[start : start + DESCRIBE_BATCH], now_ms, report, pool)
+
+    def _launch_overdue(self, item: TaskItem, now_ms: int) -> bool:
+        """Return whether a launch without a task has been left by every launcher: its lease and its retry (the
+        queue's visibility timeout) are both more than ``stale_after_seconds`` past."""
+        due = max(item.lease_until or 0, item.retry_at or 0)
+        return now_ms - due > self.settings.stale_after_seconds * 1000
 
     def _relaunch_lost_message(self, item: TaskItem, report: ReconcileReport) -> None:
         # Its queue message is gone (dead-lettered, or a relaunch publish was lost): launch the same attempt again.
@@ -127,30 +169,65 @@ class Reconciler:
         self.table.touch(item.launch_id, item.attempt)
         report.relaunched += 1
 
-    def _check_tasks(self, cluster: str, items: list[TaskItem], report: ReconcileReport) -> None:
+    def _check_tasks(
+        self,
+        cluster: str,
+        items: list[TaskItem],
+        now_ms: int,
+        report: ReconcileReport,
+        pool: ThreadPoolExecutor,
+    ) -> None:
         arns = [item.task_arn for item in items if item.task_arn]
         response = self.ecs.describe_tasks(cluster=cluster, tasks=arns)
         report.describe_calls += 1
         known = {task["taskArn"]: task for task in response.get("tasks", [])}
-        for item in items:
-            task = known.get(item.task_arn or "")
-            if task is None:
-                written, _ = self.table.fail_lost(
-                    item.launch_id,
-                    item.attempt,
-                    task_arn=item.task_arn or "",
-                    reason="ECS no longer knows the task (its state-change events were lost and it aged out of "
-                    "DescribeTasks); its outcome is unknown",
-                )
-                report.lost += int(written)
-                continue
-            result = self.tracker.handle(_as_event(task))
-            if result in (StatusResult.APPLIED, StatusResult.FINISHED, StatusResult.RELAUNCHED):
-                report.updated += 1
-            else:
-                # Nothing new: re-stamp it so the next run does not check it again straight away.
+        failures = {f.get("arn"): f.get("reason") for f in response.get("failures", [])}
+        verdicts = pool.map(lambda item: self._verdict(item, known, failures, now_ms), items)
+        for verdict in verdicts:
+            setattr(report, verdict, getattr(report, verdict) + 1)
+
+    def _verdict(
+        self, item: TaskItem, known: Mapping[str, Any], failures: Mapping[str | None, str | None], now_ms: int
+    ) -> str:
+        """Apply what ECS said about one item's task; return the report counter it adds to."""
+        arn = item.task_arn or ""
+        task = known.get(arn)
+        if task is None:
+            reason = failures.get(arn)
+            if reason != MISSING:
+                # Not an answer about the task (or none at all): ask again next pass.
+                log.warning("DescribeTasks failure", extra={"launch_id": item.launch_id, "reason": reason})
+                return "unchanged"
+            return self._missing(item, now_ms)
+        if item.ecs_version is not None and task.get("version") == item.ecs_version:
+            # ECS is where the last applied event left it: nothing to write but the check.
+            self.table.touch(item.launch_id, item.attempt)
+            return "unchanged"
+        result = self.tracker.handle(_as_event(task))
+        if result in (StatusResult.APPLIED, StatusResult.FINISHED, StatusResult.RELAUNCHED):
+            if item.missing_since is not None and result is StatusResult.APPLIED:
                 self.table.touch(item.launch_id, item.attempt)
-                report.unchanged += 1
+            return "updated"
+        # Nothing new: re-stamp it so the next run does not check it again straight away.
+        self.table.touch(item.launch_id, item.attempt)
+        return "unchanged"
+
+    def _missing(self, item: TaskItem, now_ms: int) -> str:
+        """ECS answered MISSING: note it the first time; fail the task only if it still does a while later."""
+        arn = item.task_arn or ""
+        if item.missing_since is None:
+            self.table.mark_missing(item.launch_id, item.attempt, task_arn=arn)
+            return "missing"
+        if now_ms - item.missing_since < self.settings.missing_confirm_seconds * 1000:
+            return "missing"
+        written, _ = self.table.fail_lost(
+            item.launch_id,
+            item.attempt,
+            task_arn=arn,
+            reason="ECS no longer knows the task (its state-change events were lost and it aged out of "
+            "DescribeTasks); its outcome is unknown",
+        )
+        return "lost" if written else "unchanged"
 
 
 def _as_event(task: Mapping[str, Any]) -> dict[str, Any]:

@@ -166,6 +166,9 @@ class TaskItem:
     lease_until: int | None = None
     cancel_requested: bool = False
     history: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    checked_at: int | None = None
+    missing_since: int | None = None
+    retry_at: int | None = None
 
     @property
     def last_step_at(self) -> int:
@@ -212,6 +215,9 @@ class TaskItem:
             history=expand_history(
                 v.get(Attr.HISTORY), v[Attr.STATE], v.get(Attr.REASON), v.get(Attr.ATTEMPT, 1)
             ),
+            checked_at=v.get(Attr.CHECKED_AT),
+            missing_since=v.get(Attr.MISSING_SINCE),
+            retry_at=v.get(Attr.RETRY_AT),
         )
 
 

@@ -12,11 +12,12 @@ import boto3
 from ecs_event_executor.control.messages import LaunchRequest
 from ecs_event_executor.control.tasks.item import TaskItem, deserialize
 from ecs_event_executor.control.tasks.schema import (
-    ACTIVE_MARK,
+    ACTIVE_SHARD_VALUES,
     CHANGE_INDEX,
     DEFAULT_FINISHED_TTL_SECONDS,
     HEARTBEAT_KEY,
     STALE_INDEX,
+    STALE_SHARDS,
     Attr,
     request_key,
 )
@@ -74,8 +75,11 @@ class TaskReads:
                 request = resp.get("UnprocessedKeys") or {}
         return found
 
-    def changes_since(self, owner: str, since_ms: int) -> Iterator[list[TaskItem]]:
-        """Yield pages of the owner's items whose last write is at or after ``since_ms`` (oldest first).
+    def changes_since(
+        self, owner: str, since_ms: int, *, newest_first: bool = False, page_size: int | None = None
+    ) -> Iterator[list[TaskItem]]:
+        """Yield pages of the owner's items whose last write is at or after ``since_ms`` (oldest first, or newest
+        first), ``page_size`` items a page if given.
 
         The index is eventually consistent and writers' clocks differ, so callers read with an overlap and drop
         what they saw already by ``rev``.
@@ -87,6 +91,10 @@ class TaskReads:
             "ExpressionAttributeNames": {"#o": Attr.OWNER, "#c": Attr.CHANGED_AT},
             "ExpressionAttributeValues": {":o": {"S": owner}, ":c": {"N": str(since_ms)}},
         }
+        if newest_first:
+            kwargs["ScanIndexForward"] = False
+        if page_size is not None:
+            kwargs["Limit"] = page_size
         while True:
             resp = self.client.query(**kwargs)
             yield [TaskItem.from_raw(raw) for raw in resp.get("Items", [])]
@@ -108,30 +116,47 @@ class TaskReads:
             return None
         return LaunchRequest.model_validate_json(zlib.decompress(raw))
 
-    def stale_active(self, older_than_ms: int, *, limit: int = 500) -> list[TaskItem]:
-        """Return up to ``limit`` active items not checked since ``older_than_ms`` (least recently checked first).
+    def stale_pages(self, older_than_ms: int, *, page_size: int = 1000) -> Iterator[list[TaskItem]]:
+        """Yield pages of active items not checked since ``older_than_ms``, until every shard is read.
 
-        The stale index holds keys only; the items are read with BatchGetItem (strongly consistent), and those
-        that finished since the index was written are left out.
+        Each page takes up to ``page_size / STALE_SHARDS`` keys from every shard of the stale index (least
+        recently checked first within a shard, so no shard waits for another), then reads the items themselves
+        with BatchGetItem (strongly consistent); items that finished since the index was written are left out.
         """
-        keys: list[str] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self.table_name,
-            "IndexName": STALE_INDEX,
-            "KeyConditionExpression": "#act = :act AND #c < :c",
-            "ExpressionAttributeNames": {"#act": Attr.ACTIVE, "#c": Attr.CHECKED_AT},
-            "ExpressionAttributeValues": {":act": {"S": ACTIVE_MARK}, ":c": {"N": str(older_than_ms)}},
-            "Limit": limit,
-        }
-        while len(keys) < limit:
-            resp = self.client.query(**kwargs)
-            keys.extend(raw[Attr.PK]["S"] for raw in resp.get("Items", []))
-            if "LastEvaluatedKey" not in resp:
+        per_shard = max(1, -(-page_size // STALE_SHARDS))
+        next_start: dict[str, dict[str, Any] | None] = dict.fromkeys(ACTIVE_SHARD_VALUES)
+        while next_start:
+            keys: list[str] = []
+            for shard, start in list(next_start.items()):
+                kwargs: dict[str, Any] = {
+                    "TableName": self.table_name,
+                    "IndexName": STALE_INDEX,
+                    "KeyConditionExpression": "#act = :act AND #c < :c",
+                    "ExpressionAttributeNames": {"#act": Attr.ACTIVE, "#c": Attr.CHECKED_AT},
+                    "ExpressionAttributeValues": {":act": {"S": shard}, ":c": {"N": str(older_than_ms)}},
+                    "Limit": per_shard,
+                }
+                if start is not None:
+                    kwargs["ExclusiveStartKey"] = start
+                resp = self.client.query(**kwargs)
+                keys.extend(raw[Attr.PK]["S"] for raw in resp.get("Items", []))
+                if "LastEvaluatedKey" in resp:
+                    next_start[shard] = resp["LastEvaluatedKey"]
+                else:
+                    del next_start[shard]
+            if not keys:
+                continue
+            items = self.get_many(keys)
+            yield [items[k] for k in keys if k in items and not items[k].state.terminal]
+
+    def stale_active(self, older_than_ms: int, *, limit: int = 500) -> list[TaskItem]:
+        """Return up to ``limit`` active items not checked since ``older_than_ms`` (see ``stale_pages``)."""
+        found: list[TaskItem] = []
+        for page in self.stale_pages(older_than_ms, page_size=min(limit, 1000)):
+            found.extend(page)
+            if len(found) >= limit:
                 break
-            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
-        keys = keys[:limit]
-        items = self.get_many(keys)
-        return [items[k] for k in keys if k in items and not items[k].state.terminal]
+        return found[:limit]
 
     def active_items(self, *, limit: int = 10_000) -> list[TaskItem]:
         """Return up to ``limit`` active items, of every owner (operator tooling: the feed shows outcomes only)."""

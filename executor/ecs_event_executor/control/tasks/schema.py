@@ -13,14 +13,16 @@ Write cost (DynamoDB bills each write by the item's size in 1 KB units, plus eve
 moves): the launch request, a few KB with an Airflow 3 workload's token, lives in a side item written once
 (``<launch id>#request``, zlib-compressed, in no index) and read only for a relaunch; history entries are compact
 and bounded (``item.HISTORY_LIMIT``); so the task item stays under 1 KB. The stale index is sorted by
-``checked_at``, which only creation and the reconciler's ``touch`` set, and projects keys only: a state change does
-not write it (only creation, touch and the terminal write that removes ``active``).
+``checked_at``, which only creation, a relaunch, a launch recorded long after its last check and the reconciler's
+``touch`` set, and projects keys only: a state change does not write it (only those and the terminal write that
+removes ``active``).
 
 Vocabulary only: no boto3, so the stack, the local mode and the tests import it without the data access.
 """
 
 from __future__ import annotations
 
+from binascii import crc32
 from typing import Any
 
 
@@ -61,9 +63,13 @@ class Attr:
     EXPIRES_AT = "expires_at"  # epoch seconds: DynamoDB TTL, set on terminal writes (and on the side item)
     # Present only while the launch is active: the sparse stale index holds active items and nothing else.
     ACTIVE = "active"
-    # Epoch ms of creation or of the reconciler's last check: the stale index's sort key. State changes leave it
-    # alone, so they never write the stale index.
+    # Epoch ms of creation, of the reconciler's last check, of a relaunch, or of a launch recorded long after its
+    # last check: the stale index's sort key. Other state changes leave it alone, so they never write that index.
     CHECKED_AT = "checked_at"
+    # Epoch ms of the reconciler's first DescribeTasks answer MISSING for the task; a found task clears it.
+    MISSING_SINCE = "missing_since"
+    # Epoch ms when a launch that is backing off (throttling, capacity) comes back to the launcher.
+    RETRY_AT = "retry_at"
 
 
 # The change-feed index: partition by owner, sort by change time.
@@ -91,9 +97,12 @@ CHANGE_INDEX_ATTRIBUTES: tuple[str, ...] = (
 
 # The stale index: only active items (sparse on ``active``), sorted by when the reconciler last checked them, so
 # its cost follows the number of active items due for a check, not the table size. Keys only: the reconciler
-# reads the items themselves (BatchGetItem), and no write but creation, touch and the terminal one updates it.
+# reads the items themselves (BatchGetItem), and no write but creation, touch, relaunch, a late launch and the
+# terminal one updates it. ``active`` is one of STALE_SHARDS values (from the launch id), so the index's writes
+# and reads spread over that many partitions instead of one; readers query every shard.
 STALE_INDEX = "by_active_checked"
-ACTIVE_MARK = "1"
+STALE_SHARDS = 16
+ACTIVE_SHARD_VALUES: tuple[str, ...] = tuple(str(i) for i in range(STALE_SHARDS))
 # The control plane's heartbeat lives in the table under a key no launch id can take (launch ids have no '#').
 HEARTBEAT_KEY = "control-plane#heartbeat"
 # The launch request's side item: ``<launch id>#request`` (launch ids have no '#', so it cannot be a task item).
@@ -104,6 +113,11 @@ REQUEST_RETENTION_SECONDS = 30 * 24 * 3600
 
 # Finished items are kept this long (DynamoDB TTL), for adoption, operators and late duplicates.
 DEFAULT_FINISHED_TTL_SECONDS = 7 * 24 * 3600
+
+
+def active_shard(launch_id: str) -> str:
+    """Return the stale-index shard (the ``active`` value) of a launch: stable, spread evenly."""
+    return ACTIVE_SHARD_VALUES[crc32(launch_id.encode()) % STALE_SHARDS]
 
 
 def request_key(launch_id: str) -> str:

@@ -31,16 +31,19 @@ from ecs_event_executor.control.tasks.item import (
 from ecs_event_executor.control.tasks.lifecycle import ACTIVE_STATES, TaskState, sources_of
 from ecs_event_executor.control.tasks.reads import TaskReads
 from ecs_event_executor.control.tasks.schema import (
-    ACTIVE_MARK,
     HEARTBEAT_KEY,
     REQUEST_RETENTION_SECONDS,
     Attr,
+    active_shard,
     request_key,
 )
 from ecs_event_executor.control.tasks.updates import Update
 
 # Reasons are cut so one long message cannot push the item over DynamoDB's item size.
 REASON_CHARS = 2000
+# A launch recorded this long after its last check re-stamps ``checked_at``: DescribeTasks is eventually
+# consistent right after RunTask, so the reconciler must not check it straight away.
+LAUNCH_RECHECK_GRACE_MS = 60_000
 # The task fields of an attempt, cleared when the next one starts.
 _ATTEMPT_FIELDS = (
     Attr.ECS_VERSION,
@@ -52,6 +55,8 @@ _ATTEMPT_FIELDS = (
     Attr.LEASE_UNTIL,
     Attr.LAUNCHED_AT,
     Attr.RUNNING_AT,
+    Attr.MISSING_SINCE,
+    Attr.RETRY_AT,
 )
 
 
@@ -78,7 +83,7 @@ class TaskTable(TaskReads):
         """Add what every terminal write does: finish time, TTL, and leaving the stale index (with its sort key:
         every byte of the item is billed on every later write)."""
         update.set(Attr.FINISHED_AT, now).set(Attr.EXPIRES_AT, now // 1000 + self.finished_ttl_seconds)
-        return update.remove(Attr.ACTIVE, Attr.CHECKED_AT)
+        return update.remove(Attr.ACTIVE, Attr.CHECKED_AT, Attr.MISSING_SINCE, Attr.RETRY_AT)
 
     def _write(self, launch_id: str, update: Update) -> tuple[bool, TaskItem | None]:
         """Run one conditional UpdateItem; return (written, the item after, or as it was when the condition failed)."""
@@ -122,7 +127,7 @@ class TaskTable(TaskReads):
             Attr.TRY_NUMBER: request.key.try_number,
             Attr.QUEUED_AT: int(request.queued_at.timestamp() * 1000),
             Attr.HISTORY: {history_key(TaskState.LAUNCHING, 1): history_entry(now)},
-            Attr.ACTIVE: ACTIVE_MARK,
+            Attr.ACTIVE: active_shard(request.launch_id),
             Attr.CHECKED_AT: now,
         }
         if request.team:
@@ -186,14 +191,28 @@ class TaskTable(TaskReads):
         return Claim(ClaimOutcome.BUSY if live_lease else ClaimOutcome.DONE, item)
 
     def record_launched(
-        self, launch_id: str, attempt: int, *, task_arn: str, cluster_arn: str | None
+        self,
+        launch_id: str,
+        attempt: int,
+        *,
+        task_arn: str,
+        cluster_arn: str | None,
+        checked_at: int | None = None,
     ) -> tuple[bool, TaskItem | None]:
         """Record the ECS task RunTask returned. Returns (recorded, item); not recorded when the launch was
-        cancelled meanwhile (the caller then stops the task) or an event already recorded it."""
+        cancelled meanwhile (the caller then stops the task) or an event already recorded it.
+
+        ``checked_at`` is the item's as the caller read it (None: unknown). A launch recorded more than
+        LAUNCH_RECHECK_GRACE_MS after it re-stamps it, so the reconciler does not ask ECS about a task
+        DescribeTasks may not show yet; a prompt launch leaves it (and the stale index) alone.
+        """
         now = self._now_ms()
+        recheck = checked_at is None or now - checked_at > LAUNCH_RECHECK_GRACE_MS
         update = (
             self._change(now, feed=False).set(Attr.TASK_ARN, task_arn).set_if_absent(Attr.LAUNCHED_AT, now)
         )
+        if recheck:
+            update.set(Attr.CHECKED_AT, now)
         if cluster_arn:
             update.set(Attr.CLUSTER_ARN, cluster_arn)
         entry = history_entry(now, task_arn=task_arn)
@@ -210,11 +229,20 @@ class TaskTable(TaskReads):
         # An ECS event for this attempt arrived before RunTask returned: it holds a later state; add the ARN only.
         update = self._change(now, feed=False)
         update.set_if_absent(Attr.TASK_ARN, task_arn).set_if_absent(Attr.LAUNCHED_AT, now)
+        if recheck:
+            update.set(Attr.CHECKED_AT, now)
         return self._write(launch_id, update.require(update.equals(Attr.ATTEMPT, attempt)))
 
-    def release_lease(self, launch_id: str, attempt: int, *, reason: str) -> None:
-        """Give up the lease after a retryable failure, leaving the reason for operators and the executor."""
-        update = self._change(self._now_ms()).set(Attr.REASON, reason[:REASON_CHARS]).remove(Attr.LEASE_UNTIL)
+    def release_lease(
+        self, launch_id: str, attempt: int, *, reason: str, retry_in_seconds: float | None = None
+    ) -> None:
+        """Give up the lease after a retryable failure, leaving the reason for operators and the executor, and
+        when the launch comes back (``retry_in_seconds``: the queue's visibility timeout), so the reconciler
+        tells a launch that is backing off from one whose message was lost."""
+        now = self._now_ms()
+        update = self._change(now).set(Attr.REASON, reason[:REASON_CHARS]).remove(Attr.LEASE_UNTIL)
+        if retry_in_seconds is not None:
+            update.set(Attr.RETRY_AT, now + int(retry_in_seconds * 1000))
         update.require(
             update.state_in(sources_of(TaskState.LAUNCHING, only={TaskState.LAUNCHING})),
             update.equals(Attr.ATTEMPT, attempt),
@@ -318,6 +346,8 @@ class TaskTable(TaskReads):
         update.set_in_map_if_absent(Attr.HISTORY, history_key(TaskState.LAUNCHING, attempt + 1), entry)
         update.remove_from_map(Attr.HISTORY, superseded_history_keys(attempt + 1))
         update.remove(*_ATTEMPT_FIELDS)
+        # A new attempt starts a new ECS task: the reconciler waits a full period before asking ECS about it.
+        update.set(Attr.CHECKED_AT, now)
         update.require(
             update.equals(Attr.ATTEMPT, attempt),
             update.state_in(sources_of(TaskState.LAUNCHING)),
@@ -379,12 +409,27 @@ class TaskTable(TaskReads):
         update.require(update.state_in(sources_of(TaskState.FAILED)), update.equals(Attr.TASK_ARN, task_arn))
         return self._write(launch_id, update)
 
+    def mark_missing(self, launch_id: str, attempt: int, *, task_arn: str) -> tuple[bool, TaskItem | None]:
+        """Note the first time DescribeTasks answered MISSING for the task (``missing_since``), if not noted yet.
+
+        Not a change and not a check: ``checked_at`` stays, so the next pass asks ECS again.
+        """
+        update = Update().set(Attr.MISSING_SINCE, self._now_ms())
+        update.require(
+            update.equals(Attr.ATTEMPT, attempt),
+            update.equals(Attr.TASK_ARN, task_arn),
+            update.state_in(ACTIVE_STATES),
+            update.absent(Attr.MISSING_SINCE),
+        )
+        return self._write(launch_id, update)
+
     def touch(self, launch_id: str, attempt: int) -> None:
         """Mark an active item checked by the reconciler (``checked_at``), so it is not re-checked every run.
 
-        Not a change: ``rev`` and ``changed_at`` stay, so the change feed does not show it.
+        Not a change: ``rev`` and ``changed_at`` stay, so the change feed does not show it. A check that found
+        the task also forgets an earlier MISSING answer (``missing_since``).
         """
-        update = Update().set(Attr.CHECKED_AT, self._now_ms())
+        update = Update().set(Attr.CHECKED_AT, self._now_ms()).remove(Attr.MISSING_SINCE)
         self._write(
             launch_id, update.require(update.equals(Attr.ATTEMPT, attempt), update.exists(Attr.ACTIVE))
         )
