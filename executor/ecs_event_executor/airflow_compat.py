@@ -8,7 +8,10 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ecs_event_executor.control.messages import TaskKey
@@ -32,6 +35,10 @@ class QueuedWork:
     task_key: TaskKey
     command: list[str]
     executor_config: Any
+    # When the workload's token expires (its ``exp`` claim), if it carries one.
+    token_expires_at: datetime | None = None
+    # The external executor id the scheduler assigned when it queued the task (pre_assigns_external_executor_id).
+    external_executor_id: str | None = None
 
 
 def workload_command(workload: Any) -> list[str]:
@@ -52,6 +59,24 @@ def task_key_of(key: Any) -> TaskKey:
     return TaskKey(dag_id=CALLBACK_DAG_ID, task_id=str(key.id), run_id="callback", try_number=0)
 
 
+def token_expiry(token: Any) -> datetime | None:
+    """Return when a JWT expires, from its ``exp`` claim, read without verifying it (None if there is none).
+
+    The executor only schedules by it; the API server verifies the token when the task uses it.
+    """
+    if not isinstance(token, str) or token.count(".") != 2:
+        return None
+    payload = token.split(".")[1]
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        exp = claims.get("exp") if isinstance(claims, dict) else None
+        if isinstance(exp, int | float) and not isinstance(exp, bool):
+            return datetime.fromtimestamp(exp, UTC)
+    except (ValueError, TypeError, OverflowError):
+        pass
+    return None
+
+
 def is_task_instance_key(key: Any) -> bool:
     return hasattr(key, "dag_id") and hasattr(key, "try_number")
 
@@ -64,10 +89,21 @@ def take_workload(executor: BaseExecutor, workload: Any) -> QueuedWork:
         ti_key = workload.ti.key
         executor.queued_tasks.pop(ti_key, None)
         return QueuedWork(
-            ti_key, task_key_of(ti_key), workload_command(workload), workload.ti.executor_config
+            ti_key,
+            task_key_of(ti_key),
+            workload_command(workload),
+            workload.ti.executor_config,
+            token_expires_at=token_expiry(getattr(workload, "token", None)),
+            external_executor_id=getattr(workload.ti, "external_executor_id", None),
         )
     if isinstance(workload, workloads.ExecuteCallback):
         callback_key = workload.callback.key
         executor.queued_callbacks.pop(callback_key, None)
-        return QueuedWork(callback_key, task_key_of(callback_key), workload_command(workload), None)
+        return QueuedWork(
+            callback_key,
+            task_key_of(callback_key),
+            workload_command(workload),
+            None,
+            token_expires_at=token_expiry(getattr(workload, "token", None)),
+        )
     raise ValueError(f"cannot run workloads of type {type(workload).__name__}")

@@ -26,6 +26,7 @@ DEFAULTS: dict[str, str] = {
     "reconcile_interval_seconds": "300",
     "send_retries": "3",
     "heartbeat_max_age_seconds": "1800",
+    "launch_start_margin_seconds": "180",
 }
 
 
@@ -130,6 +131,9 @@ class ExecutorSettings(BaseModel):
         300.0
     )
     send_retries: Annotated[int, _number(minimum=0, integer=True)] = 3
+    # A launch is not started later than this before its workload's token expires: Fargate takes 30-120 s to
+    # start a task, and the task's first Execution API call needs a valid token.
+    launch_start_margin_seconds: Annotated[float, _number(minimum=0)] = 180.0
     # From [scheduler] task_queued_timeout, read by load_settings.
     task_queued_timeout_seconds: float = 600.0
     # check_health fails when the control plane's heartbeat (written by the reconciler every few minutes) is

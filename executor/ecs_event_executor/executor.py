@@ -7,12 +7,13 @@ owner's change index when nothing changed, whatever the number of running tasks.
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.executors.base_executor import BaseExecutor
 
@@ -44,6 +45,8 @@ MAX_BACKOFF_SECONDS = 60.0
 RECONCILE_SLICE = 100
 # How often end() polls the change feed while waiting for tasks to finish.
 END_POLL_SECONDS = 2.0
+# A pre-assigned external executor id (a UUID) is used as the launch id when it fits the launch-id contract.
+_LAUNCH_ID = re.compile(r"^[A-Za-z0-9-]{8,56}$")
 
 
 class EcsEventExecutorError(RuntimeError):
@@ -79,6 +82,8 @@ def outcome_of(item: TaskItem) -> Outcome:
         return Outcome("failed", failure_text(item))
     if item.state is TaskState.CANCELLED:
         return Outcome("failed", f"cancelled: {item.reason or 'by the control plane'}")
+    if item.state is TaskState.EXPIRED:
+        return Outcome("handed_back", item.reason)
     return Outcome(None, item.reason)
 
 
@@ -105,6 +110,10 @@ class EcsEventExecutor(BaseExecutor):
 
     supports_multi_team: bool = True
     supports_callbacks: bool = True
+    # Airflow 3.3+: the scheduler commits a UUID as external_executor_id together with the QUEUED state, and the
+    # executor uses it as the launch id, so a scheduler that dies after sending the launch message leaves a task
+    # instance the next scheduler adopts by it (no second ECS task). Older versions ignore the flag.
+    pre_assigns_external_executor_id: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -279,15 +288,19 @@ class EcsEventExecutor(BaseExecutor):
             self.fail(work.key, info=message)
             return None
         queued_at = datetime.fromtimestamp(self._clock(), UTC)
+        pre_assigned = work.external_executor_id
+        launch_id = (
+            pre_assigned if pre_assigned and _LAUNCH_ID.match(pre_assigned) else new_launch_id(work.task_key)
+        )
         request = LaunchRequest(
-            launch_id=new_launch_id(work.task_key),
+            launch_id=launch_id,
             owner=self._ensure_owner(),
             team=self.team_name,
             key=work.task_key,
             command=work.command,
             executor_config=executor_config,
             queued_at=queued_at,
-            launch_deadline=queued_at + timedelta(seconds=settings.task_queued_timeout_seconds),
+            launch_deadline=self._launch_deadline(queued_at, work.token_expires_at),
             max_attempts=settings.max_run_task_attempts,
         )
         self._track(Tracked(key=work.key, launch_id=request.launch_id, deadline=request.launch_deadline))
@@ -295,6 +308,17 @@ class EcsEventExecutor(BaseExecutor):
         # The launch id becomes the task instance's external_executor_id: what another scheduler adopts by.
         self.running_state(work.key, request.launch_id)
         return request
+
+    def _launch_deadline(self, queued_at: datetime, token_expires_at: datetime | None) -> datetime:
+        """Return the last instant the launcher may start the task: the workload token's expiry (or, without an
+        ``exp`` claim, ``task_queued_timeout`` after queueing) less the start-up margin (at most half the time
+        left)."""
+        settings = self.settings
+        expires = token_expires_at or queued_at + timedelta(seconds=settings.task_queued_timeout_seconds)
+        # A margin longer than the token's remaining life would refuse every launch (a short task_queued_timeout):
+        # it never takes more than half of what is left.
+        margin = min(timedelta(seconds=settings.launch_start_margin_seconds), (expires - queued_at) / 2)
+        return expires - max(margin, timedelta(0))
 
     def _track(self, tracked: Tracked) -> None:
         previous = self._launch_of.get(tracked.key)
@@ -341,9 +365,9 @@ class EcsEventExecutor(BaseExecutor):
                 if message.launch_id not in self._tracked:
                     continue  # revoked meanwhile: never sent, nothing to cancel
                 if message.launch_deadline is not None and message.launch_deadline < now:
-                    self._fail_launch(
+                    self._hand_back(
                         message.launch_id,
-                        "the launch message could not be sent to the launch queue before the task's queued timeout",
+                        "the launch message could not be sent to the launch queue before the launch deadline",
                     )
                     continue
             keep.append(message)
@@ -357,6 +381,20 @@ class EcsEventExecutor(BaseExecutor):
         self.log.error("EcsEventExecutor: task %s failed: %s", tracked.key, reason)
         self._task_event(tracked.key, "ecs task launch failure", reason)
         self.fail(tracked.key, info=reason)
+
+    def _hand_back(self, launch_id: str, reason: str) -> None:
+        """Stop following a launch that was not started in time, without failing the try.
+
+        The task instance stays queued in Airflow; the scheduler's stuck-in-queued check revokes and requeues it
+        (up to ``[scheduler] num_stuck_in_queued_retries`` times) with a fresh workload token. The key stays in
+        ``running`` until that revoke, so the slot is not handed out twice.
+        """
+        tracked = self._untrack(launch_id)
+        if tracked is None:
+            return
+        message = f"not started in time, handed back to Airflow's requeue: {reason}"
+        self.log.warning("EcsEventExecutor: task %s %s", tracked.key, message)
+        self._task_event(tracked.key, "ecs task not started in time", message)
 
     def _task_event(self, key: Any, event: str, extra: str) -> None:
         if is_task_instance_key(key):
@@ -403,6 +441,10 @@ class EcsEventExecutor(BaseExecutor):
         tracked = self._tracked.get(item.launch_id)
         if tracked is None:
             return
+        if item.owner and self.owner and item.owner != self.owner and not item.state.terminal:
+            # Adopted before its launch message was applied: the item was created under the old owner, so this
+            # executor's change feed would not show it. Move it (once per sighting; the reconcile read found it).
+            self._send([AdoptRequest(launch_id=item.launch_id, owner=self.owner)])
         outcome = outcome_of(item)
         if outcome.action == "running":
             if not tracked.running_reported:
@@ -411,6 +453,8 @@ class EcsEventExecutor(BaseExecutor):
         elif outcome.action == "success":
             self._untrack(item.launch_id)
             self.success(tracked.key)
+        elif outcome.action == "handed_back":
+            self._hand_back(item.launch_id, outcome.info or "the launch deadline passed")
         elif outcome.action == "failed":
             self._untrack(item.launch_id)
             self.log.warning("EcsEventExecutor: task %s failed: %s", tracked.key, outcome.info)
@@ -485,6 +529,16 @@ class EcsEventExecutor(BaseExecutor):
                 continue
             self.running.add(key)
             adopt_messages.append(AdoptRequest(launch_id=launch_id, owner=owner, team=self.team_name))
+        for launch_id in candidates.keys() - items.keys():
+            ti = candidates[launch_id]
+            if ti.state != "queued" or not _LAUNCH_ID.match(launch_id):
+                continue
+            # A pre-assigned launch id with no item yet: the dead scheduler may have sent the launch message and
+            # the launcher not applied it yet. Follow it rather than let Airflow queue a second launch; if the
+            # message was never sent, the stuck-in-queued check revokes and requeues the try.
+            self._track(Tracked(key=ti.key, launch_id=launch_id))
+            self.running.add(ti.key)
+            adopted.add(launch_id)
         if adopt_messages:
             self._send(adopt_messages)
         if adopted:

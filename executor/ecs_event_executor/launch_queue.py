@@ -1,4 +1,5 @@
-"""Send control messages to the launch queue: SendMessageBatch, 10 a call, resending only the failed entries."""
+"""Send control messages to the launch queue: SendMessageBatch, 10 a call and inside SQS's size limit, resending
+only the failed entries."""
 
 from __future__ import annotations
 
@@ -8,13 +9,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from ecs_event_executor.control.aws_errors import ErrorKind, classify, error_text
+from ecs_event_executor.control.aws_errors import error_code as client_error_code
 from ecs_event_executor.control.messages import AdoptRequest, CancelRequest, LaunchRequest, PingRequest
 
 log = logging.getLogger(__name__)
 
-# SQS accepts at most 10 entries per SendMessageBatch.
+# SQS accepts at most 10 entries per SendMessageBatch, and at most this many bytes in one message and in one
+# whole batch (the launch queue keeps SQS's long-standing 256 KiB maximum message size).
 SQS_BATCH_SIZE = 10
+SQS_MAX_BYTES = 262_144
+# What SQS answers when a batch's messages together are over the limit (the whole call is refused).
+_BATCH_TOO_LONG = ("AWS.SimpleQueueService.BatchRequestTooLong", "BatchRequestTooLong")
 
 OutgoingMessage = LaunchRequest | CancelRequest | AdoptRequest | PingRequest
 
@@ -61,10 +69,13 @@ class LaunchQueue:
         return entry
 
     def send(self, messages: Sequence[OutgoingMessage]) -> SendResult:
-        """Send ``messages``; never raises. Failed entries are resent (up to ``resend_rounds`` more calls each)."""
+        """Send ``messages``; never raises. Failed entries are resent (up to ``resend_rounds`` more calls each).
+
+        A message over SQS's size limit is not sent (unsent, permanent, naming the limit); the others are packed
+        into batches that fit.
+        """
         result = SendResult(sent=[], unsent=[])
-        for start in range(0, len(messages), SQS_BATCH_SIZE):
-            batch = list(messages[start : start + SQS_BATCH_SIZE])
+        for batch in self._batches(messages, result):
             if result.credentials_failed:
                 # No point calling again with the same credentials; the caller rebuilds clients and retries.
                 result.unsent.extend(
@@ -73,6 +84,27 @@ class LaunchQueue:
                 continue
             self._send_batch(batch, result)
         return result
+
+    def _batches(
+        self, messages: Sequence[OutgoingMessage], result: SendResult
+    ) -> list[list[OutgoingMessage]]:
+        """Pack messages, in order, into batches of at most 10 and ``SQS_MAX_BYTES``; refuse any one too large."""
+        batches: list[list[OutgoingMessage]] = []
+        current: list[OutgoingMessage] = []
+        current_bytes = 0
+        for message in messages:
+            size = message_bytes(message)
+            if size > SQS_MAX_BYTES:
+                result.unsent.append(Unsent(message, too_large(size), ErrorKind.PERMANENT))
+                continue
+            if current and (len(current) == SQS_BATCH_SIZE or current_bytes + size > SQS_MAX_BYTES):
+                batches.append(current)
+                current, current_bytes = [], 0
+            current.append(message)
+            current_bytes += size
+        if current:
+            batches.append(current)
+        return batches
 
     def _send_batch(self, batch: list[OutgoingMessage], result: SendResult) -> None:
         pending = dict(enumerate(batch))
@@ -85,6 +117,12 @@ class LaunchQueue:
                     QueueUrl=self.queue_url, Entries=[self._entry(i, m) for i, m in pending.items()]
                 )
             except Exception as exc:
+                if len(pending) > 1 and error_code(exc) in _BATCH_TOO_LONG:
+                    # SQS refuses the whole batch when it is too long together: send it in halves.
+                    rest = list(pending.values())
+                    self._send_batch(rest[: len(rest) // 2], result)
+                    self._send_batch(rest[len(rest) // 2 :], result)
+                    return
                 kind = classify(exc)
                 result.unsent.extend(Unsent(m, error_text(exc), kind) for m in pending.values())
                 return
@@ -101,3 +139,20 @@ class LaunchQueue:
         for index, message in pending.items():
             reason, kind = last_reason.get(index, ("not accepted by SQS", ErrorKind.RETRYABLE))
             result.unsent.append(Unsent(message, reason, kind))
+
+
+def message_bytes(message: OutgoingMessage) -> int:
+    """Return the size SQS counts for a message: its body's UTF-8 bytes (no attributes are sent)."""
+    return len(message.to_json().encode())
+
+
+def too_large(size: int) -> str:
+    """Return why a message is refused for its size, naming the limit."""
+    return (
+        f"the launch message is {size} bytes; SQS accepts at most {SQS_MAX_BYTES} bytes per message "
+        "(the workload command and executor_config make up most of it)"
+    )
+
+
+def error_code(exc: BaseException) -> str:
+    return client_error_code(exc) if isinstance(exc, ClientError) else ""

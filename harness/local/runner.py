@@ -166,8 +166,12 @@ class LocalTask:
         return int(self.environment.get(ATTEMPT_ENV, "1"))
 
     def key_part(self) -> str:
-        """The launch id without its random suffix: the same for every queueing of one Airflow try."""
-        return self.launch_id.rsplit("-", 1)[0]
+        """The Airflow try this task runs, the same for every queueing of it (launch ids may be pre-assigned
+        UUIDs, so they say nothing about the try)."""
+        ti = workload_ti(self.command)
+        if ti:
+            return json.dumps([ti.get(k) for k in ("dag_id", "task_id", "run_id", "map_index", "try_number")])
+        return self.launch_id
 
 
 def workload_ti(command: list[str]) -> dict[str, Any]:

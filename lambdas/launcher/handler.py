@@ -16,7 +16,14 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from ecs_event_executor.control import environment as env_vars
-from ecs_event_executor.control.launching import Launcher, LauncherSettings, Outcome, Result, RetryLater
+from ecs_event_executor.control.launching import (
+    RECYCLE_AFTER_RECEIVES,
+    Launcher,
+    LauncherSettings,
+    Outcome,
+    Result,
+    RetryLater,
+)
 from ecs_event_executor.control.messages import MalformedMessage
 
 logger = Logger(service="ecs-event-launcher")
@@ -93,8 +100,19 @@ def settle(record: SQSRecord, outcome: Outcome) -> bool:
             "launch retried later",
             extra={"reason": outcome.reason, "delay": outcome.delay_seconds, "message_id": record.message_id},
         )
+        receives = int(record.attributes.approximate_receive_count or 1)
+        queue_url = _queue_url(record)
+        if receives >= RECYCLE_AFTER_RECEIVES and not queue_url.endswith(".fifo"):
+            # A fresh copy starts at receive count 0: a launch that waits out hours of throttling is retried
+            # on its age and deadline, never redriven to the DLQ as if it were poison. Duplicates are harmless
+            # (the launch lease and the client token), so the copy is sent before the original is deleted.
+            _count("LaunchMessagesRecycled")
+            sqs().send_message(
+                QueueUrl=queue_url, MessageBody=record.body, DelaySeconds=min(900, outcome.delay_seconds)
+            )
+            return True
         sqs().change_message_visibility(
-            QueueUrl=_queue_url(record),
+            QueueUrl=queue_url,
             ReceiptHandle=record.receipt_handle,
             VisibilityTimeout=outcome.delay_seconds,
         )
@@ -111,7 +129,8 @@ def settle(record: SQSRecord, outcome: Outcome) -> bool:
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     records = [SQSRecord(raw) for raw in event.get("Records", [])]
     outcomes = launcher().handle_many(
-        [(r.body, int(r.attributes.approximate_receive_count or 1)) for r in records]
+        [(r.body, int(r.attributes.approximate_receive_count or 1)) for r in records],
+        time_left=lambda: context.get_remaining_time_in_millis() / 1000,
     )
     failures: list[PartialItemFailures] = []
     for record, outcome in zip(records, outcomes, strict=True):

@@ -19,7 +19,7 @@ from tests.support.requests import launch_request
 
 def test_tasks_and_show(control_plane: ControlPlane, capsys: pytest.CaptureFixture[str]) -> None:
     ok = launch_request("ok", owner="team-a:1")
-    late = launch_request("late", owner="team-a:1", deadline_in=-1)
+    late = launch_request("late", owner="team-a:1", executor_config={"cpu": "1024"})
     launcher_handler.handler(
         body_event([ok.to_json(), late.to_json()], control_plane.queue_arn), LambdaContextStub()
     )
@@ -38,7 +38,7 @@ def test_tasks_and_show(control_plane: ControlPlane, capsys: pytest.CaptureFixtu
 
     assert main(["--table", control_plane.table, "show", late.launch_id]) == 0
     shown = capsys.readouterr().out
-    assert "task_queued_timeout" in shown and "FAILED" in shown and "example" in shown
+    assert "executor_config.cpu" in shown and "FAILED" in shown and "example" in shown
     assert main(["--table", control_plane.table, "show", "missing-launch-id"]) == 1
 
 

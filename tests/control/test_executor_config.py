@@ -51,10 +51,11 @@ def test_the_size_budget_counts_the_command_and_the_longest_launch_marks() -> No
             {"overrides": {"containerOverrides": [{"name": "side"}, {"name": "side"}]}},
             "executor_config.overrides.containerOverrides[1].name: container 'side' is overridden twice",
         ),
-        ({"cpu": "1024"}, "executor_config.cpu: is not a RunTask parameter"),
+        ({"cpu": "1024"}, 'executor_config.cpu: Unknown parameter in input: "cpu", must be one of'),
         (
             {"overrides": {"containerOverrides": [{"name": "base", "cpu": "1"}]}},
-            "executor_config.overrides.containerOverrides[0].cpu: expected an integer, got str",
+            "executor_config.overrides.containerOverrides[0].cpu: Invalid type for parameter "
+            "overrides.containerOverrides[0].cpu",
         ),
     ],
 )

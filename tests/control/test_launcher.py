@@ -275,8 +275,8 @@ def test_past_deadline_is_not_launched(control_plane: ControlPlane) -> None:
     request = launch_request(deadline_in=-1)
     invoke(control_plane, [request.to_json()])
     stored = item(control_plane, request.launch_id)
-    assert stored.state is TaskState.FAILED
-    assert "task_queued_timeout" in (stored.reason or "")
+    assert stored.state is TaskState.EXPIRED
+    assert "launch deadline" in (stored.reason or "")
     assert running_tasks(control_plane) == []
 
 

@@ -103,10 +103,17 @@ WRITES = [
         lambda t, i: t.record_launched(i, 1, task_arn=ARN, cluster_arn=None),
         P,
         frozenset({L, P}),
-        # An ECS event came first: the ARN is added, the state stays (a cancelled launch's task is stopped instead).
+        # An ECS event came first: the ARN is added, the state stays (a cancelled or expired launch's task is
+        # stopped instead).
         frozenset({R, S, F}),
     ),
     Write("fail_launch", lambda t, i: t.fail_launch(i, 1, reason="no capacity"), F, frozenset({L})),
+    Write(
+        "expire_launch",
+        lambda t, i: t.expire_launch(i, 1, reason="token expires"),
+        TaskState.EXPIRED,
+        frozenset({L}),
+    ),
     *(_apply_event(s) for s in (P, R, S, F, C)),
     Write("schedule_relaunch", lambda t, i: t.schedule_relaunch(i, 1, _snap(F)), L, sources_of(L)),
     Write(

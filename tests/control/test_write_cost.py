@@ -298,7 +298,7 @@ def test_routine_notifications_only_with_publish_all_events(
     assert settings.publish_all_events is publish_all
     launcher = Launcher(settings, bus=bus)
     tracker = StatusTracker(StatusSettings.from_env(env), bus=bus)
-    ok, failing = launch_request("ok"), launch_request("failing", deadline_in=-1)
+    ok, failing = launch_request("ok"), launch_request("failing", executor_config={"cpu": "1024"})
     assert launcher.handle(ok.to_json()) is Result.LAUNCHED
     assert launcher.handle(failing.to_json()) is Result.LAUNCH_FAILED
     item = TaskTable(control_plane.table).get(ok.launch_id)

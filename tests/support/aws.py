@@ -3,7 +3,10 @@
 The shapes of Lambda's events and context are ``harness.aws_shapes``, shared with the local mode and the bench.
 
 moto ignores RunTask's clientToken. AWS documents that the same token with the same parameters returns the task
-the first call started; ``ClientTokenSemantics`` emulates exactly that at the botocore level, in tests only.
+the first call started, and the same token with different parameters is refused with ``ConflictException``
+naming that task in ``resourceIds``; ``ClientTokenSemantics`` emulates exactly that at the botocore level, in
+tests only. moto also accepts a launch type together with a capacity provider strategy, which ECS refuses;
+``EcsLaunchRules`` emulates the refusal.
 """
 
 from __future__ import annotations
@@ -172,6 +175,7 @@ class ClientTokenSemantics:
     def __init__(self) -> None:
         self.responses: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
         self.replayed = 0
+        self.conflicts = 0
         self._lock = threading.Lock()
         self._in_flight: dict[tuple[str, str], threading.Event] = {}
 
@@ -199,8 +203,12 @@ class ClientTokenSemantics:
                 if key in self.responses:
                     first_fingerprint, parsed = self.responses[key]
                     if first_fingerprint != fingerprint:
-                        raise AssertionError(
-                            "same clientToken with different parameters (AWS would refuse it)"
+                        self.conflicts += 1
+                        task_arn = parsed["tasks"][0]["taskArn"]
+                        return _ecs_error(
+                            "ConflictException",
+                            "The specified client token has already been used with different parameters",
+                            resourceIds=[task_arn],
                         )
                     self.replayed += 1
                     return AWSResponse("https://ecs.amazonaws.com/", 200, {}, None), parsed
@@ -228,6 +236,35 @@ class ClientTokenSemantics:
         self._done(context, None)
 
 
+def _ecs_error(code: str, message: str, **fields: Any) -> tuple[AWSResponse, dict[str, Any]]:
+    """Return what a before-call hook answers for an ECS error: botocore raises it as the modeled exception."""
+    parsed = {
+        "Error": {"Code": code, "Message": message},
+        "ResponseMetadata": {"HTTPStatusCode": 400},
+        **fields,
+    }
+    return AWSResponse("https://ecs.amazonaws.com/", 400, {}, None), parsed
+
+
+class EcsLaunchRules:
+    """Refuse RunTask with both ``launchType`` and ``capacityProviderStrategy``, as ECS does (moto accepts it)."""
+
+    def attach(self, client: Any) -> EcsLaunchRules:
+        client.meta.events.register("before-call.ecs.RunTask", self._check)
+        return self
+
+    @staticmethod
+    def _check(params: dict[str, Any], **_: Any) -> Any:
+        sent = json.loads(params["body"] or b"{}")
+        if sent.get("launchType") and sent.get("capacityProviderStrategy"):
+            return _ecs_error(
+                "InvalidParameterException",
+                "Specifying both a launch type and capacity provider strategy is not supported. Remove one "
+                "and try again.",
+            )
+        return None
+
+
 def apply_input_path_detail(body: str) -> str:
     """Return what EventBridge delivers for a target with InputPath "$.detail".
 
@@ -235,6 +272,37 @@ def apply_input_path_detail(body: str) -> str:
     """
     event = json.loads(body)
     return apply_input_path(body, "$.detail") if isinstance(event, dict) and "detail-type" in event else body
+
+
+class SqsBatchLimit:
+    """Refuse a SendMessageBatch whose messages together exceed ``max_bytes`` with ``BatchRequestTooLong``, as SQS
+    does for a queue whose MaximumMessageSize is that (moto checks only its own 1 MiB)."""
+
+    def __init__(self, max_bytes: int = 262_144) -> None:
+        self.max_bytes = max_bytes
+        self.refused = 0
+
+    def attach(self, client: Any) -> SqsBatchLimit:
+        client.meta.events.register("provide-client-params.sqs.SendMessageBatch", self._check)
+        return self
+
+    def _check(self, params: dict[str, Any], **_: Any) -> None:
+        total = sum(len(entry["MessageBody"].encode()) for entry in params.get("Entries", []))
+        if total > self.max_bytes:
+            from botocore.exceptions import ClientError
+
+            self.refused += 1
+            raise ClientError(
+                {
+                    "Error": {
+                        "Code": "AWS.SimpleQueueService.BatchRequestTooLong",
+                        "Message": f"Batch requests cannot be longer than {self.max_bytes} bytes.",
+                        "SenderFault": True,
+                    },
+                    "ResponseMetadata": {"HTTPStatusCode": 400},
+                },
+                "SendMessageBatch",
+            )
 
 
 @dataclass

@@ -11,6 +11,7 @@ from botocore.exceptions import (
     ConnectTimeoutError,
     EndpointConnectionError,
     NoCredentialsError,
+    ParamValidationError,
     PartialCredentialsError,
     ReadTimeoutError,
 )
@@ -53,6 +54,9 @@ def classify(exc: BaseException) -> ErrorKind:
     """Return the kind of an exception raised by a boto3 call."""
     if isinstance(exc, NoCredentialsError | PartialCredentialsError):
         return ErrorKind.CREDENTIALS
+    if isinstance(exc, ParamValidationError):
+        # botocore refused the parameters against the service model before sending: the same call fails again.
+        return ErrorKind.PERMANENT
     if isinstance(
         exc, EndpointConnectionError | ConnectTimeoutError | ReadTimeoutError | ConnectionClosedError
     ):

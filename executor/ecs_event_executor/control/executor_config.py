@@ -2,8 +2,9 @@
 
 ``executor_config`` holds RunTask parameters that are merged over the launcher's configuration. The rules here
 know only the container the control plane runs the workload in and ECS's limits: which parameters a task may
-override (not the command, the container name, the client token, ``startedBy`` or ``count``), their JSON types,
-one override per container, and the 8192 characters ECS allows for the overrides. The executor checks a task's
+override (not the command, the container name, the client token, ``startedBy`` or ``count``), their types,
+nesting and limits as botocore's own ECS service model states them (no table of ours), one override per
+container, and the 8192 characters ECS allows for the overrides. The executor checks a task's
 config when it is queued (``check_executor_config``), the launcher again when it builds RunTask's arguments, and
 the stack checks ``runTaskKwargs`` (the launcher's ``RUN_TASK_KWARGS``) with the same rules, so a bad value fails
 early, naming the field.
@@ -12,9 +13,15 @@ early, naming the field.
 from __future__ import annotations
 
 import copy
+import functools
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
+
+import botocore.session
+from botocore.model import ListShape, Shape, StructureShape
+from botocore.validate import ParamValidator
 
 from ecs_event_executor.control.ecs_state import ATTEMPT_ENV, LAUNCH_ID_ENV, STARTED_BY
 
@@ -42,25 +49,6 @@ class OverridesTooLarge(ExecutorConfigError):
     """The container overrides exceed ECS's 8192-character limit."""
 
 
-# RunTask parameters a task may override, with their JSON types.
-_ALLOWED_TOP_LEVEL: Mapping[str, type | tuple[type, ...]] = {
-    "capacityProviderStrategy": list,
-    "cluster": str,
-    "enableECSManagedTags": bool,
-    "enableExecuteCommand": bool,
-    "group": str,
-    "launchType": str,
-    "networkConfiguration": dict,
-    "overrides": dict,
-    "placementConstraints": list,
-    "placementStrategy": list,
-    "platformVersion": str,
-    "propagateTags": str,
-    "referenceId": str,
-    "tags": list,
-    "taskDefinition": str,
-    "volumeConfigurations": list,
-}
 # Set by the control plane: overriding them would break idempotency, event routing or the task's identity.
 _RESERVED_TOP_LEVEL = {
     "command": "the command is the Airflow workload and is set by the executor",
@@ -69,121 +57,106 @@ _RESERVED_TOP_LEVEL = {
     "startedBy": f"the control plane marks its tasks with startedBy={STARTED_BY!r}",
     "count": "one task instance is one ECS task",
 }
-_OVERRIDES_FIELDS: Mapping[str, type | tuple[type, ...]] = {
-    "containerOverrides": list,
-    "cpu": str,
-    "memory": str,
-    "ephemeralStorage": dict,
-    "executionRoleArn": str,
-    "taskRoleArn": str,
-    "inferenceAcceleratorOverrides": list,
-}
-_CONTAINER_OVERRIDE_FIELDS: Mapping[str, type | tuple[type, ...]] = {
-    "name": str,
-    "command": list,
-    "environment": list,
-    "environmentFiles": list,
-    "cpu": int,
-    "memory": int,
-    "memoryReservation": int,
-    "resourceRequirements": list,
-}
-_TYPE_NAMES = {str: "a string", list: "a list", dict: "an object", bool: "true or false", int: "an integer"}
+# RunTask requires a task definition; the launcher's configuration always supplies one, so a config that does not
+# name its own is checked with this stand-in.
+_TASK_DEFINITION_STAND_IN = "the-launchers-task-definition"
+# How botocore's parameter validator names the field in the problems it reports: "Missing required parameter in
+# <path>: "<name>"", "Unknown parameter in <path>: "<name>", ...", "Invalid type for parameter <path>, ...".
+_MEMBER_IN_REPORT = re.compile(r'parameter in ([^\s:]+): "([^"]+)"')
+_FIELD_IN_REPORT = re.compile(r"for parameter ([^,\s]+)")
 
 
-def _check_type(path: str, value: Any, expected: type | tuple[type, ...]) -> None:
-    kinds = expected if isinstance(expected, tuple) else (expected,)
-    # bool is an int in Python; a count given as true/false is a mistake, not a number.
-    ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
-    if not ok:
-        wanted = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kinds)
-        raise ExecutorConfigError(path, f"expected {wanted}, got {type(value).__name__}")
+def _field_of(problem: str) -> str:
+    member = _MEMBER_IN_REPORT.search(problem)
+    if member:
+        parent, name = member.groups()
+        return name if parent == "input" else f"{parent}.{name}"
+    found = _FIELD_IN_REPORT.search(problem)
+    return found.group(1) if found else ""
+
+
+@functools.lru_cache(maxsize=1)
+def run_task_input_shape() -> Shape:
+    """Return botocore's own model of ECS RunTask's input (the source of every type, nesting and limit)."""
+    return botocore.session.get_session().get_service_model("ecs").operation_model("RunTask").input_shape
+
+
+def validate_run_task_parameters(params: Mapping[str, Any], *, prefix: str = "") -> None:
+    """Check RunTask parameters against botocore's ECS service model: names, types, nesting, enums, required
+    members, lengths and list sizes. Raise ExecutorConfigError naming the first wrong field."""
+    shape = run_task_input_shape()
+    report = ParamValidator().validate(dict(params), shape)
+    if report.has_errors():
+        problems = report.generate_report().splitlines()[1:] or [report.generate_report()]
+        raise ExecutorConfigError(prefix + _field_of(problems[0]), "; ".join(problems))
+    _check_model_limits(params, shape, prefix)
+
+
+def _check_model_limits(value: Any, shape: Shape, path: str) -> None:
+    """Check what the model states and botocore's validator leaves to the service: ``max`` limits (tags: 50 a
+    task, keys 128 characters, values 256) and enumerations (a launch type, a placement constraint type)."""
+    if isinstance(value, str) and shape.enum and value not in shape.enum:
+        raise ExecutorConfigError(path, f"is {value!r}; ECS accepts {', '.join(map(repr, shape.enum))}")
+    limit = shape.metadata.get("max")
+    if limit is not None:
+        size = len(value) if isinstance(value, str | list | Mapping) else value
+        if isinstance(size, int) and not isinstance(size, bool) and size > limit:
+            what = "items" if isinstance(value, list) else "characters" if isinstance(value, str) else ""
+            raise ExecutorConfigError(
+                path, f"is {size}{' ' + what if what else ''}; ECS allows at most {limit}"
+            )
+    if isinstance(shape, StructureShape) and isinstance(value, Mapping):
+        for name, member in shape.members.items():
+            if name in value:
+                _check_model_limits(value[name], member, f"{path}.{name}" if path else name)
+    elif isinstance(shape, ListShape) and isinstance(value, list):
+        for i, entry in enumerate(value):
+            _check_model_limits(entry, shape.member, f"{path}[{i}]")
 
 
 def validate_executor_config(config: Any, *, container_name: str | None = None) -> dict[str, Any]:
-    """Check that ``config`` is a valid set of RunTask overrides; raise ExecutorConfigError naming the field."""
+    """Check that ``config`` is a valid set of RunTask overrides; raise ExecutorConfigError naming the field.
+
+    Types, nesting and limits come from botocore's ECS service model; the rules here are the control plane's
+    own: what a task may not override, and one override per container.
+    """
     if config is None:
         return {}
     if not isinstance(config, Mapping):
         raise ExecutorConfigError(
             "", f"expected an object of RunTask parameters, got {type(config).__name__}"
         )
-    for key, value in config.items():
+    for key in config:
         if key in _RESERVED_TOP_LEVEL:
             raise ExecutorConfigError(key, f"may not be overridden: {_RESERVED_TOP_LEVEL[key]}")
-        if key not in _ALLOWED_TOP_LEVEL:
+    validate_run_task_parameters({"taskDefinition": _TASK_DEFINITION_STAND_IN, **config})
+    overrides = config.get("overrides") or {}
+    names: set[str] = set()
+    for i, container in enumerate(overrides.get("containerOverrides", [])):
+        path = f"overrides.containerOverrides[{i}]"
+        if "name" not in container:
             raise ExecutorConfigError(
-                key, f"is not a RunTask parameter; allowed: {', '.join(sorted(_ALLOWED_TOP_LEVEL))}"
+                f"{path}.name", "is required: it says which container the override is for"
             )
-        _check_type(key, value, _ALLOWED_TOP_LEVEL[key])
-    overrides = config.get("overrides")
-    if overrides is not None:
-        for key, value in overrides.items():
-            if key not in _OVERRIDES_FIELDS:
-                raise ExecutorConfigError(
-                    f"overrides.{key}",
-                    f"is not a task override; allowed: {', '.join(sorted(_OVERRIDES_FIELDS))}",
-                )
-            _check_type(f"overrides.{key}", value, _OVERRIDES_FIELDS[key])
-        names: set[str] = set()
-        for i, container in enumerate(overrides.get("containerOverrides", [])):
-            path = f"overrides.containerOverrides[{i}]"
-            _validate_container_override(path, container, container_name)
-            if container["name"] in names:
-                raise ExecutorConfigError(
-                    f"{path}.name", f"container {container['name']!r} is overridden twice"
-                )
-            names.add(container["name"])
-    for key in ("tags",):
-        for i, tag in enumerate(config.get(key, [])):
-            if (
-                not isinstance(tag, Mapping)
-                or not isinstance(tag.get("key"), str)
-                or not isinstance(tag.get("value", ""), str)
-            ):
-                raise ExecutorConfigError(f"{key}[{i}]", 'expected {"key": string, "value": string}')
-    for i, entry in enumerate(config.get("capacityProviderStrategy", [])):
-        if not isinstance(entry, Mapping) or not isinstance(entry.get("capacityProvider"), str):
+        if container_name is not None and container["name"] == container_name and "command" in container:
             raise ExecutorConfigError(
-                f"capacityProviderStrategy[{i}]", "expected an object with a string capacityProvider"
+                f"{path}.command", "may not be overridden: the command is the Airflow workload"
             )
+        if container["name"] in names:
+            raise ExecutorConfigError(f"{path}.name", f"container {container['name']!r} is overridden twice")
+        names.add(container["name"])
+        for j, kv in enumerate(container.get("environment", [])):
+            if kv["name"].startswith(RESERVED_ENV_PREFIX):
+                raise ExecutorConfigError(
+                    f"{path}.environment[{j}].name",
+                    f"{kv['name'][:60]!r} may not be set: {RESERVED_ENV_PREFIX}* names are the control "
+                    "plane's marks that bind a task's ECS events to its launch",
+                )
     if "launchType" in config and "capacityProviderStrategy" in config:
         raise ExecutorConfigError(
             "launchType", "launchType and capacityProviderStrategy are mutually exclusive"
         )
     return dict(config)
-
-
-def _validate_container_override(path: str, container: Any, container_name: str | None) -> None:
-    _check_type(path, container, dict)
-    if "name" not in container:
-        raise ExecutorConfigError(f"{path}.name", "is required: it says which container the override is for")
-    for key, value in container.items():
-        if key not in _CONTAINER_OVERRIDE_FIELDS:
-            raise ExecutorConfigError(
-                f"{path}.{key}",
-                f"is not a container override; allowed: {', '.join(sorted(_CONTAINER_OVERRIDE_FIELDS))}",
-            )
-        _check_type(f"{path}.{key}", value, _CONTAINER_OVERRIDE_FIELDS[key])
-    if container_name is not None and container["name"] == container_name and "command" in container:
-        raise ExecutorConfigError(
-            f"{path}.command", "may not be overridden: the command is the Airflow workload"
-        )
-    for j, kv in enumerate(container.get("environment", [])):
-        if (
-            not isinstance(kv, Mapping)
-            or not isinstance(kv.get("name"), str)
-            or not isinstance(kv.get("value"), str)
-        ):
-            raise ExecutorConfigError(
-                f"{path}.environment[{j}]", 'expected {"name": string, "value": string}'
-            )
-        if kv["name"].startswith(RESERVED_ENV_PREFIX):
-            raise ExecutorConfigError(
-                f"{path}.environment[{j}].name",
-                f"{kv['name'][:60]!r} may not be set: {RESERVED_ENV_PREFIX}* names are the control plane's "
-                "marks that bind a task's ECS events to its launch",
-            )
 
 
 def overrides_size(overrides: Mapping[str, Any]) -> int:

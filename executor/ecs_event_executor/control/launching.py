@@ -22,6 +22,7 @@ from enum import StrEnum
 from typing import Any
 
 import boto3
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ecs_event_executor.control import bus as bus_events
@@ -35,6 +36,7 @@ from ecs_event_executor.control.aws_errors import (
     run_task_failure_is_retryable,
 )
 from ecs_event_executor.control.bus import ControlPlaneBus
+from ecs_event_executor.control.ecs_state import ATTEMPT_ENV, LAUNCH_ID_ENV, STARTED_BY
 from ecs_event_executor.control.environment import LambdaEnvironment
 from ecs_event_executor.control.executor_config import ExecutorConfigError
 from ecs_event_executor.control.messages import (
@@ -64,6 +66,17 @@ MAX_PACING_WAIT_SECONDS = 20.0
 DEFAULT_LEASE_SECONDS = 60
 DEFAULT_BACKOFF_MAX_SECONDS = 120
 DEFAULT_PARALLELISM = 10
+# The ECS client: standard retries (with their own backoff and retry quota), and timeouts that keep one RunTask,
+# retries included, well inside the function's 60 s: (3 + 8) s x 3 attempts plus at most 6 s of backoff.
+ECS_CLIENT_CONFIG = Config(
+    retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=3, read_timeout=8
+)
+# A RunTask is started only with at least this much of the invocation left; later ones are handed back to the
+# queue unstarted, so a slow ECS API never times the function out and redelivers the whole batch.
+RUN_TASK_TIME_NEEDED_SECONDS = 40.0
+# A retried message that SQS has delivered this often is replaced by a fresh copy, so a launch that is throttled
+# for hours never reaches the queue's maxReceiveCount (50, the redrive that catches real poison).
+RECYCLE_AFTER_RECEIVES = 20
 
 
 class RetryLater(Exception):
@@ -80,12 +93,17 @@ class LaunchRefused(MalformedMessage):
     another team's message, a launch id taken): a poison message, sent to the DLQ with this reason."""
 
 
+# How long the running invocation has left, in seconds (the handler passes the Lambda context's countdown).
+TimeLeft = Callable[[], float]
+
+
 class Result(StrEnum):
     """What the launcher did with one message (logged and counted as a metric)."""
 
     LAUNCHED = "Launched"
     DUPLICATE = "Duplicate"
     LAUNCH_FAILED = "LaunchFailed"
+    EXPIRED = "Expired"
     CANCELLED = "Cancelled"
     STOP_REQUESTED = "StopRequested"
     ADOPTED = "Adopted"
@@ -162,6 +180,7 @@ class Launcher:
         self.bus = bus or ControlPlaneBus(settings.event_bus_name, publish_all=settings.publish_all_events)
         self._clock = clock
         self._map = parallel_map or self._threaded_map
+        self._time_left: TimeLeft | None = None
         self.pacer = (
             Pacer(settings.run_task_rate, clock=clock, sleep=sleep) if settings.run_task_rate else None
         )
@@ -169,14 +188,21 @@ class Launcher:
     @property
     def ecs(self) -> Any:
         if self._ecs is None:
-            self._ecs = boto3.client("ecs")
+            self._ecs = boto3.client("ecs", config=ECS_CLIENT_CONFIG)
         return self._ecs
 
-    def handle_many(self, messages: Sequence[BatchMessage]) -> list[Outcome]:
+    def handle_many(
+        self, messages: Sequence[BatchMessage], *, time_left: TimeLeft | None = None
+    ) -> list[Outcome]:
         """Apply a batch of (body, receive count), concurrently; return each one's result or the exception it raised
-        (MalformedMessage, RetryLater, or an AWS error), in order."""
+        (MalformedMessage, RetryLater, or an AWS error), in order.
+
+        With ``time_left`` (the invocation's remaining seconds), a launch that could not finish its RunTask before
+        the invocation ends is handed back to the queue unstarted.
+        """
         if not messages:
             return []
+        self._time_left = time_left
         # boto3 creates clients from a shared session, which is not thread-safe: create them before the threads
         # (the bus's only if it will publish).
         _ = self.ecs, self.table.client
@@ -278,13 +304,7 @@ class Launcher:
     def _run_task(self, item: TaskItem, request: LaunchRequest, receive_count: int) -> Result:
         attempt = item.attempt
         if request.launch_deadline and self._clock() > request.launch_deadline.timestamp():
-            return self._fail(
-                item,
-                attempt,
-                "not launched before the workload's deadline: an Airflow 3 workload token expires after "
-                "[scheduler] task_queued_timeout, so a later start could not run the task"
-                + (f" (last launch problem: {item.reason})" if item.reason else ""),
-            )
+            return self._past_deadline(item, request)
         try:
             kwargs = build_run_task_kwargs(
                 self.settings.launch,
@@ -295,30 +315,91 @@ class Launcher:
             )
         except ExecutorConfigError as exc:
             return self._fail(item, attempt, str(exc))
-        if self.pacer is not None and self.pacer.acquire(max_wait=MAX_PACING_WAIT_SECONDS) is None:
+        retry = _Retry(item, attempt, request, receive_count)
+        spare = self._spare_seconds()
+        if spare is not None and spare <= 0:
+            return self._retry(
+                retry, "the launcher invocation is about to time out; handed back unstarted", 1
+            )
+        max_wait = MAX_PACING_WAIT_SECONDS if spare is None else min(MAX_PACING_WAIT_SECONDS, spare)
+        if self.pacer is not None and self.pacer.acquire(max_wait=max_wait) is None:
             # More launches are waiting for RunTask tokens than this invocation should sit through.
             return self._retry(
-                item,
-                attempt,
-                f"RunTask paced at {self.pacer.rate:g}/s: more launches waiting than fit in "
-                f"{MAX_PACING_WAIT_SECONDS:g} s",
-                receive_count,
+                retry,
+                f"RunTask paced at {self.pacer.rate:g}/s: more launches waiting than fit in {max_wait:g} s",
             )
         try:
             response = self.ecs.run_task(**kwargs)
         except (ClientError, BotoCoreError) as exc:
+            existing = conflicting_task(exc)
+            if existing is not None:
+                # The token already started this attempt's task, with parameters since changed by a deploy: that
+                # task is the attempt's; record it and follow its events.
+                log.info(
+                    "RunTask conflict: the attempt's task exists",
+                    extra={"launch_id": item.launch_id, "attempt": attempt, "task_arn": existing},
+                )
+                return self._record(item, attempt, {"taskArn": existing})
             kind = classify(exc)
             if kind is ErrorKind.PERMANENT:
                 return self._fail(item, attempt, f"ECS RunTask refused the task: {error_text(exc)}")
-            return self._retry(item, attempt, f"RunTask: {error_text(exc)}", receive_count)
+            return self._retry(retry, f"RunTask: {error_text(exc)}")
         tasks = response.get("tasks") or []
         if tasks:
             return self._record(item, attempt, tasks[0])
         failures = response.get("failures") or []
         reason = describe_failures(failures) or "RunTask returned no task and no failure"
         if failures and all(run_task_failure_is_retryable(f) for f in failures):
-            return self._retry(item, attempt, f"RunTask capacity: {reason}", receive_count)
+            return self._retry(retry, f"RunTask capacity: {reason}")
         return self._fail(item, attempt, f"ECS could not place the task: {reason}")
+
+    def _spare_seconds(self) -> float | None:
+        """Return how long this invocation may still wait before a RunTask (None: no limit known)."""
+        if self._time_left is None:
+            return None
+        return self._time_left() - RUN_TASK_TIME_NEEDED_SECONDS
+
+    def _past_deadline(self, item: TaskItem, request: LaunchRequest) -> Result:
+        """Handle a launch past its deadline: follow its task if an earlier delivery started one, else hand it back.
+
+        The existing-task check comes first: a launcher that crashed after RunTask (or whose RunTask timed out)
+        left a running task that only its redelivered message can record.
+        """
+        existing = self.find_task(item.launch_id, item.attempt)
+        if existing is not None:
+            return self._record(item, item.attempt, existing)
+        assert request.launch_deadline is not None
+        reason = (
+            f"not started: the launch deadline {request.launch_deadline.isoformat()} passed (the workload's token "
+            "would expire before the task could start); handed back to Airflow to requeue"
+            + (f" (last launch problem: {item.reason})" if item.reason else "")
+        )
+        written, current = self.table.expire_launch(item.launch_id, item.attempt, reason=reason)
+        log.warning(
+            "launch expired", extra={"launch_id": item.launch_id, "attempt": item.attempt, "reason": reason}
+        )
+        if written:
+            self.bus.publish(bus_events.LAUNCH_FAILED, _event_detail(current or item, reason=reason))
+        return Result.EXPIRED
+
+    def find_task(self, launch_id: str, attempt: int) -> dict[str, Any] | None:
+        """Return the ECS task an earlier delivery started for this attempt, if ECS still lists it.
+
+        Looks through the control plane's tasks (``startedBy``), running and recently stopped, for the launch
+        marks in the container environment. Costs ListTasks and DescribeTasks calls: only used past a deadline.
+        """
+        cluster = self.settings.launch.cluster
+        marks = {LAUNCH_ID_ENV: launch_id, ATTEMPT_ENV: str(attempt)}
+        for desired in ("RUNNING", "STOPPED"):
+            paginator = self.ecs.get_paginator("list_tasks")
+            for page in paginator.paginate(cluster=cluster, startedBy=STARTED_BY, desiredStatus=desired):
+                arns = page.get("taskArns") or []
+                for start in range(0, len(arns), 100):
+                    described = self.ecs.describe_tasks(cluster=cluster, tasks=arns[start : start + 100])
+                    for task in described.get("tasks") or []:
+                        if marks.items() <= _container_environment(task).items():
+                            return dict(task)
+        return None
 
     def _record(self, item: TaskItem, attempt: int, task: Mapping[str, Any]) -> Result:
         task_arn = task["taskArn"]
@@ -329,8 +410,8 @@ class Launcher:
             cluster_arn=task.get("clusterArn"),
             checked_at=item.checked_at,
         )
-        if not recorded and current is not None and current.state is TaskState.CANCELLED:
-            # Revoked while RunTask was in flight: the task must not run.
+        if not recorded and current is not None and current.state in (TaskState.CANCELLED, TaskState.EXPIRED):
+            # Revoked, or handed back to Airflow, while RunTask was in flight: the task must not run.
             self._stop(
                 task.get("clusterArn") or self.settings.launch.cluster,
                 task_arn,
@@ -352,19 +433,35 @@ class Launcher:
             self.bus.publish(bus_events.LAUNCH_FAILED, _event_detail(current or item, reason=reason))
         return Result.LAUNCH_FAILED
 
-    def _retry(self, item: TaskItem, attempt: int, reason: str, receive_count: int) -> Result:
-        delay = self.backoff_seconds(receive_count)
+    def _retry(self, retry: _Retry, reason: str, delay_seconds: int | None = None) -> Result:
+        if delay_seconds is None:
+            delay_seconds = self.backoff_seconds(retry.receive_count, request=retry.request)
         self.table.release_lease(
-            item.launch_id, attempt, reason=f"retrying: {reason}", retry_in_seconds=delay
+            retry.item.launch_id, retry.attempt, reason=f"retrying: {reason}", retry_in_seconds=delay_seconds
         )
-        raise RetryLater(reason, delay)
+        raise RetryLater(reason, delay_seconds)
 
-    def backoff_seconds(self, receive_count: int) -> int:
-        """Exponential backoff with jitter, capped: spreads retried launches over the RunTask quota."""
-        ceiling = min(
-            self.settings.backoff_max_seconds,
-            self.settings.backoff_base_seconds * 2 ** max(0, receive_count - 1),
-        )
+    def backoff_seconds(self, receive_count: int, *, request: LaunchRequest | None = None) -> int:
+        """Backoff with jitter, capped: spreads retried launches over the RunTask quota.
+
+        For a launch request the delay grows with the message's age (half of it, from ``backoff_base_seconds``
+        up to ``backoff_max_seconds``) and never reaches past the launch deadline, so the last try comes before
+        it; otherwise (a relaunch) it doubles with each receive.
+        """
+        if request is not None:
+            now = self._clock()
+            age = max(0.0, now - request.queued_at.timestamp())
+            ceiling = min(
+                float(self.settings.backoff_max_seconds),
+                max(float(self.settings.backoff_base_seconds), age / 2),
+            )
+            if request.launch_deadline is not None:
+                ceiling = min(ceiling, max(1.0, request.launch_deadline.timestamp() - now))
+        else:
+            ceiling = min(
+                self.settings.backoff_max_seconds,
+                self.settings.backoff_base_seconds * 2 ** max(0, receive_count - 1),
+            )
         return max(1, int(ceiling * random.uniform(0.5, 1.0)))
 
     # ------------------------------------------------------------------ cancel
@@ -399,6 +496,36 @@ class Launcher:
                 log.info("stop_task ignored", extra={"task_arn": task_arn, "error": error_code(exc)})
                 return
             raise RetryLater(f"StopTask: {error_text(exc)}", 5) from exc
+
+
+@dataclass(frozen=True)
+class _Retry:
+    """What a retry of one launch needs: the attempt whose lease to release and what the backoff is from."""
+
+    item: TaskItem
+    attempt: int
+    request: LaunchRequest | None
+    receive_count: int
+
+
+def conflicting_task(exc: BaseException) -> str | None:
+    """Return the task ARN of a RunTask ``ConflictException``: the task an earlier call with the token started.
+
+    ECS refuses a clientToken reused with different parameters and names the task it already started for that
+    token in ``resourceIds``.
+    """
+    if not isinstance(exc, ClientError) or error_code(exc) != "ConflictException":
+        return None
+    resource_ids = exc.response.get("resourceIds") or []
+    return str(resource_ids[0]) if resource_ids else None
+
+
+def _container_environment(task: Mapping[str, Any]) -> dict[str, str]:
+    return {
+        kv.get("name", ""): kv.get("value", "")
+        for override in (task.get("overrides") or {}).get("containerOverrides") or []
+        for kv in override.get("environment") or []
+    }
 
 
 def _event_detail(item: TaskItem, **extra: Any) -> dict[str, Any]:

@@ -80,7 +80,34 @@ class LaunchConfig:
                     "assignPublicIp": "ENABLED" if self.assign_public_ip else "DISABLED",
                 }
             }
-        return merge_dicts(kwargs, dict(self.run_task_kwargs))
+        return merge_over_launch_choice(kwargs, dict(self.run_task_kwargs))
+
+
+# ECS takes a launch type or a capacity provider strategy, never both: whichever an override names replaces the
+# other, as the user asked for it.
+_LAUNCH_CHOICES = ("launchType", "capacityProviderStrategy")
+
+
+def merge_over_launch_choice(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``override`` into ``base``; a launch type or capacity provider strategy in ``override`` replaces the
+    other one in ``base`` (ECS refuses both), and a platform version of ``base`` goes when the result no longer
+    runs on Fargate (ECS takes it only there)."""
+    base = dict(base)
+    if any(choice in override for choice in _LAUNCH_CHOICES):
+        for choice in _LAUNCH_CHOICES:
+            base.pop(choice, None)
+    merged = merge_dicts(base, override)
+    if "platformVersion" not in override and not uses_fargate(merged):
+        merged.pop("platformVersion", None)
+    return merged
+
+
+def uses_fargate(kwargs: Mapping[str, Any]) -> bool:
+    """Return whether RunTask arguments run the task on Fargate (launch type or capacity providers)."""
+    strategy = kwargs.get("capacityProviderStrategy") or []
+    if strategy:
+        return any(str(e.get("capacityProvider", "")).startswith("FARGATE") for e in strategy)
+    return kwargs.get("launchType") == "FARGATE"
 
 
 def merge_dicts(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -108,7 +135,7 @@ def build_run_task_kwargs(
     ECS's limit (the message names the limit and the size).
     """
     validate_executor_config(executor_config, container_name=config.container_name)
-    kwargs = merge_dicts(config.base_kwargs(), dict(executor_config or {}))
+    kwargs = merge_over_launch_choice(config.base_kwargs(), dict(executor_config or {}))
     overrides = kwargs.setdefault("overrides", {})
     set_workload(
         overrides,

@@ -48,6 +48,7 @@ _STATE_CODES: Mapping[TaskState, str] = {
     TaskState.SUCCEEDED: "S",
     TaskState.FAILED: "F",
     TaskState.CANCELLED: "C",
+    TaskState.EXPIRED: "E",
 }
 _CODE_STATES = {code: state for state, code in _STATE_CODES.items()}
 _ORDER = list(_STATE_CODES)

@@ -13,7 +13,7 @@ from enum import StrEnum
 
 
 class TaskState(StrEnum):
-    """Where a launch is. The first three are active, the last three terminal."""
+    """Where a launch is. The first three are active, the last four terminal."""
 
     LAUNCHING = "LAUNCHING"  # claimed by the launcher; no ECS task confirmed yet for this attempt
     PENDING = "PENDING"  # an ECS task exists and is provisioning, pending or activating
@@ -21,14 +21,19 @@ class TaskState(StrEnum):
     SUCCEEDED = "SUCCEEDED"  # the Airflow container exited 0
     FAILED = "FAILED"  # exit code != 0, stopped, could not be launched: ``reason`` says which
     CANCELLED = "CANCELLED"  # revoked or terminated before it finished
+    # Not started: it could no longer start before its workload's token expires. Not a failed try: the executor
+    # hands it back to Airflow, whose stuck-in-queued path revokes and requeues it.
+    EXPIRED = "EXPIRED"
 
     @property
     def terminal(self) -> bool:
         return self in TERMINAL_STATES
 
 
-TERMINAL_STATES = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED})
+TERMINAL_STATES = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED, TaskState.EXPIRED})
 ACTIVE_STATES = (TaskState.LAUNCHING, TaskState.PENDING, TaskState.RUNNING)
+# How an attempt with an ECS task can end: EXPIRED is only for a launch that never started one.
+_TASK_ENDINGS = TERMINAL_STATES - {TaskState.EXPIRED}
 
 # Which states a write may put an item in, by the state it holds. A state may follow itself: the launcher claims
 # and releases its lease in LAUNCHING, and ECS events with a newer ``detail.version`` refresh PENDING and RUNNING.
@@ -37,11 +42,12 @@ ACTIVE_STATES = (TaskState.LAUNCHING, TaskState.PENDING, TaskState.RUNNING)
 # state is final.
 TRANSITIONS: Mapping[TaskState, frozenset[TaskState]] = {
     TaskState.LAUNCHING: frozenset({*ACTIVE_STATES, *TERMINAL_STATES}),
-    TaskState.PENDING: frozenset({*ACTIVE_STATES, *TERMINAL_STATES}),
-    TaskState.RUNNING: frozenset({TaskState.LAUNCHING, TaskState.RUNNING, *TERMINAL_STATES}),
+    TaskState.PENDING: frozenset({*ACTIVE_STATES, *_TASK_ENDINGS}),
+    TaskState.RUNNING: frozenset({TaskState.LAUNCHING, TaskState.RUNNING, *_TASK_ENDINGS}),
     TaskState.SUCCEEDED: frozenset(),
     TaskState.FAILED: frozenset(),
     TaskState.CANCELLED: frozenset(),
+    TaskState.EXPIRED: frozenset(),
 }
 
 # The states an item may be created in: LAUNCHING by the launcher, CANCELLED when the executor's cancel arrives

@@ -72,6 +72,10 @@ def request_expires_at(request: LaunchRequest) -> int:
     return int(request.queued_at.timestamp()) + REQUEST_RETENTION_SECONDS
 
 
+# Ended without a task: one that RunTask started anyway (a race with a cancel or an expiry) is stopped, not adopted.
+_NOT_STARTED = (TaskState.CANCELLED, TaskState.EXPIRED)
+
+
 def _condition_failed(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
@@ -275,7 +279,7 @@ class TaskTable(TaskReads):
             update.equals(Attr.ATTEMPT, attempt),
         )
         written, item = self._write(launch_id, update)
-        if written or item is None or item.state is TaskState.CANCELLED or item.attempt != attempt:
+        if written or item is None or item.state in _NOT_STARTED or item.attempt != attempt:
             return written, item
         # An ECS event for this attempt arrived before RunTask returned: it holds a later state; add the ARN only.
         update = self._change(now, feed=False)
@@ -316,6 +320,24 @@ class TaskTable(TaskReads):
         update = self._failure(attempt, reason)
         update.require(
             update.state_in(sources_of(TaskState.FAILED, only={TaskState.LAUNCHING})),
+            update.absent(Attr.TASK_ARN),
+        )
+        return self._write(launch_id, update)
+
+    def expire_launch(self, launch_id: str, attempt: int, *, reason: str) -> tuple[bool, TaskItem | None]:
+        """End a launch EXPIRED: no ECS task was started and none can start before the workload's token expires.
+
+        Not a failure: the executor hands the task instance back to Airflow, which revokes and requeues it.
+        """
+        now = self._now_ms()
+        update = (
+            self._change(now).set(Attr.STATE, TaskState.EXPIRED.value).set(Attr.REASON, reason[:REASON_CHARS])
+        )
+        update.set_in_map_if_absent(Attr.HISTORY, history_key(TaskState.EXPIRED, attempt), history_entry(now))
+        self._finish(update, now).remove(Attr.LEASE_UNTIL)
+        update.require(
+            update.equals(Attr.ATTEMPT, attempt),
+            update.state_in(sources_of(TaskState.EXPIRED, only={TaskState.LAUNCHING})),
             update.absent(Attr.TASK_ARN),
         )
         return self._write(launch_id, update)
