@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aws_cdk import Duration
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
-from ecs_event_executor.control.bus import RELAUNCH_REQUESTED, SOURCE
+from ecs_event_executor.control.bus import RELAUNCH_EVENT_PATTERN
 
 from infra import nag
 from infra.queues import DEAD_LETTER_RETENTION, secure_queue
@@ -45,7 +48,12 @@ class ControlBus(Construct):
             "RelaunchRule",
             description="Relaunch requests from the status handler become launch-queue messages",
             event_bus=self.bus,
-            event_pattern=events.EventPattern(source=[SOURCE], detail_type=[RELAUNCH_REQUESTED]),
+            # Only relaunch requests (detail.kind = relaunch): not whatever a publisher labels as one.
+            event_pattern=events.EventPattern(
+                source=RELAUNCH_EVENT_PATTERN["source"],
+                detail_type=RELAUNCH_EVENT_PATTERN["detail-type"],
+                detail=RELAUNCH_EVENT_PATTERN["detail"],
+            ),
             targets=[
                 targets.SqsQueue(
                     launch_queue,
@@ -56,3 +64,28 @@ class ControlBus(Construct):
                 )
             ],
         )
+
+    def allow_only_publishers(self, role_arns: Sequence[str]) -> iam.PolicyStatement:
+        """Deny PutEvents on the bus to every principal but the control plane's roles.
+
+        The relaunch rule turns events on this bus into launch-queue messages, and users route alerts from it:
+        only the launcher, the status handler and the reconciler may publish. Everyone else, whatever their IAM
+        policy grants (``events:*``), is denied (``aws:PrincipalArn`` matches a role's every session).
+        """
+        statement = iam.PolicyStatement(
+            sid="OnlyTheControlPlanePublishes",
+            effect=iam.Effect.DENY,
+            principals=[iam.AnyPrincipal()],
+            actions=["events:PutEvents"],
+            resources=[self.bus.event_bus_arn],
+            conditions={"ArnNotEquals": {"aws:PrincipalArn": list(role_arns)}},
+        )
+        # The L1 resource: EventBus.add_to_resource_policy sets a deprecated property and warns at every synth.
+        events.CfnEventBusPolicy(
+            self,
+            "BusPolicy",
+            event_bus_name=self.bus.event_bus_name,
+            statement_id=statement.sid or "OnlyTheControlPlanePublishes",
+            statement=statement.to_statement_json(),
+        )
+        return statement

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from aws_cdk import Duration
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_sqs as sqs
@@ -13,7 +15,7 @@ from ecs_event_executor.control import environment as env_vars
 
 from infra import nag
 from infra.python_function import PythonFunction, log_retention
-from infra.queues import DEAD_LETTER_RETENTION, secure_queue
+from infra.queues import DEAD_LETTER_RETENTION, grant_send, secure_queue
 from infra.settings import Settings
 
 # A batch makes at most 10 RunTask calls, concurrently, each after a token from the environment's pacer (at the
@@ -51,9 +53,13 @@ class LauncherFunction(Construct):
         settings: Settings,
         layer: lambda_.ILayerVersion,
         environment: Mapping[str, str],
+        encryption_key: kms.IKey | None = None,
     ) -> None:
         super().__init__(scope, id_)
-        self.dead_letter_queue = secure_queue(self, "DeadLetterQueue", retention_period=DEAD_LETTER_RETENTION)
+        # Both hold launch messages, whose commands carry workload tokens: the stack's key encrypts them if set.
+        self.dead_letter_queue = secure_queue(
+            self, "DeadLetterQueue", retention_period=DEAD_LETTER_RETENTION, encryption_key=encryption_key
+        )
         nag.acknowledge(
             self.dead_letter_queue,
             "AwsSolutions-SQS3",
@@ -63,6 +69,7 @@ class LauncherFunction(Construct):
         self.queue = secure_queue(
             self,
             "Queue",
+            encryption_key=encryption_key,
             visibility_timeout=queue_visibility_timeout(LAUNCHER_TIMEOUT, MAX_BATCHING_WINDOW),
             retention_period=Duration.seconds(settings.queue_retention_seconds),
             dead_letter_queue=sqs.DeadLetterQueue(
@@ -99,4 +106,29 @@ class LauncherFunction(Construct):
                 max_concurrency=settings.launcher_max_concurrency,
             )
         )
-        self.dead_letter_queue.grant_send_messages(self.function)
+        grant_send(self.dead_letter_queue, self.function)
+
+    def allow_only_senders(
+        self, scheduler_role_arns: Sequence[str], relaunch_rule_arn: str
+    ) -> iam.PolicyStatement:
+        """Deny SendMessage on the launch queue to every principal but the schedulers' roles and the relaunch rule.
+
+        A message on this queue becomes RunTask with the task role, so ``sqs:SendMessage`` from a broad policy
+        (``sqs:*``, PowerUser) must not be enough. The deny names who may send: a principal whose ARN is one of
+        ``scheduler_role_arns`` (``aws:PrincipalArn`` is the role's ARN for any of its sessions), or EventBridge
+        delivering for the relaunch rule (``aws:SourceArn``). Both keys are absent for everyone else, and a
+        negated operator on an absent key matches, so everyone else is denied, the account's admins included.
+        """
+        not_allowed: dict[str, list[str]] = {"aws:SourceArn": [relaunch_rule_arn]}
+        if scheduler_role_arns:
+            not_allowed["aws:PrincipalArn"] = list(scheduler_role_arns)
+        statement = iam.PolicyStatement(
+            sid="OnlySchedulersAndTheRelaunchRuleSend",
+            effect=iam.Effect.DENY,
+            principals=[iam.AnyPrincipal()],
+            actions=["sqs:SendMessage"],
+            resources=[self.queue.queue_arn],
+            conditions={"ArnNotEquals": not_allowed},
+        )
+        self.queue.add_to_resource_policy(statement)
+        return statement

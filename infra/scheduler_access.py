@@ -15,6 +15,7 @@ SCHEDULER_TABLE_ACTIONS = (
     "dynamodb:Query",
     "dynamodb:DescribeTable",
 )
+SCHEDULER_KEY_ACTIONS = ("kms:GenerateDataKey", "kms:Decrypt")
 SCHEDULER_LOG_ACTIONS = ("logs:GetLogEvents", "logs:FilterLogEvents", "logs:DescribeLogStreams")
 
 
@@ -30,6 +31,7 @@ class SchedulerAccess(Construct):
         table_arn: str,
         index_arn: str,
         log_group_arn: str,
+        encryption_key_arn: str | None = None,
     ) -> None:
         super().__init__(scope, id_)
         self.policy = iam.ManagedPolicy(
@@ -51,6 +53,15 @@ class SchedulerAccess(Construct):
                 ),
             ],
         )
+        if encryption_key_arn is not None:
+            # The stack's customer-managed key: SendMessage to the launch queue, reads of the table.
+            self.policy.add_statements(
+                iam.PolicyStatement(
+                    sid="UseTheControlPlaneKey",
+                    actions=list(SCHEDULER_KEY_ACTIONS),
+                    resources=[encryption_key_arn],
+                )
+            )
         nag.acknowledge_wildcard_resource(
             self.policy,
             log_group_arn,

@@ -80,6 +80,8 @@ _TASK_DEF_ARN = re.compile(
     r"^(?P<family_arn>arn:aws[a-z-]*:ecs:[a-z0-9-]+:\d{12}:task-definition/[A-Za-z0-9_-]{1,255}):\d+$"
 )
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
+_KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]{1,100}$")
+_TEAM = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 _TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
 _LOG_GROUP = re.compile(r"^[\w#/.-]{1,512}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -282,6 +284,17 @@ class Settings(BaseModel):
     reconcile_stale_after_seconds: Annotated[int, _integer(60, MAX_RECONCILE_WINDOW_SECONDS - 60)] = 600
     # Publish routine notifications (task launched, task succeeded) to the project bus; failures always are.
     publish_all_events: Annotated[bool, _boolean()] = False
+    # Security (docs/security.md). The roles of the Airflow schedulers: the launch queue's policy denies
+    # SendMessage to every other principal (the relaunch rule aside). Empty: nobody but the relaunch rule sends.
+    scheduler_role_arns: Annotated[tuple[str, ...], _strings(_ROLE_ARN, _ROLE_HINT)] = ()
+    # The one Airflow team this stack serves (one stack per team is the boundary between teams); null: any team.
+    team: Annotated[str | None, _text(_TEAM, "letters, digits, '.', '-' or '_'", null="none")] = None
+    # A customer-managed KMS key for the launch queue and its DLQ, the tasks table and the task log group.
+    kms_key_arn: Annotated[str | None, _text(_KMS_KEY_ARN, "a KMS key ARN (...:key/<id>)", null="none")] = (
+        None
+    )
+    # How far back the tasks table's point-in-time recovery reaches (its backups hold workload tokens); 0: off.
+    point_in_time_recovery_days: Annotated[int, _integer(0, 35)] = 1
 
     @model_validator(mode="before")
     @classmethod

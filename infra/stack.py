@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aws_cdk import Aws, CfnOutput, Environment, Stack, Validations
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
@@ -39,8 +40,19 @@ class EcsEventExecutorStack(Stack):
         self.settings = settings
         prefix = settings.name_prefix
 
-        self.runtime = TaskRuntime(self, "TaskRuntime", settings=settings)
-        self.tasks = TasksTable(self, "Tasks")
+        # A customer-managed key (kmsKeyArn) for the launch queue and its DLQ, the table and the task log group.
+        self.encryption_key = (
+            kms.Key.from_key_arn(self, "EncryptionKey", settings.kms_key_arn)
+            if settings.kms_key_arn
+            else None
+        )
+        self.runtime = TaskRuntime(self, "TaskRuntime", settings=settings, encryption_key=self.encryption_key)
+        self.tasks = TasksTable(
+            self,
+            "Tasks",
+            encryption_key=self.encryption_key,
+            recovery_days=settings.point_in_time_recovery_days,
+        )
         self.control_bus = ControlBus(self, "ControlBus", bus_name=f"{prefix}-events")
         self.layer = lambda_.LayerVersion(
             self,
@@ -62,12 +74,15 @@ class EcsEventExecutorStack(Stack):
             env_vars.CLUSTER: self.runtime.cluster_arn,
             env_vars.PUBLISH_ALL_EVENTS: "true" if settings.publish_all_events else "false",
         }
+        # One stack per team: the launcher refuses messages of any other team.
+        team = {env_vars.TEAM: settings.team} if settings.team else {}
         self.launcher = LauncherFunction(
             self,
             "Launcher",
             settings=settings,
             layer=self.layer,
-            environment={**common, **self.runtime.launch_environment()},
+            environment={**common, **self.runtime.launch_environment(), **team},
+            encryption_key=self.encryption_key,
         )
         self.status = StatusFunction(
             self,
@@ -76,12 +91,23 @@ class EcsEventExecutorStack(Stack):
             layer=self.layer,
             cluster_arn=self.runtime.cluster_arn,
             environment=common,
+            encryption_key=self.encryption_key,
         )
         self.reconciler = ReconcilerFunction(
             self, "Reconciler", settings=settings, layer=self.layer, environment=common
         )
         # Relaunch requests (from the status handler, and from the reconciler for lost launch messages).
-        self.control_bus.route_relaunch_requests(self.launcher.queue)
+        self.relaunch_rule = self.control_bus.route_relaunch_requests(self.launcher.queue)
+        # Who may start containers: only the schedulers and the relaunch rule send to the launch queue, only
+        # the control plane publishes to its bus (docs/security.md).
+        self.launcher.allow_only_senders(settings.scheduler_role_arns, self.relaunch_rule.rule_arn)
+        self.control_bus.allow_only_publishers(
+            [
+                f.role.role_arn
+                for f in (self.launcher.function, self.status.function, self.reconciler.function)
+                if f.role
+            ]
+        )
 
         # Grants: least privilege, one line per permission. Item actions follow what each handler's TaskTable
         # calls do: put_item creates a launch (launcher) or the heartbeat (reconciler); get_item reads an item.
@@ -105,6 +131,7 @@ class EcsEventExecutorStack(Stack):
             table_arn=self.tasks.table.table_arn,
             index_arn=self.tasks.index_arn,
             log_group_arn=self.runtime.log_group_arn,
+            encryption_key_arn=settings.kms_key_arn,
         )
         self.monitoring = Monitoring(
             self,

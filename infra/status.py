@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from aws_cdk import Duration
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_sqs as sqs
@@ -69,10 +70,15 @@ class StatusFunction(Construct):
         layer: lambda_.ILayerVersion,
         cluster_arn: str,
         environment: Mapping[str, str],
+        encryption_key: kms.IKey | None = None,
     ) -> None:
         super().__init__(scope, id_)
         reserved = settings.status_reserved_concurrency
-        self.dead_letter_queue = secure_queue(self, "DeadLetterQueue", retention_period=DEAD_LETTER_RETENTION)
+        # ECS events carry the container overrides, so the workload command and its token: the stack's key
+        # encrypts both queues if set.
+        self.dead_letter_queue = secure_queue(
+            self, "DeadLetterQueue", retention_period=DEAD_LETTER_RETENTION, encryption_key=encryption_key
+        )
         nag.acknowledge(
             self.dead_letter_queue,
             "AwsSolutions-SQS3",
@@ -82,6 +88,7 @@ class StatusFunction(Construct):
         self.queue = secure_queue(
             self,
             "Queue",
+            encryption_key=encryption_key,
             visibility_timeout=queue_visibility_timeout(STATUS_TIMEOUT, MAX_BATCHING_WINDOW),
             dead_letter_queue=sqs.DeadLetterQueue(
                 queue=self.dead_letter_queue, max_receive_count=MAX_RECEIVE_COUNT

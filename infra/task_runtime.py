@@ -11,6 +11,7 @@ from aws_cdk import ArnFormat, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 from ecs_event_executor.control import environment as env_vars
@@ -25,9 +26,13 @@ EXECUTION_API_SERVER_URL_ENV = "AIRFLOW__CORE__EXECUTION_API_SERVER_URL"
 class TaskRuntime(Construct):
     """Network + cluster + task definition. Exposes what the launcher, the rules and the scheduler need."""
 
-    def __init__(self, scope: Construct, id_: str, *, settings: Settings) -> None:
+    def __init__(
+        self, scope: Construct, id_: str, *, settings: Settings, encryption_key: kms.IKey | None = None
+    ) -> None:
         super().__init__(scope, id_)
         self.settings = settings
+        # Encrypts the task log group the stack creates (workers may log what their tasks handle).
+        self.encryption_key = encryption_key
         stack = Stack.of(self)
         self._network(settings)
         self._cluster(settings, stack)
@@ -140,6 +145,7 @@ class TaskRuntime(Construct):
             "TaskLogs",
             retention=log_retention(s.log_retention_days),
             removal_policy=RemovalPolicy.RETAIN,
+            encryption_key=self.encryption_key,
         )
         self.task_role = iam.Role(
             self,

@@ -70,7 +70,7 @@ def control_plane(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Contro
     status_handler.reset()
 
 
-# Reliability figures travel in the test reports' user_properties, so they reach the controlling process under
+# Reliability and security figures travel in the test reports' user_properties, so they reach the controlling process under
 # pytest-xdist too, and are printed together at the end of the run.
 _FIGURE = "reliability_figure"
 _figures: list[str] = []
@@ -94,6 +94,6 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if _figures:
-        terminalreporter.section("reliability figures")
+        terminalreporter.section("reliability and security figures")
         for line in sorted(_figures):
             terminalreporter.write_line(line)

@@ -15,15 +15,16 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ecs_event_executor.control.messages import TaskKey
+from ecs_event_executor.control.workload_guard import CALLBACK_DAG_ID as CALLBACK_DAG_ID
+from ecs_event_executor.control.workload_guard import EXECUTE_WORKLOAD_MODULE as EXECUTE_WORKLOAD_MODULE
+from ecs_event_executor.control.workload_guard import WORKLOAD_PYTHON
 
 if TYPE_CHECKING:
     from airflow.executors.base_executor import BaseExecutor
 
-# The container entry point for an Airflow 3 workload, as Airflow's own remote executors invoke it.
-EXECUTE_WORKLOAD_MODULE = "airflow.sdk.execution_time.execute_workload"
-
-# Callbacks have no dag/task/run in their key; the launch message still needs a TaskKey to name the launch.
-CALLBACK_DAG_ID = "__executor_callback__"
+# The container entry point for an Airflow 3 workload (EXECUTE_WORKLOAD_MODULE, as Airflow's own remote executors
+# invoke it) and the dag id of a callback's TaskKey (callbacks have no dag/task/run) are the launcher's allow-list
+# (control/workload_guard.py): a command of another shape is refused there.
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class QueuedWork:
 
 def workload_command(workload: Any) -> list[str]:
     """Return the container argv that runs ``workload`` with the Task SDK."""
-    return ["python", "-m", EXECUTE_WORKLOAD_MODULE, "--json-string", workload.model_dump_json()]
+    return [WORKLOAD_PYTHON, "-m", EXECUTE_WORKLOAD_MODULE, "--json-string", workload.model_dump_json()]
 
 
 def task_key_of(key: Any) -> TaskKey:

@@ -528,7 +528,7 @@ class EcsEventExecutor(BaseExecutor):
                 self._apply(item)
                 continue
             self.running.add(key)
-            adopt_messages.append(AdoptRequest(launch_id=launch_id, owner=owner))
+            adopt_messages.append(AdoptRequest(launch_id=launch_id, owner=owner, team=self.team_name))
         for launch_id in candidates.keys() - items.keys():
             ti = candidates[launch_id]
             if ti.state != "queued" or not _LAUNCH_ID.match(launch_id):
@@ -563,7 +563,13 @@ class EcsEventExecutor(BaseExecutor):
                 self._outbox = [m for m in self._outbox if m not in unsent]
                 return
             reason = "revoked by the Airflow scheduler (task stuck in queued)"
-            self._send([CancelRequest(launch_id=launch_id, owner=self._ensure_owner(), reason=reason)])
+            self._send(
+                [
+                    CancelRequest(
+                        launch_id=launch_id, owner=self._ensure_owner(), team=self.team_name, reason=reason
+                    )
+                ]
+            )
             self.log.info("EcsEventExecutor revoked task %s (launch %s)", key, launch_id)
         except Exception:
             self.log.exception("EcsEventExecutor could not revoke %s", getattr(ti, "key", ti))
@@ -594,7 +600,8 @@ class EcsEventExecutor(BaseExecutor):
             owner = self._ensure_owner()
             reason = "terminated: the Airflow executor was asked to stop all its tasks"
             messages: list[OutgoingMessage] = [
-                CancelRequest(launch_id=launch_id, owner=owner, reason=reason) for launch_id in self._tracked
+                CancelRequest(launch_id=launch_id, owner=owner, team=self.team_name, reason=reason)
+                for launch_id in self._tracked
             ]
             if messages:
                 self._send(messages)

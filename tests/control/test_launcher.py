@@ -17,7 +17,7 @@ from ecs_event_executor.control.tasks.table import TaskTable
 from lambdas.launcher import handler as launcher_handler
 from tests.conftest import ControlPlane
 from tests.support.aws import CallCounter, ClientTokenSemantics, LambdaContextStub, body_event, sqs_event
-from tests.support.requests import launch_request
+from tests.support.requests import launch_request, workload_command
 
 
 def invoke(cp: ControlPlane, bodies: list[str], receive_count: int = 1) -> dict[str, Any]:
@@ -281,7 +281,8 @@ def test_past_deadline_is_not_launched(control_plane: ControlPlane) -> None:
 
 
 def test_overrides_over_the_ecs_limit_fail_naming_it(control_plane: ControlPlane) -> None:
-    request = launch_request().model_copy(update={"command": ["python", "-c", "x" * 9000]})
+    request = launch_request()
+    request = request.model_copy(update={"command": workload_command(request.key, hostname="x" * 9000)})
     invoke(control_plane, [request.to_json()])
     stored = item(control_plane, request.launch_id)
     assert stored.state is TaskState.FAILED

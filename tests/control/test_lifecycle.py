@@ -172,6 +172,7 @@ def test_every_named_write_is_checked() -> None:
     # Creation is checked below; the heartbeat is not a task item.
     writes = {name for name in vars(TaskTable) if not name.startswith("_")} - {
         "create_for_launch",
+        "create_refused",
         "write_heartbeat",
     }
     assert writes == {w.name.split("(")[0] for w in WRITES}
@@ -180,6 +181,16 @@ def test_every_named_write_is_checked() -> None:
 def test_items_are_created_only_in_initial_states(table: TaskTable) -> None:
     claim = table.create_for_launch(launch_request(), lease_seconds=60)
     assert claim.item is not None and claim.item.state in INITIAL_STATES
+
+
+def test_a_refused_launch_is_created_failed_and_never_replaces_an_item(table: TaskTable) -> None:
+    request = launch_request()
+    assert table.create_refused(request, reason="refused: command")
+    item = table.get(request.launch_id)
+    assert item is not None and item.state is F and item.state in INITIAL_STATES
+    # Another refused message under the same id (a victim's launch) changes nothing.
+    assert not table.create_refused(request, reason="other")
+    assert table.get(request.launch_id) == item
 
 
 def test_a_cancel_before_the_launch_creates_the_item_cancelled(table: TaskTable) -> None:

@@ -132,9 +132,22 @@ def test_launch_request_lives_in_a_compressed_side_item_in_no_index(control_plan
     stored = side[Attr.REQUEST]["B"]
     blob = base64.b64decode(stored) if isinstance(stored, str) else stored
     assert json.loads(zlib.decompress(blob)) == json.loads(request.to_json())
-    assert int(side[Attr.EXPIRES_AT]["N"]) > time.time() + 7 * 24 * 3600
+    # The request carries the workload's token: it expires an hour after the launch can no longer start.
+    assert request.launch_deadline is not None
+    assert int(side[Attr.EXPIRES_AT]["N"]) == int(request.launch_deadline.timestamp()) + 3600
     assert table.read_request(request.launch_id) == request
     assert table.read_request("no-such-launch-id") is None
+
+
+def test_an_expired_launch_request_is_gone_before_dynamodb_deletes_it(control_plane: ControlPlane) -> None:
+    request = launch_request(deadline_in=600)
+    TaskTable(control_plane.table).create_for_launch(request, lease_seconds=60)
+    later = TaskTable(control_plane.table, clock=lambda: time.time() + 600 + 3600 + 1)
+    assert later.read_request(request.launch_id) is None
+    without_deadline = launch_request("t2", deadline_in=None)
+    TaskTable(control_plane.table).create_for_launch(without_deadline, lease_seconds=60)
+    side = raw_item(control_plane, request_key(without_deadline.launch_id))
+    assert int(side[Attr.EXPIRES_AT]["N"]) == int(without_deadline.queued_at.timestamp()) + 24 * 3600
 
 
 def test_indexes_change_feed_by_change_time_stale_index_keys_only_by_check_time() -> None:

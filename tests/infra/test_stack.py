@@ -155,7 +155,12 @@ def test_relaunch_requests_on_the_project_bus_go_to_the_launch_queue_as_their_de
     _, rule = only(template, "AWS::Events::Rule", {"EventPattern": {"source": [SOURCE]}})
     props = rule["Properties"]
     assert props["EventBusName"] == {"Ref": bus}
-    assert props["EventPattern"] == {"source": [SOURCE], "detail-type": [RELAUNCH_REQUESTED]}
+    # Only relaunch requests: detail.kind is what only they carry (source and detail-type are the publisher's).
+    assert props["EventPattern"] == {
+        "source": [SOURCE],
+        "detail-type": [RELAUNCH_REQUESTED],
+        "detail": {"kind": ["relaunch"]},
+    }
     (target,) = props["Targets"]
     assert target["Arn"] == {"Fn::GetAtt": [launch_queue_id(template), "Arn"]}
     assert target["InputPath"] == "$.detail"
@@ -189,7 +194,11 @@ def test_tasks_table_settings(template: Template) -> None:
     props = table["Properties"]
     assert table["DeletionPolicy"] == "Retain"
     assert props["BillingMode"] == "PAY_PER_REQUEST"
-    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    # Backups hold launch requests (workload tokens): one day of history by default (pointInTimeRecoveryDays).
+    assert props["PointInTimeRecoverySpecification"] == {
+        "PointInTimeRecoveryEnabled": True,
+        "RecoveryPeriodInDays": 1,
+    }
     assert props["SSESpecification"]["SSEEnabled"] is True
     assert props["TimeToLiveSpecification"] == {"AttributeName": Attr.EXPIRES_AT, "Enabled": True}
 

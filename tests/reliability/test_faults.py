@@ -33,6 +33,7 @@ from lambdas.launcher import handler as launcher_handler
 from lambdas.status import handler as status_handler
 from tests.conftest import ControlPlane
 from tests.support.aws import (
+    CONTAINER,
     REGION,
     CallCounter,
     ClientTokenSemantics,
@@ -41,7 +42,7 @@ from tests.support.aws import (
     sqs_event,
 )
 from tests.support.ecs_world import SCENARIOS, EcsWorld
-from tests.support.requests import launch_request
+from tests.support.requests import launch_request, workload_command
 
 pytestmark = pytest.mark.reliability
 
@@ -370,7 +371,7 @@ def test_r4_throttling_and_capacity_never_fail_a_task(
                 launch_id=new_launch_id(key),
                 owner="o",
                 key=key,
-                command=["true"],
+                command=workload_command(key),
                 queued_at=queued,
                 launch_deadline=queued + timedelta(seconds=horizon),
             )
@@ -495,7 +496,7 @@ def run_r7(cp: ControlPlane, n: int, *, swallow_errors: bool = False) -> StatusQ
     bug_fixed = [False]
 
     def flaky(event: Any) -> StatusResult:
-        launch_id = TaskStateChange.model_validate(event).detail.environment().get(LAUNCH_ID_ENV)
+        launch_id = TaskStateChange.model_validate(event).detail.environment(CONTAINER).get(LAUNCH_ID_ENV)
         if launch_id in buggy and not bug_fixed[0]:
             raise KeyError("a code path the new release broke")
         roll = rng.random()

@@ -26,6 +26,7 @@ from lambdas.launcher import handler as launcher_handler
 from tests.conftest import ControlPlane
 from tests.reliability.test_faults import ecs_tasks_by_launch
 from tests.support.aws import ClientTokenSemantics, LambdaContextStub, body_event
+from tests.support.requests import workload_command
 
 pytestmark = pytest.mark.reliability
 
@@ -45,7 +46,7 @@ def requests_for(n: int, queued: datetime, deadline_after: Callable[[int], float
                 launch_id=new_launch_id(key),
                 owner="o",
                 key=key,
-                command=["true"],
+                command=workload_command(key),
                 queued_at=queued,
                 launch_deadline=queued + timedelta(seconds=deadline_after(i)),
             )

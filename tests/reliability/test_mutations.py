@@ -8,7 +8,8 @@ ECS version order and "a terminal state is final" back each other up: every even
 task back is older than the event that finished it, and every older event that could undo a later one would
 undo a finished task. So R2 cannot fail with only one of them removed (measured: 0 wrong end states either way,
 also with relaunches, sidecars and late events of an earlier attempt); the check removes them together, and
-prints each alone as "backed up".
+prints each alone as "backed up". The attempt guard and the task binding (an event of another ECS task never
+replaces the task an attempt recorded) are a second such pair: an earlier attempt's task has another ARN.
 """
 
 from __future__ import annotations
@@ -73,6 +74,17 @@ def _without_attempt_guard(conditions: list[str]) -> list[bool]:
     return [not (event and re.fullmatch(r"attempt = :v\d+", c) is not None) for c in conditions]
 
 
+def _without_task_binding(conditions: list[str]) -> list[bool]:
+    # An event of another ECS task may replace the task an attempt recorded (the security change's guard).
+    event = _event_write(conditions)
+    return [not (event and "task_arn = " in c and "attribute_not_exists(task_arn)" in c) for c in conditions]
+
+
+def _without_attempt_and_task_binding(conditions: list[str]) -> list[bool]:
+    attempt, binding = _without_attempt_guard(conditions), _without_task_binding(conditions)
+    return [a and b for a, b in zip(attempt, binding, strict=True)]
+
+
 def _without_order_and_finality(conditions: list[str]) -> list[bool]:
     order, finality = _without_version_order(conditions), _without_terminal_is_final(conditions)
     return [a and b for a, b in zip(order, finality, strict=True)]
@@ -83,12 +95,20 @@ MUTATIONS = (
     Mutation(
         "version order and terminal-is-final (each backs the other up)", "R2", _without_order_and_finality
     ),
-    Mutation("events apply only to the attempt that started the task", "R2", _without_attempt_guard),
+    # An earlier attempt's task has another ARN than the one the current attempt recorded, so the attempt guard
+    # and the task binding (an event never replaces the item's task) back each other up, like order and finality.
+    Mutation(
+        "events apply only to the attempt that started the task, and to its task (each backs the other up)",
+        "R2",
+        _without_attempt_and_task_binding,
+    ),
 )
 # Removed alone, these are covered by another guard: run and printed, not counted.
 BACKED_UP = (
     Mutation("version order alone", "R2", _without_version_order),
     Mutation("terminal-is-final alone", "R2", _without_terminal_is_final),
+    Mutation("the attempt guard alone", "R2", _without_attempt_guard),
+    Mutation("the task binding alone", "R2", _without_task_binding),
 )
 
 

@@ -2,10 +2,37 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
 from ecs_event_executor.control.messages import LaunchRequest, TaskKey, new_launch_id, utcnow
+from ecs_event_executor.control.workload_guard import WORKLOAD_PREFIX
+
+
+def workload_command(key: TaskKey, **ti: Any) -> list[str]:
+    """Return the container command the executor builds for ``key``: an Airflow 3 ExecuteTask workload (the
+    fields the launcher checks, a token, and what else the Task SDK reads; ``ti`` overrides task instance fields)."""
+    workload = {
+        "type": "ExecuteTask",
+        "token": "eyJhbGciOiJIUzI1NiJ9.test-token.signature",
+        "dag_rel_path": "example.py",
+        "bundle_info": {"name": "dags-folder", "version": None},
+        "log_path": None,
+        "ti": {
+            "id": "0193c2a4-0000-7000-8000-000000000001",
+            "dag_id": key.dag_id,
+            "task_id": key.task_id,
+            "run_id": key.run_id,
+            "map_index": key.map_index,
+            "try_number": key.try_number,
+            "pool_slots": 1,
+            "queue": "default",
+            "priority_weight": 1,
+            **ti,
+        },
+    }
+    return [*WORKLOAD_PREFIX, json.dumps(workload)]
 
 
 def launch_request(
@@ -22,7 +49,7 @@ def launch_request(
         launch_id=new_launch_id(key),
         owner=owner,
         key=key,
-        command=["python", "-c", "print('hello')"],
+        command=workload_command(key),
         queued_at=now,
         launch_deadline=None if deadline_in is None else now + timedelta(seconds=deadline_in),
         **fields,

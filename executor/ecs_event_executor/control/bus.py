@@ -24,6 +24,15 @@ LAUNCH_FAILED = "Airflow Task Launch Failed"
 TASK_FINISHED = "Airflow Task Finished"
 RELAUNCH_REQUESTED = "Airflow Task Relaunch Requested"
 DETAIL_TYPES = (TASK_LAUNCHED, LAUNCH_FAILED, TASK_FINISHED, RELAUNCH_REQUESTED)
+# The pattern of the rule that forwards relaunch requests to the launch queue. ``source`` and ``detail-type`` are
+# whatever a publisher says they are on a custom bus, so the rule also matches what only a relaunch request's
+# detail carries, ``kind: relaunch``: a launch message put in ``detail`` is not forwarded (and the bus's policy
+# lets only the control plane's roles publish at all).
+RELAUNCH_EVENT_PATTERN: dict[str, Any] = {
+    "source": [SOURCE],
+    "detail-type": [RELAUNCH_REQUESTED],
+    "detail": {"kind": ["relaunch"]},
+}
 
 log = logging.getLogger(__name__)
 

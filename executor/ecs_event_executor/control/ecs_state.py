@@ -74,11 +74,16 @@ class TaskDetail(_Lenient):
     containers: list[Container] = Field(default_factory=list)
     overrides: Overrides = Field(default_factory=Overrides)
 
-    def environment(self) -> dict[str, str]:
-        """Return the override environment of all containers, merged (our variables are on one container)."""
+    def environment(self, container_name: str) -> dict[str, str]:
+        """Return the override environment of the Airflow container ``container_name`` only.
+
+        The launcher sets its marks there; a sidecar's override environment comes from the task's
+        ``executor_config`` and must not bind the task's events to another launch.
+        """
         env: dict[str, str] = {}
         for override in self.overrides.container_overrides:
-            env.update({kv.name: kv.value for kv in override.environment})
+            if override.name == container_name:
+                env.update({kv.name: kv.value for kv in override.environment})
         return env
 
     def task_id(self) -> str:

@@ -44,6 +44,8 @@ LAUNCH_PARALLELISM = "LAUNCH_PARALLELISM"
 LAUNCHER_RUN_TASK_RATE = "LAUNCHER_RUN_TASK_RATE"
 STALE_AFTER_SECONDS = "STALE_AFTER_SECONDS"
 RECONCILE_PAGE_SIZE = "RECONCILE_PAGE_SIZE"
+# The one Airflow team this stack serves (one stack per team is the isolation boundary); unset: any team.
+TEAM = "TEAM"
 # Read by Powertools in the handlers; set per function by the stack.
 POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
 POWERTOOLS_METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
@@ -107,6 +109,7 @@ class LambdaEnvironment(BaseModel):
     launcher_run_task_rate: float | None = Field(None, validation_alias=LAUNCHER_RUN_TASK_RATE)
     stale_after_seconds: int | None = Field(None, validation_alias=STALE_AFTER_SECONDS)
     reconcile_page_size: int | None = Field(None, validation_alias=RECONCILE_PAGE_SIZE)
+    team: str | None = Field(None, validation_alias=TEAM)
 
     @classmethod
     def read(cls, env: Mapping[str, str] | None = None) -> LambdaEnvironment:

@@ -25,6 +25,10 @@ from botocore.validate import ParamValidator
 
 from ecs_event_executor.control.ecs_state import ATTEMPT_ENV, LAUNCH_ID_ENV, STARTED_BY
 
+# The control plane's marks on the Airflow container (LAUNCH_ID_ENV, ATTEMPT_ENV): no container's override
+# environment in an executor_config may set a name with this prefix.
+RESERVED_ENV_PREFIX = "AIRFLOW_ECS_EVENT_"
+
 # ECS limit: the JSON of `overrides` may hold at most 8192 characters, formatting included.
 OVERRIDES_MAX_CHARS = 8192
 # A launch id as long as the launch message allows: the size check at queue time counts the longest environment.
@@ -141,6 +145,13 @@ def validate_executor_config(config: Any, *, container_name: str | None = None) 
         if container["name"] in names:
             raise ExecutorConfigError(f"{path}.name", f"container {container['name']!r} is overridden twice")
         names.add(container["name"])
+        for j, kv in enumerate(container.get("environment", [])):
+            if kv["name"].startswith(RESERVED_ENV_PREFIX):
+                raise ExecutorConfigError(
+                    f"{path}.environment[{j}].name",
+                    f"{kv['name'][:60]!r} may not be set: {RESERVED_ENV_PREFIX}* names are the control "
+                    "plane's marks that bind a task's ECS events to its launch",
+                )
     if "launchType" in config and "capacityProviderStrategy" in config:
         raise ExecutorConfigError(
             "launchType", "launchType and capacityProviderStrategy are mutually exclusive"

@@ -41,8 +41,10 @@ from ecs_event_executor.control.environment import LambdaEnvironment
 from ecs_event_executor.control.executor_config import ExecutorConfigError
 from ecs_event_executor.control.messages import (
     AdoptRequest,
+    AnyMessage,
     CancelRequest,
     LaunchRequest,
+    MalformedMessage,
     PingRequest,
     RelaunchRequest,
     parse_message,
@@ -51,8 +53,9 @@ from ecs_event_executor.control.pacing import Pacer
 from ecs_event_executor.control.run_task import LaunchConfig, build_run_task_kwargs
 from ecs_event_executor.control.tasks.item import Claim, ClaimOutcome, TaskItem
 from ecs_event_executor.control.tasks.lifecycle import TaskState
-from ecs_event_executor.control.tasks.schema import DEFAULT_FINISHED_TTL_SECONDS, REQUEST_RETENTION_SECONDS
-from ecs_event_executor.control.tasks.table import TaskTable
+from ecs_event_executor.control.tasks.schema import DEFAULT_FINISHED_TTL_SECONDS
+from ecs_event_executor.control.tasks.table import LaunchIdTaken, TaskTable
+from ecs_event_executor.control.workload_guard import WorkloadRefused, check_workload_command
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +86,11 @@ class RetryLater(Exception):
         super().__init__(reason)
         self.reason = reason
         self.delay_seconds = delay_seconds
+
+
+class LaunchRefused(MalformedMessage):
+    """A well-formed message the launcher will not apply (a command that is not the Airflow workload of its key,
+    another team's message, a launch id taken): a poison message, sent to the DLQ with this reason."""
 
 
 # How long the running invocation has left, in seconds (the handler passes the Lambda context's countdown).
@@ -129,6 +137,8 @@ class LauncherSettings:
     # RunTask calls per second this execution environment may make (None: unpaced). The stack sets the account's
     # RunTask rate divided by the event source's maximum concurrency.
     run_task_rate: float | None = None
+    # The one Airflow team this stack serves (TEAM); None: messages of any team (each acts within its own).
+    team: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> LauncherSettings:
@@ -144,6 +154,7 @@ class LauncherSettings:
             backoff_max_seconds=read.launch_backoff_max_seconds or DEFAULT_BACKOFF_MAX_SECONDS,
             parallelism=read.launch_parallelism or DEFAULT_PARALLELISM,
             run_task_rate=read.launcher_run_task_rate,
+            team=read.team,
         )
 
 
@@ -218,22 +229,49 @@ class Launcher:
     def handle(self, body: str, *, receive_count: int = 1) -> Result:
         """Apply one message body. Raises MalformedMessage (poison) or RetryLater (come back later)."""
         message = parse_message(body)
+        self._check_team(message)
         if isinstance(message, LaunchRequest):
+            self._check_workload(message)
             return self._launch(message, receive_count)
         if isinstance(message, RelaunchRequest):
             return self._relaunch(message, receive_count)
         if isinstance(message, CancelRequest):
             return self._cancel(message)
         if isinstance(message, AdoptRequest):
-            written, _ = self.table.set_owner(message.launch_id, message.owner)
+            written, _ = self.table.set_owner(message.launch_id, message.owner, team=message.team)
             return Result.ADOPTED if written else Result.IGNORED
         assert isinstance(message, PingRequest)
         return Result.IGNORED
 
+    # ------------------------------------------------------------------ guards
+
+    def _check_team(self, message: AnyMessage) -> None:
+        """Refuse a message of another team than the one this stack serves (when it serves one)."""
+        wanted = self.settings.team
+        team = getattr(message, "team", None)
+        if wanted is not None and not isinstance(message, (RelaunchRequest, PingRequest)) and team != wanted:
+            raise LaunchRefused(
+                f"team: this control plane serves team {wanted!r}, the message names {team!r}"
+            )
+
+    def _check_workload(self, request: LaunchRequest) -> None:
+        """Run only the Airflow workload of the message's own key; otherwise fail the launch and refuse it."""
+        try:
+            check_workload_command(request.command, request.key)
+        except WorkloadRefused as exc:
+            reason = f"refused: {exc}"
+            # On the item for the executor and operators (unless the id is another launch's), and in the DLQ.
+            self.table.create_refused(request, reason=reason)
+            log.warning("launch refused", extra={"launch_id": request.launch_id, "reason": reason})
+            raise LaunchRefused(reason) from None
+
     # ------------------------------------------------------------------ launch
 
     def _launch(self, request: LaunchRequest, receive_count: int) -> Result:
-        claim = self.table.create_for_launch(request, lease_seconds=self.settings.lease_seconds)
+        try:
+            claim = self.table.create_for_launch(request, lease_seconds=self.settings.lease_seconds)
+        except LaunchIdTaken as exc:
+            raise LaunchRefused(str(exc)) from None
         return self._run_claimed(claim, request, receive_count)
 
     def _relaunch(self, message: RelaunchRequest, receive_count: int) -> Result:
@@ -247,8 +285,8 @@ class Launcher:
             return self._fail(
                 claim.item,
                 message.attempt,
-                "cannot relaunch: the launch request is no longer stored (it is kept "
-                f"{REQUEST_RETENTION_SECONDS // 86400} days after the task was queued)",
+                "cannot relaunch: the launch request is no longer stored (it is kept until the launch's "
+                "deadline, when its workload token expires)",
             )
         return self._run_claimed(claim, request, receive_count)
 
@@ -434,10 +472,18 @@ class Launcher:
             return Result.CANCELLED
         if item is None or item.state.terminal:
             return Result.IGNORED
+        if item.team != message.team:
+            log.warning(
+                "cancel of another team's launch ignored",
+                extra={"launch_id": message.launch_id, "team": message.team},
+            )
+            return Result.IGNORED
         if item.task_arn is None:
             # Another invocation holds the lease with RunTask in flight; it stops the task when it sees CANCELLED.
             raise RetryLater("the launch is in flight; cancelling once it is recorded", 2)
-        self.table.mark_cancel_requested(item.launch_id, reason=message.reason)
+        marked, _ = self.table.mark_cancel_requested(item.launch_id, reason=message.reason, team=message.team)
+        if not marked:
+            return Result.IGNORED
         self._stop(item.cluster_arn or self.settings.launch.cluster, item.task_arn, message.reason)
         return Result.STOP_REQUESTED
 

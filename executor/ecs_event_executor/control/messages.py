@@ -87,6 +87,8 @@ class CancelRequest(_Message):
 
     kind: Literal["cancel"] = "cancel"
     owner: str = Field(min_length=1, max_length=200)
+    # The sender's team (Airflow multi-team): a cancel applies only to a launch of the same team.
+    team: str | None = None
     reason: str = Field(default="revoked by the Airflow executor", max_length=1000)
 
 
@@ -95,6 +97,8 @@ class AdoptRequest(_Message):
 
     kind: Literal["adopt"] = "adopt"
     owner: str = Field(min_length=1, max_length=200)
+    # The sender's team: a scheduler adopts only its own team's launches.
+    team: str | None = None
 
 
 class PingRequest(BaseModel):

@@ -110,7 +110,7 @@ class StatusTracker:
             )
             return StatusResult.MALFORMED
         detail = change.detail
-        env = detail.environment()
+        env = detail.environment(self.settings.container_name)
         launch_id = env.get(LAUNCH_ID_ENV)
         if detail.started_by != STARTED_BY or not launch_id or not self._our_cluster(detail.cluster_arn):
             return StatusResult.NOT_OURS

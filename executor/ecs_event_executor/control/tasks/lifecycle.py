@@ -50,9 +50,10 @@ TRANSITIONS: Mapping[TaskState, frozenset[TaskState]] = {
     TaskState.EXPIRED: frozenset(),
 }
 
-# The states an item may be created in: LAUNCHING by the launcher, or CANCELLED when the executor's cancel arrives
-# before the launch message (the launch then finds the item and does nothing).
-INITIAL_STATES = frozenset({TaskState.LAUNCHING, TaskState.CANCELLED})
+# The states an item may be created in: LAUNCHING by the launcher, CANCELLED when the executor's cancel arrives
+# before the launch message (the launch then finds the item and does nothing), or FAILED when the launcher refuses
+# a launch message (a command that is not its task's Airflow workload): nothing ran, the reason is on the item.
+INITIAL_STATES = frozenset({TaskState.LAUNCHING, TaskState.CANCELLED, TaskState.FAILED})
 
 
 def sources_of(target: TaskState, *, only: Iterable[TaskState] | None = None) -> frozenset[TaskState]:

@@ -111,8 +111,13 @@ class TaskReads:
         resp = self.client.get_item(
             TableName=self.table_name, Key={Attr.PK: {"S": request_key(launch_id)}}, ConsistentRead=True
         )
-        raw = resp.get("Item", {}).get(Attr.REQUEST, {}).get("B")
+        item = resp.get("Item", {})
+        raw = item.get(Attr.REQUEST, {}).get("B")
         if raw is None:
+            return None
+        expires_at = item.get(Attr.EXPIRES_AT, {}).get("N")
+        # DynamoDB deletes an expired item only later: past its expiry the request (and its token) is gone.
+        if expires_at is not None and int(expires_at) * 1000 <= self._now_ms():
             return None
         return LaunchRequest.model_validate_json(zlib.decompress(raw))
 

@@ -107,9 +107,13 @@ ACTIVE_SHARD_VALUES: tuple[str, ...] = tuple(str(i) for i in range(STALE_SHARDS)
 HEARTBEAT_KEY = "control-plane#heartbeat"
 # The launch request's side item: ``<launch id>#request`` (launch ids have no '#', so it cannot be a task item).
 REQUEST_KEY_SUFFIX = "#request"
-# How long a launch request is kept for relaunches. Only a launch whose ECS task never started is relaunched
-# (minutes after queueing), and an Airflow 3 workload's token expires after task_queued_timeout anyway.
-REQUEST_RETENTION_SECONDS = 30 * 24 * 3600
+# How long a launch request (its command carries the workload's token) is kept for relaunches: until its launch
+# can no longer start, its ``launch_deadline`` (the token's task_queued_timeout), plus REQUEST_EXPIRY_MARGIN_SECONDS
+# for clock skew and DynamoDB's TTL; a request without a deadline for REQUEST_RETENTION_SECONDS after it was
+# queued. Only a launch whose ECS task never started is relaunched, minutes after queueing. Reads treat an
+# expired side item as gone (DynamoDB's TTL deletes it later, within days).
+REQUEST_EXPIRY_MARGIN_SECONDS = 3600
+REQUEST_RETENTION_SECONDS = 24 * 3600
 
 # Finished items are kept this long (DynamoDB TTL), for adoption, operators and late duplicates.
 DEFAULT_FINISHED_TTL_SECONDS = 7 * 24 * 3600

@@ -32,6 +32,7 @@ from ecs_event_executor.control.tasks.lifecycle import ACTIVE_STATES, TaskState,
 from ecs_event_executor.control.tasks.reads import TaskReads
 from ecs_event_executor.control.tasks.schema import (
     HEARTBEAT_KEY,
+    REQUEST_EXPIRY_MARGIN_SECONDS,
     REQUEST_RETENTION_SECONDS,
     Attr,
     active_shard,
@@ -58,6 +59,17 @@ _ATTEMPT_FIELDS = (
     Attr.MISSING_SINCE,
     Attr.RETRY_AT,
 )
+
+
+class LaunchIdTaken(ValueError):
+    """A launch request reuses a launch id whose stored request differs: it must not replace it."""
+
+
+def request_expires_at(request: LaunchRequest) -> int:
+    """Return when a launch request's side item expires (epoch seconds): when the launch can no longer start."""
+    if request.launch_deadline is not None:
+        return int(request.launch_deadline.timestamp()) + REQUEST_EXPIRY_MARGIN_SECONDS
+    return int(request.queued_at.timestamp()) + REQUEST_RETENTION_SECONDS
 
 
 # Ended without a task: one that RunTask started anyway (a race with a cancel or an expiry) is stopped, not adopted.
@@ -154,17 +166,60 @@ class TaskTable(TaskReads):
         return True
 
     def _put_request(self, request: LaunchRequest) -> None:
-        """Write the launch request's side item: compressed, in no index, expiring REQUEST_RETENTION_SECONDS after
-        it was queued (DynamoDB TTL deletes cost nothing)."""
-        queued_s = int(request.queued_at.timestamp())
-        self.client.put_item(
-            TableName=self.table_name,
-            Item={
-                Attr.PK: {"S": request_key(request.launch_id)},
-                Attr.REQUEST: {"B": zlib.compress(request.to_json().encode(), 9)},
-                Attr.EXPIRES_AT: {"N": str(queued_s + REQUEST_RETENTION_SECONDS)},
-            },
-        )
+        """Write the launch request's side item: compressed, in no index, expiring when the launch can no longer
+        start (``request_expires_at``; DynamoDB TTL deletes cost nothing).
+
+        Written only if absent or identical (a redelivery): a message reusing another launch's id must not
+        replace the request that launch's relaunches read. Raises LaunchIdTaken then.
+        """
+        body = zlib.compress(request.to_json().encode(), 9)
+        try:
+            self.client.put_item(
+                TableName=self.table_name,
+                Item={
+                    Attr.PK: {"S": request_key(request.launch_id)},
+                    Attr.REQUEST: {"B": body},
+                    Attr.EXPIRES_AT: {"N": str(request_expires_at(request))},
+                },
+                ConditionExpression="attribute_not_exists(#pk) OR #request = :request",
+                ExpressionAttributeNames={"#pk": Attr.PK, "#request": Attr.REQUEST},
+                ExpressionAttributeValues={":request": {"B": body}},
+            )
+        except ClientError as exc:
+            if not _condition_failed(exc):
+                raise
+            raise LaunchIdTaken(
+                f"launch_id: {request.launch_id} is already used by another launch request; refused"
+            ) from None
+
+    def create_refused(self, request: LaunchRequest, *, reason: str) -> bool:
+        """Record a launch the launcher refused (FAILED, with ``reason``) unless an item exists under its id.
+
+        Nothing of the request is stored (its command is what was refused); an existing item, another launch's
+        perhaps, is left alone. Returns whether the item was written.
+        """
+        now = self._now_ms()
+        values: dict[str, Any] = {
+            Attr.PK: request.launch_id,
+            Attr.OWNER: request.owner,
+            Attr.STATE: TaskState.FAILED.value,
+            Attr.REASON: reason[:REASON_CHARS],
+            Attr.REV: 1,
+            Attr.CHANGED_AT: now,
+            Attr.ATTEMPT: 1,
+            Attr.DAG_ID: request.key.dag_id,
+            Attr.TASK_ID: request.key.task_id,
+            Attr.RUN_ID: request.key.run_id,
+            Attr.MAP_INDEX: request.key.map_index,
+            Attr.TRY_NUMBER: request.key.try_number,
+            Attr.QUEUED_AT: int(request.queued_at.timestamp() * 1000),
+            Attr.FINISHED_AT: now,
+            Attr.EXPIRES_AT: now // 1000 + self.finished_ttl_seconds,
+            Attr.HISTORY: {history_key(TaskState.FAILED, 1): history_entry(now)},
+        }
+        if request.team:
+            values[Attr.TEAM] = request.team
+        return self._create(values)
 
     def claim_attempt(self, launch_id: str, attempt: int, *, lease_seconds: float) -> Claim:
         """Take the launch lease for ``attempt`` if no ECS task is known for it and no live lease is held."""
@@ -318,6 +373,8 @@ class TaskTable(TaskReads):
             update.equals(Attr.ATTEMPT, attempt),
             update.state_in(sources_of(snap.state)),
             self._newer_version(update, snap.version),
+            # An event of another ECS task (one whose marks name this launch) never replaces the attempt's task.
+            update.either(update.absent(Attr.TASK_ARN), update.equals(Attr.TASK_ARN, snap.task_arn)),
         )
         written, item = self._write(launch_id, update)
         if written:
@@ -366,6 +423,7 @@ class TaskTable(TaskReads):
         update.require(
             update.state_in(sources_of(TaskState.CANCELLED, only={TaskState.LAUNCHING})),
             update.absent(Attr.TASK_ARN),
+            self._same_team(update, request.team),
         )
         written, item = self._write(request.launch_id, self._finish(update, now))
         if written or item is not None:
@@ -382,22 +440,38 @@ class TaskTable(TaskReads):
             Attr.EXPIRES_AT: now // 1000 + self.finished_ttl_seconds,
             Attr.HISTORY: {history_key(TaskState.CANCELLED, 1): history_entry(now)},
         }
+        if request.team:
+            values[Attr.TEAM] = request.team
         if self._create(values):
             return True, TaskItem.from_raw(serialize(values))
         # The launch created it meanwhile: cancel that one.
         return self.finish_cancelled(request)
 
-    def mark_cancel_requested(self, launch_id: str, *, reason: str) -> tuple[bool, TaskItem | None]:
-        """Note that a running launch is being stopped (the ECS STOPPED event ends it)."""
+    def mark_cancel_requested(
+        self, launch_id: str, *, reason: str, team: str | None = None
+    ) -> tuple[bool, TaskItem | None]:
+        """Note that a running launch of ``team`` is being stopped (the ECS STOPPED event ends it)."""
         update = (
             self._change(self._now_ms(), feed=False).set(Attr.CANCEL_REQUESTED, True).set(Attr.REASON, reason)
         )
-        return self._write(launch_id, update.require(update.state_in(ACTIVE_STATES)))
+        return self._write(
+            launch_id, update.require(update.state_in(ACTIVE_STATES), self._same_team(update, team))
+        )
 
-    def set_owner(self, launch_id: str, owner: str) -> tuple[bool, TaskItem | None]:
-        """Move an item to a new owner; the write also re-stamps it, so the new owner's change feed shows it."""
+    def set_owner(
+        self, launch_id: str, owner: str, *, team: str | None = None
+    ) -> tuple[bool, TaskItem | None]:
+        """Move an item of ``team`` to a new owner; the write also re-stamps it, so the new owner's change feed
+        shows it."""
         update = self._change(self._now_ms()).set(Attr.OWNER, owner)
-        return self._write(launch_id, update.require(update.exists(Attr.OWNER)))
+        return self._write(
+            launch_id, update.require(update.exists(Attr.OWNER), self._same_team(update, team))
+        )
+
+    @staticmethod
+    def _same_team(update: Update, team: str | None) -> str:
+        """Return "the item belongs to ``team``" (no team: an item without one): teams never touch each other's."""
+        return update.equals(Attr.TEAM, team) if team else update.absent(Attr.TEAM)
 
     # ---------------------------------------------------------- the reconciler
 
