@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -21,7 +21,7 @@ from ecs_event_executor.control import bus as bus_events
 from ecs_event_executor.control.bus import ControlPlaneBus
 from ecs_event_executor.control.ecs_state import LAUNCH_ID_ENV, STATUS_EVENT_LAST_STATUSES, TaskStateChange
 from ecs_event_executor.control.launching import Launcher, LauncherSettings, RetryLater
-from ecs_event_executor.control.messages import LaunchRequest, RelaunchRequest, TaskKey, new_launch_id
+from ecs_event_executor.control.messages import LaunchRequest, RelaunchRequest
 from ecs_event_executor.control.reconciling import Reconciler, ReconcilerSettings
 from ecs_event_executor.control.status_tracking import StatusResult, StatusSettings, StatusTracker
 from ecs_event_executor.control.tasks.item import TaskItem
@@ -42,7 +42,7 @@ from tests.support.aws import (
     sqs_event,
 )
 from tests.support.ecs_world import SCENARIOS, EcsWorld
-from tests.support.requests import launch_request, workload_command
+from tests.support.requests import launch_request, requests_for
 
 pytestmark = pytest.mark.reliability
 
@@ -363,19 +363,7 @@ def test_r4_throttling_and_capacity_never_fail_a_task(
 
     launcher.ecs.meta.events.register("before-call.ecs.RunTask", flaky_aws)
     queued = datetime.fromtimestamp(start, UTC)
-    requests = []
-    for i in range(n):
-        key = TaskKey(dag_id="burst", task_id=f"t{i}", run_id="r", try_number=1)
-        requests.append(
-            LaunchRequest(
-                launch_id=new_launch_id(key),
-                owner="o",
-                key=key,
-                command=workload_command(key),
-                queued_at=queued,
-                launch_deadline=queued + timedelta(seconds=horizon),
-            )
-        )
+    requests = requests_for(n, queued, lambda _i: horizon)
     # The queue: (visible at, receive count, body). Retried messages come back after the launcher's backoff.
     pending = [(start, 1, r.to_json()) for r in requests]
     retries = 0

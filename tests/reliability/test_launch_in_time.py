@@ -9,13 +9,12 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from botocore.awsrequest import AWSResponse
 from ecs_event_executor.control.launching import Launcher, LauncherSettings, RetryLater
-from ecs_event_executor.control.messages import LaunchRequest, TaskKey, new_launch_id
 from ecs_event_executor.control.tasks.lifecycle import TaskState
 from ecs_event_executor.control.tasks.table import TaskTable
 from ecs_event_executor.executor import outcome_of
@@ -26,7 +25,7 @@ from lambdas.launcher import handler as launcher_handler
 from tests.conftest import ControlPlane
 from tests.reliability.test_faults import ecs_tasks_by_launch
 from tests.support.aws import ClientTokenSemantics, LambdaContextStub, body_event
-from tests.support.requests import workload_command
+from tests.support.requests import requests_for
 
 pytestmark = pytest.mark.reliability
 
@@ -35,23 +34,6 @@ pytestmark = pytest.mark.reliability
 def quiet_handlers(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "WARNING")
     launcher_handler.logger.setLevel("CRITICAL")  # R9 crashes 200 invocations on purpose
-
-
-def requests_for(n: int, queued: datetime, deadline_after: Callable[[int], float]) -> list[LaunchRequest]:
-    out = []
-    for i in range(n):
-        key = TaskKey(dag_id="burst", task_id=f"t{i}", run_id="r", try_number=1)
-        out.append(
-            LaunchRequest(
-                launch_id=new_launch_id(key),
-                owner="o",
-                key=key,
-                command=workload_command(key),
-                queued_at=queued,
-                launch_deadline=queued + timedelta(seconds=deadline_after(i)),
-            )
-        )
-    return out
 
 
 def ecs_error(code: str, message: str) -> tuple[AWSResponse, dict[str, Any]]:

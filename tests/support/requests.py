@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from ecs_event_executor.control.messages import LaunchRequest, TaskKey, new_launch_id, utcnow
@@ -54,3 +55,21 @@ def launch_request(
         launch_deadline=None if deadline_in is None else now + timedelta(seconds=deadline_in),
         **fields,
     )
+
+
+def requests_for(n: int, queued: datetime, deadline_after: Callable[[int], float]) -> list[LaunchRequest]:
+    """Return ``n`` launch requests of one burst queued at ``queued``, request ``i`` due ``deadline_after(i)`` s later."""
+    out = []
+    for i in range(n):
+        key = TaskKey(dag_id="burst", task_id=f"t{i}", run_id="r", try_number=1)
+        out.append(
+            LaunchRequest(
+                launch_id=new_launch_id(key),
+                owner="o",
+                key=key,
+                command=workload_command(key),
+                queued_at=queued,
+                launch_deadline=queued + timedelta(seconds=deadline_after(i)),
+            )
+        )
+    return out
