@@ -136,6 +136,9 @@ class ExecutorSettings(BaseModel):
     launch_start_margin_seconds: Annotated[float, _number(minimum=0)] = 180.0
     # From [scheduler] task_queued_timeout, read by load_settings.
     task_queued_timeout_seconds: float = 600.0
+    # How long a workload token is valid when it carries no exp claim, from the option the Airflow version signs
+    # it with (airflow_compat.token_lifetime_option), read by load_settings.
+    token_lifetime_seconds: float = 600.0
     # check_health fails when the control plane's heartbeat (written by the reconciler every few minutes) is
     # older than this: events may not be reconciled. 0 turns the check off.
     heartbeat_max_age_seconds: Annotated[float, _number(minimum=0)] = 1800.0
@@ -146,11 +149,23 @@ class ExecutorSettings(BaseModel):
 
 
 # The keys of [ecs_event_executor], in the order a problem is reported.
-_KEYS = tuple(name for name in ExecutorSettings.model_fields if name != "task_queued_timeout_seconds")
+_KEYS = tuple(
+    name
+    for name in ExecutorSettings.model_fields
+    if name not in ("task_queued_timeout_seconds", "token_lifetime_seconds")
+)
 
 
-def load_settings(conf: ConfSource, team_name: str | None = None) -> ExecutorSettings:
-    """Read and validate ``[ecs_event_executor]``; raise ExecutorSettingsError naming a bad key."""
+def load_settings(
+    conf: ConfSource,
+    team_name: str | None = None,
+    token_lifetime_option: tuple[str, str] = ("scheduler", "task_queued_timeout"),
+) -> ExecutorSettings:
+    """Read and validate ``[ecs_event_executor]``; raise ExecutorSettingsError naming a bad key.
+
+    ``token_lifetime_option`` is the (section, key) that sets how long the Airflow version's workload tokens are
+    valid (airflow_compat.token_lifetime_option).
+    """
 
     def raw(key: str) -> str | None:
         value = conf.get(SECTION, key, fallback=DEFAULTS.get(key))
@@ -159,15 +174,20 @@ def load_settings(conf: ConfSource, team_name: str | None = None) -> ExecutorSet
         value = str(value).strip()
         return value or None
 
-    try:
-        queued_timeout = float(conf.get("scheduler", "task_queued_timeout", fallback="600") or 600)
-    except ValueError:
-        raise ExecutorSettingsError(
-            f"[scheduler] task_queued_timeout must be a number ({env_var_name('task_queued_timeout', team_name, 'scheduler')})"
-        ) from None
+    def seconds(section: str, key: str) -> float:
+        try:
+            return float(conf.get(section, key, fallback="600") or 600)
+        except ValueError:
+            raise ExecutorSettingsError(
+                f"[{section}] {key} must be a number ({env_var_name(key, team_name, section)})"
+            ) from None
+
+    queued_timeout = seconds("scheduler", "task_queued_timeout")
+    token_lifetime = seconds(*token_lifetime_option)
     try:
         return ExecutorSettings.model_validate(
-            {key: raw(key) for key in _KEYS} | {"task_queued_timeout_seconds": queued_timeout}
+            {key: raw(key) for key in _KEYS}
+            | {"task_queued_timeout_seconds": queued_timeout, "token_lifetime_seconds": token_lifetime}
         )
     except ValidationError as exc:
         error = exc.errors()[0]

@@ -7,7 +7,6 @@ import base64
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,10 +17,13 @@ from ecs_event_executor.executor import EcsEventExecutor
 from tests.executor.conftest import (
     ExecutorEnv,
     StandInControlPlane,
+    execute_task,
     make_ti,
     queue_all,
     task_workload,
 )
+
+pytestmark = pytest.mark.compat
 
 
 def jwt_with(claims: dict[str, Any]) -> str:
@@ -34,12 +36,7 @@ def jwt_with(claims: dict[str, Any]) -> str:
 
 
 def workload_with_token(token: str, run_id: str = "manual__2026-11-25", **ti_fields: Any) -> Any:
-    from airflow.executors.workloads import BundleInfo, ExecuteTask
-
-    ti = make_ti(run_id, **ti_fields)
-    workload = ExecuteTask.make(
-        ti, dag_rel_path=Path("example.py"), bundle_info=BundleInfo(name="dags-folder")
-    )
+    workload = execute_task(make_ti(run_id, **ti_fields))
     workload.token = token
     return workload
 
