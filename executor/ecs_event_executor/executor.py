@@ -583,7 +583,7 @@ class EcsEventExecutor(BaseExecutor):
         """Cancel a task (not launched: never launched; launched: stopped); Airflow requeues it. Never raises."""
         try:
             key = ti.key
-            launch_id = self._launch_of.get(key) or ti.external_executor_id
+            launch_id = self._launch_of.get(key) or getattr(ti, "external_executor_id", None)
             self.queued_tasks.pop(key, None)
             self.running.discard(key)
             if not launch_id:
