@@ -36,13 +36,14 @@ def config_options() -> dict[str, dict[str, Any]]:
     options: dict[str, dict[str, Any]] = {}
     for key in setting_keys():
         field = ExecutorSettings.model_fields[key]
-        extra = field.json_schema_extra
-        assert isinstance(extra, dict), f"{key} is declared without _key()"
+        # A key declared without _key() still lists (Airflow calls this while it discovers providers, so it must
+        # not raise); tests/executor/test_provider.py fails until it has a description and an example.
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
         options[key] = {
-            "description": f"{field.description}\n",
-            "version_added": extra["version_added"],
+            "description": f"{field.description or ''}\n",
+            "version_added": extra.get("version_added"),
             "type": _config_type(field.annotation),
-            "example": extra["example"],
+            "example": extra.get("example"),
             "default": default_text(field.default),
         }
     return options

@@ -46,7 +46,7 @@ def test_every_key_the_executor_reads_is_declared_with_its_default_and_a_descrip
         field = ExecutorSettings.model_fields[key]
         assert option["default"] == DEFAULTS.get(key), key
         assert isinstance(option["description"], str) and len(option["description"]) > 20, key
-        assert option["example"], key
+        assert option["example"] and option["version_added"], f"{key}: declare it with _key() in config.py"
         if not field.is_required() and field.default is not None:
             # The declared default is what the settings model falls back to.
             parsed = ExecutorSettings.model_validate(
