@@ -30,6 +30,7 @@ from ecs_event_executor.change_feed import ChangeFeed
 from ecs_event_executor.config import ExecutorSettings, ExecutorSettingsError, load_settings
 from ecs_event_executor.control.aws_errors import ErrorKind, classify, error_text
 from ecs_event_executor.control.executor_config import ExecutorConfigError, check_executor_config
+from ecs_event_executor.control.health import path_problems
 from ecs_event_executor.control.messages import (
     AdoptRequest,
     CancelRequest,
@@ -221,7 +222,9 @@ class EcsEventExecutor(BaseExecutor):
             self.check_health()
 
     def check_health(self) -> None:
-        """Check that the task table can be read and the launch queue written with the configured identity."""
+        """Check the whole path: the task table is readable and the launch queue writable with the configured
+        identity, the reconciler runs, ECS accepts the launcher's RunTask and ECS events reach the status function
+        (the last three from the control plane's heartbeat). Raise naming every broken part."""
         owner = self._ensure_owner()
         problems = []
         try:
@@ -244,7 +247,8 @@ class EcsEventExecutor(BaseExecutor):
         self.log.info("EcsEventExecutor health check succeeded")
 
     def _heartbeat_problems(self) -> list[str]:
-        """Check the control plane's heartbeat (the reconciler writes it): missing is a warning, stale a problem."""
+        """Check the control plane's heartbeat: missing is a warning; stale, RunTask refused or events not arriving
+        are problems."""
         max_age = self.settings.heartbeat_max_age_seconds
         if not max_age:
             return []
@@ -256,13 +260,20 @@ class EcsEventExecutor(BaseExecutor):
             # A stack deployed minutes ago may not have run its reconciler yet.
             self.log.warning("EcsEventExecutor: no control-plane heartbeat yet; is the reconciler deployed?")
             return []
-        age = (self._now_ms() - int(heartbeat.get("heartbeat_at", 0))) / 1000
+        # The launcher's and the status function's notes on the path to ECS and back (control/health.py).
+        problems = path_problems(heartbeat, self._now_ms())
+        if "heartbeat_at" not in heartbeat:
+            self.log.warning(
+                "EcsEventExecutor: the reconciler has not written its heartbeat yet; is it deployed?"
+            )
+            return problems
+        age = (self._now_ms() - int(heartbeat["heartbeat_at"])) / 1000
         if age > max_age:
-            return [
+            problems.append(
                 f"the control plane's heartbeat is {age:.0f} s old (limit {max_age:.0f} s): the reconciler is not "
                 "running, so lost ECS events would not be recovered"
-            ]
-        return []
+            )
+        return problems
 
     # -------------------------------------------------------------- queueing
 
