@@ -176,3 +176,21 @@ def test_a_failed_try_info_carries_the_reason_and_the_last_container_lines(
     assert "line 29" in info and "line 20" not in info  # the last 10 lines, not the whole stream
     # One GetLogEvents for the tail, besides the change-feed read.
     assert executor_env.counter.calls[("logs", "GetLogEvents")] == 1
+
+
+def test_a_burst_of_failures_reads_at_most_ten_tails_per_loop(
+    executor_env: ExecutorEnv, control: StandInControlPlane
+) -> None:
+    executor = executor_env.executor()
+    queue_all(executor, [task_workload(f"burst-{i}") for i in range(12)])
+    for request in control.deliver():
+        control.ecs(
+            request.launch_id, "FAILED", exit_code=1, reason="the Airflow container exited with code 1"
+        )
+    executor_env.counter.reset()
+    executor.sync()
+    infos = [info for _state, info in executor.get_event_buffer().values()]
+    assert len(infos) == 12 and all(i.startswith("the Airflow container exited with code 1") for i in infos)
+    # Ten tails (their streams are empty here), the other two carry the reason only: the loop is not held.
+    assert executor_env.counter.calls[("logs", "GetLogEvents")] == 10
+    assert sum("container's log" in i for i in infos) == 10
