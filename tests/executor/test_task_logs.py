@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from types import SimpleNamespace
 from typing import Any
 
@@ -94,21 +95,30 @@ def test_out_of_memory_is_named_in_show_and_in_the_task_log(
     assert f"exited with code 137: {OOM}" in log
 
 
-def test_every_try_is_served_after_it_ended(executor_env: ExecutorEnv, control: StandInControlPlane) -> None:
-    executor = executor_env.executor()
+def _two_tries(
+    executor: EcsEventExecutor, control: StandInControlPlane, run_id: str, *, second: str = "SUCCEEDED"
+) -> list[str]:
+    """Run try 1 (fails, exit code 1) and try 2 of example.t1 in ``run_id``; return their launch ids."""
     launches = []
-    for try_number, (state, code) in enumerate([("FAILED", 1), ("SUCCEEDED", 0)], start=1):
-        queue_all(executor, [task_workload("retried", try_number=try_number)])
+    for try_number, (state, code) in enumerate([("FAILED", 1), (second, 0)], start=1):
+        queue_all(executor, [task_workload(run_id, try_number=try_number)])
         (request,) = control.deliver()
         control.ecs(request.launch_id, "RUNNING")
         item = control.table.get(request.launch_id)
         assert item is not None and item.task_arn
         _write_container_log(item.task_arn, [f"output of try {try_number}"])
-        control.ecs(
-            request.launch_id, state, exit_code=code, reason="the Airflow container exited with code 1"
-        )
+        if state != "RUNNING":
+            control.ecs(
+                request.launch_id, state, exit_code=code, reason="the Airflow container exited with code 1"
+            )
         executor.sync()
         launches.append(request.launch_id)
+    return launches
+
+
+def test_every_try_is_served_after_it_ended(executor_env: ExecutorEnv, control: StandInControlPlane) -> None:
+    executor = executor_env.executor()
+    launches = _two_tries(executor, control, "retried")
 
     # The API server's reader is a fresh executor: it knows each try only by its external executor id.
     reader = EcsTaskLogReader(executor_env.executor(start=False))
@@ -194,3 +204,40 @@ def test_a_burst_of_failures_reads_at_most_ten_tails_per_loop(
     # Ten tails (their streams are empty here), the other two carry the reason only: the loop is not held.
     assert executor_env.counter.calls[("logs", "GetLogEvents")] == 10
     assert sum("container's log" in i for i in infos) == 10
+
+
+def test_get_task_log_of_an_earlier_try_reads_its_launch_from_the_task_instance_history(
+    executor_env: ExecutorEnv, control: StandInControlPlane
+) -> None:
+    import airflow.models
+    from airflow import settings
+    from airflow.models.taskinstancehistory import TaskInstanceHistory
+    from airflow.utils.session import create_session
+    from sqlalchemy import insert, text
+
+    executor = executor_env.executor()
+    launches = _two_tries(executor, control, "history", second="RUNNING")
+    # Airflow's metadata database, reduced to the table the lookup reads: try 1 as Airflow archived it.
+    airflow.models.import_all_models()
+    TaskInstanceHistory.__table__.create(settings.engine, checkfirst=True)  # type: ignore[attr-defined]
+    with create_session() as session:
+        # Airflow turns SQLite's foreign keys on; the task instance and run rows this one refers to are not here.
+        session.execute(text("PRAGMA foreign_keys=OFF"))
+        session.execute(
+            insert(TaskInstanceHistory).values(
+                task_instance_id=uuid.uuid4(),
+                dag_id="example",
+                task_id="t1",
+                run_id="history",
+                map_index=-1,
+                try_number=1,
+                pool="default_pool",
+                external_executor_id=launches[0],
+            )
+        )
+    # Try 2 runs: Airflow asks the executor, with the current task instance, for try 1's log too.
+    current = make_ti("history", try_number=2, external_executor_id=launches[1])
+    current.state = "running"
+    first = "\n".join(executor.get_task_log(current, 1)[1])
+    assert "output of try 1" in first and "is FAILED" in first and "output of try 2" not in first
+    assert "output of try 2" in "\n".join(executor.get_task_log(current, 2)[1])
