@@ -19,7 +19,7 @@ def test_refused_executor_config_event_is_saved_by_the_scheduler(executor_env: E
     gc.collect()  # whatever holds the row weakly only (SQLAlchemy's instance state) must not be what keeps it
 
     engine = sa.create_engine("sqlite://")
-    Log.__table__.create(engine)  # type: ignore[attr-defined]
+    Log.__table__.create(engine)
     with Session(engine) as session:
         # Airflow's own code: a generator popping the executor's deque into bulk_save_objects.
         SchedulerJobRunner._process_task_event_logs(executor._task_event_logs, session)

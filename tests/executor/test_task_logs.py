@@ -219,7 +219,7 @@ def test_get_task_log_of_an_earlier_try_reads_its_launch_from_the_task_instance_
     launches = _two_tries(executor, control, "history", second="RUNNING")
     # Airflow's metadata database, reduced to the table the lookup reads: try 1 as Airflow archived it.
     airflow.models.import_all_models()
-    TaskInstanceHistory.__table__.create(settings.engine, checkfirst=True)  # type: ignore[attr-defined]
+    TaskInstanceHistory.__table__.create(settings.engine, checkfirst=True)
     with create_session() as session:
         # Airflow turns SQLite's foreign keys on; the task instance and run rows this one refers to are not here.
         session.execute(text("PRAGMA foreign_keys=OFF"))
