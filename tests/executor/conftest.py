@@ -92,8 +92,10 @@ class ExecutorEnv:
     def executor(
         self, *, team_name: str | None = None, job_id: int | str | None = 1, start: bool = True
     ) -> EcsEventExecutor:
+        # Airflow 2.11's BaseExecutor takes no team_name (no multi-team).
+        teams: dict[str, Any] = {"team_name": team_name} if team_name is not None else {}
         executor = EcsEventExecutor(
-            team_name=team_name,
+            **teams,
             client_factory=self.client_factory,
             clock=self.clock,
             sleep=self.clock.advance,

@@ -1,4 +1,4 @@
-"""Issue 18: the supported Airflow range, and what differs between 3.1, 3.2 and 3.3 (airflow_compat).
+"""Issue 18: the supported Airflow range, and what differs between 2.11, 3.1, 3.2 and 3.3 (airflow_compat).
 
 These run in every compat virtualenv (make test-compat), each a real install of one Airflow version; a test whose
 expectation depends on the version reads it from ``ecs_event_executor.executor.AIRFLOW_VERSION``.
@@ -27,12 +27,14 @@ from tests.executor.conftest import ExecutorEnv, StandInControlPlane, queue_all,
 pytestmark = pytest.mark.compat
 
 
-@pytest.mark.parametrize("version", ["3.1.0", "3.1.8", "3.2.2", "3.3.2", "3.3.0rc1", "3.3.3.dev0"])
+@pytest.mark.parametrize(
+    "version", ["2.11.0", "2.11.2", "3.1.0", "3.1.8", "3.2.2", "3.3.2", "3.3.0rc1", "3.3.3.dev0"]
+)
 def test_supported_versions_are_accepted(version: str) -> None:
     assert check_airflow_version(version) == Version(version)
 
 
-@pytest.mark.parametrize("version", ["2.10.5", "3.0.6", "3.4.0", "3.4.0rc1", "4.0.0"])
+@pytest.mark.parametrize("version", ["2.10.5", "2.9.3", "3.0.6", "3.4.0", "3.4.0rc1", "4.0.0"])
 def test_other_versions_are_refused_at_import_naming_the_range(version: str) -> None:
     with pytest.raises(UnsupportedAirflowVersion) as raised:
         check_airflow_version(version)
@@ -55,6 +57,8 @@ def test_the_installed_airflow_is_in_the_declared_range() -> None:
 
 
 def test_token_lifetime_option_follows_what_each_version_signs_with() -> None:
+    # 2.11 has no token: the scheduler takes a task back after task_queued_timeout.
+    assert token_lifetime_option(Version("2.11.2")) == ("scheduler", "task_queued_timeout")
     assert token_lifetime_option(Version("3.1.8")) == ("execution_api", "jwt_expiration_time")
     assert token_lifetime_option(Version("3.2.0")) == ("scheduler", "task_queued_timeout")
     assert token_lifetime_option(Version("3.3.2")) == ("scheduler", "task_queued_timeout")
