@@ -12,8 +12,9 @@ from datetime import timedelta
 import pytest
 from airflow.models.taskinstancekey import TaskInstanceKey
 from ecs_event_executor.control.messages import LaunchRequest
+from ecs_event_executor.executor import AIRFLOW_VERSION
 
-from tests.executor.conftest import ExecutorEnv
+from tests.executor.conftest import AIRFLOW_2, ExecutorEnv
 
 pytestmark = pytest.mark.compat
 
@@ -41,6 +42,7 @@ def test_execute_async_sends_the_cli_command_with_a_deadline_of_task_queued_time
     executor_env: ExecutorEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT", "1200")
+    monkeypatch.setenv("AIRFLOW__EXECUTION_API__JWT_EXPIRATION_TIME", "900")
     monkeypatch.setenv("AIRFLOW__ECS_EVENT_EXECUTOR__LAUNCH_START_MARGIN_SECONDS", "100")
     executor = executor_env.executor()
     executor.execute_async(KEY, COMMAND, queue="default", executor_config=None)
@@ -53,7 +55,10 @@ def test_execute_async_sends_the_cli_command_with_a_deadline_of_task_queued_time
         1,
     )
     assert request.launch_deadline is not None
-    assert request.launch_deadline - request.queued_at == timedelta(seconds=1100)
+    # 2.11 has no token: task_queued_timeout bounds the launch. The same call on 3.1 (a tokenless launch) follows
+    # 3.1's token lifetime, jwt_expiration_time.
+    lifetime = 900 if not AIRFLOW_2 and AIRFLOW_VERSION.release[:2] < (3, 2) else 1200
+    assert request.launch_deadline - request.queued_at == timedelta(seconds=lifetime - 100)
     assert KEY in executor.running
     # The launch id becomes external_executor_id (what another scheduler adopts by).
     assert executor.event_buffer[KEY][1] == request.launch_id
