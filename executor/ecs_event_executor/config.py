@@ -8,9 +8,13 @@ key and the environment variable that sets it.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Protocol
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError
+
+from ecs_event_executor.control.executor_config import account_ecr_pattern
+from ecs_event_executor.control.launch_profiles import UNKNOWN_QUEUE_POLICIES
 
 SECTION = "ecs_event_executor"
 
@@ -27,6 +31,7 @@ DEFAULTS: dict[str, str] = {
     "send_retries": "3",
     "heartbeat_max_age_seconds": "1800",
     "launch_start_margin_seconds": "180",
+    "unknown_queue": "default",
 }
 
 
@@ -92,6 +97,23 @@ def _number(*, minimum: float, integer: bool = False, maximum: int | None = None
 
 _RequiredText = Annotated[str, BeforeValidator(_required)]
 
+
+def _names(value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def _unknown_queue(value: str) -> str:
+    if value.lower() not in UNKNOWN_QUEUE_POLICIES:
+        raise ValueError(f"must be default or refuse, got {value!r}")
+    return value.lower()
+
+
+# The account and region of an SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/<name>).
+_QUEUE_ACCOUNT = re.compile(r"/(\d{12})/[^/]+$")
+_QUEUE_REGION = re.compile(r"^https?://sqs\.([a-z0-9-]+)\.amazonaws\.com")
+
 # The executor's safety net re-reads its tracked items at least this often apart, and always runs.
 MIN_RECONCILE_INTERVAL_SECONDS = 30.0
 
@@ -139,6 +161,25 @@ class ExecutorSettings(BaseModel):
     # check_health fails when the control plane's heartbeat (written by the reconciler every few minutes) is
     # older than this: events may not be reconciled. 0 turns the check off.
     heartbeat_max_age_seconds: Annotated[float, _number(minimum=0)] = 1800.0
+    # Images a task's executor_config may name (comma-separated patterns, '*' matches anything); unset: the
+    # ECR repositories of the queue's account in its region.
+    allowed_images: Annotated[tuple[str, ...] | None, BeforeValidator(_names)] = None
+    # The stack's launch profile names (stack output); unset: the queue is not checked here, only by the launcher.
+    launch_profiles: Annotated[tuple[str, ...] | None, BeforeValidator(_names)] = None
+    # A task whose queue names no launch profile: "default" (runs with the default profile) or "refuse".
+    unknown_queue: Annotated[str, AfterValidator(_unknown_queue)] = "default"
+
+    @property
+    def image_patterns(self) -> tuple[str, ...]:
+        """Return the allowed image patterns: the setting, or the queue account's ECR repositories."""
+        if self.allowed_images is not None:
+            return self.allowed_images
+        account = _QUEUE_ACCOUNT.search(self.queue_url)
+        region = _QUEUE_REGION.match(self.queue_url)
+        region_name = region.group(1) if region else self.region_name
+        if account is None or region_name is None:
+            return ()
+        return (account_ecr_pattern(account.group(1), region_name),)
 
     @property
     def is_fifo_queue(self) -> bool:
