@@ -255,3 +255,27 @@ def test_bad_launch_profiles_fail_naming_the_variable(control_plane: ControlPlan
 
     with pytest.raises(EnvironmentVariableError, match="LAUNCH_PROFILES"):
         LauncherSettings.from_env({**control_plane.env, env_vars.LAUNCH_PROFILES: profiles})
+
+
+def test_a_profile_on_another_cluster_launches_there_and_its_events_are_tracked(
+    control_plane: ControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The status handler reads LAUNCH_PROFILES: a profile's cluster is one of the control plane's."""
+    from lambdas.status import handler as status_handler
+    from tests.support.ecs_events import task_event
+    from tests.support.handlers import send
+
+    ecs = control_plane.client("ecs")
+    gpu_cluster = ecs.create_cluster(clusterName="airflow-gpu")["cluster"]["clusterArn"]
+    profiles = json.dumps({"gpu": {"cluster": gpu_cluster}})
+    monkeypatch.setenv(env_vars.LAUNCH_PROFILES, profiles)
+    status_handler.reset()
+    launch = launcher(control_plane, **{env_vars.LAUNCH_PROFILES: profiles})
+    request = launch_request("gpu", queue="gpu")
+    assert launch.handle(request.to_json()) is Result.LAUNCHED
+    stored = TaskTable(control_plane.table).get(request.launch_id)
+    assert stored is not None and stored.task_arn and stored.cluster_arn == gpu_cluster
+    task = ecs.describe_tasks(cluster=gpu_cluster, tasks=[stored.task_arn])["tasks"][0]
+    assert send(task_event(task, last_status="RUNNING", version=3)) == "Applied"
+    tracked = TaskTable(control_plane.table).get(request.launch_id)
+    assert tracked is not None and tracked.state is TaskState.RUNNING
