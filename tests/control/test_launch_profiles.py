@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from ecs_event_executor.control import environment as env_vars
+from ecs_event_executor.control.environment import EnvironmentVariableError
 from ecs_event_executor.control.launching import Launcher, LauncherSettings, Result, RetryLater
 from ecs_event_executor.control.messages import TaskKey
 from ecs_event_executor.control.reconciling import Reconciler, ReconcilerSettings
@@ -247,14 +248,20 @@ def test_the_reconciler_deregisters_a_derived_task_definition_unused_for_n_days(
     [
         '{"default": {}}',
         '{"spot": {"launchType": "EC2", "capacityProviderStrategy": [{"capacityProvider": "x"}]}}',
+        '{"spot": {"runTaskKwargs": {"count": 2}}}',
         "[]",
     ],
 )
-def test_bad_launch_profiles_fail_naming_the_variable(control_plane: ControlPlane, profiles: str) -> None:
-    from ecs_event_executor.control.environment import EnvironmentVariableError
-
+def test_bad_launch_profiles_fail_naming_the_variable(profiles: str) -> None:
+    env = {
+        env_vars.TASKS_TABLE_NAME: "t",
+        env_vars.CLUSTER: "c",
+        env_vars.TASK_DEFINITION: "td:1",
+        env_vars.CONTAINER_NAME: "base",
+        env_vars.LAUNCH_PROFILES: profiles,
+    }
     with pytest.raises(EnvironmentVariableError, match="LAUNCH_PROFILES"):
-        LauncherSettings.from_env({**control_plane.env, env_vars.LAUNCH_PROFILES: profiles})
+        LauncherSettings.from_env(env)
 
 
 def test_a_profile_on_another_cluster_launches_there_and_its_events_are_tracked(

@@ -9,6 +9,7 @@ read them; a contract imports no service.
 - ``tasks``          the tasks table: lifecycle, schema, item and the conditional writes.
 - ``ecs_state``      ECS "Task State Change" events and their mapping to a task's state.
 - ``bus``            the events the control plane publishes to its own EventBridge bus.
+- ``launch_profiles`` the named launch configurations an Airflow task's queue picks (cdk.json, LAUNCH_PROFILES).
 
 Services: one per Lambda, each a class its handler (``lambdas/<name>/handler.py``) builds and calls, each
 deployed by the construct of the same name in ``infra/``.
@@ -21,6 +22,7 @@ deployed by the construct of the same name in ``infra/``.
                        (``lambdas/reconciler``, ``infra.reconciler.ReconcilerFunction``).
 
 What the services share: ``run_task`` (RunTask arguments and ``executor_config`` checks), ``pacing`` (the RunTask
-rate), ``aws_errors`` (which AWS failures to retry). ``workload_guard`` is the launcher's allow-list: a launch runs
+rate), ``aws_errors`` (which AWS failures to retry), ``task_definitions`` (task definitions derived for a task's
+image: registered once by the launcher, deregistered when unused by the reconciler). ``workload_guard`` is the launcher's allow-list: a launch runs
 only the Airflow workload of the message's own task instance (docs/security.md).
 """

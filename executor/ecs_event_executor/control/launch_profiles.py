@@ -17,7 +17,7 @@ import re
 from collections.abc import Collection, Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from ecs_event_executor.control.executor_config import ExecutorConfigError, validate_executor_config
@@ -94,15 +94,12 @@ def parse_profiles(raw: Mapping[str, Any]) -> dict[str, LaunchProfile]:
             raise ValueError(f"{name}: expected an object, got {type(value).__name__}")
         try:
             profiles[name] = LaunchProfile.model_validate(value)
-        except ValueError as exc:
-            errors = getattr(exc, "errors", None)
-            if callable(errors):
-                first = errors()[0]
-                where = ".".join(str(p) for p in first["loc"])
-                cause = (first.get("ctx") or {}).get("error")
-                problem = str(cause) if cause is not None else first["msg"]
-                raise ValueError(f"{name}{'.' + where if where else ''}: {problem}") from None
-            raise ValueError(f"{name}: {exc}") from None
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            cause = (first.get("ctx") or {}).get("error")
+            problem = str(cause) if cause is not None else first["msg"]
+            raise ValueError(f"{name}{'.' + where if where else ''}: {problem}") from None
     return profiles
 
 
@@ -115,11 +112,9 @@ def profile_for_queue(
 ) -> str:
     """Return the profile a task on ``queue`` launches with; raise UnknownQueue when it names none and
     ``unknown`` is ``refuse`` (the message names ``setting``, the policy that refused it)."""
-    if not queue or queue == DEFAULT_PROFILE or queue in names:
-        return queue if queue and queue in names else DEFAULT_PROFILE
-    if unknown == "refuse":
-        known = ", ".join(sorted({DEFAULT_PROFILE, *names}))
-        raise UnknownQueue(
-            f"queue {queue!r} names no launch profile (known: {known}) and {setting} is refuse"
-        )
-    return DEFAULT_PROFILE
+    if queue and queue in names:
+        return queue
+    if not queue or queue == DEFAULT_PROFILE or unknown != "refuse":
+        return DEFAULT_PROFILE
+    known = ", ".join(sorted({DEFAULT_PROFILE, *names}))
+    raise UnknownQueue(f"queue {queue!r} names no launch profile (known: {known}) and {setting} is refuse")
