@@ -286,3 +286,25 @@ def test_a_profile_on_another_cluster_launches_there_and_its_events_are_tracked(
     assert send(task_event(task, last_status="RUNNING", version=3)) == "Applied"
     tracked = TaskTable(control_plane.table).get(request.launch_id)
     assert tracked is not None and tracked.state is TaskState.RUNNING
+
+
+def test_a_use_between_the_reconcilers_read_and_its_delete_keeps_the_registration(
+    control_plane: ControlPlane,
+) -> None:
+    """The reconciler deletes a registration only if its last use is still the one it read: a launcher that used
+    the family in between keeps it (and its revisions stay registered)."""
+    from ecs_event_executor.control.tasks.registrations import Registrations
+
+    now = [1_800_000_000.0]
+    registrations = Registrations(control_plane.table, clock=lambda: now[0])
+    family = "airflow-worker" + DERIVED_MARK + "0123456789ab"
+    assert registrations.claim(family, lease_seconds=30)
+    registrations.record(family, f"arn:aws:ecs:us-east-1:123456789012:task-definition/{family}:1")
+    seen = registrations.get(family)
+    assert seen is not None and seen.task_definition_arn
+    now[0] += 30 * 24 * 3600
+    assert registrations.mark_used(family, seen.task_definition_arn)  # a launch, after the reconciler's read
+    assert registrations.forget_unused(seen) is False
+    assert registrations.get(family) is not None
+    assert registrations.forget_unused(registrations.get(family)) is True  # type: ignore[arg-type]
+    assert registrations.get(family) is None
