@@ -214,6 +214,8 @@ class EcsEventExecutorStack(Stack):
             "UNKNOWN_QUEUE": s.unknown_queue,
             "ALLOWED_IMAGES": Fn.join(",", self.runtime.allowed_images),
         }
+        if s.worker_airflow_version:  # the executor warns at start when the scheduler's Airflow differs
+            airflow["WORKER_AIRFLOW_VERSION"] = s.worker_airflow_version
         for key, value in airflow.items():
             name = "Airflow" + "".join(part.title() for part in key.split("_"))
             CfnOutput(

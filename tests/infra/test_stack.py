@@ -380,6 +380,7 @@ def test_outputs_include_ready_to_paste_airflow_settings(template: Template) -> 
             "LAUNCH_PROFILES",
             "UNKNOWN_QUEUE",
             "ALLOWED_IMAGES",
+            "WORKER_AIRFLOW_VERSION",
         )
     }
     # What the executor checks at queue time: the profile names (cdk.json's "spot"), the unknown-queue policy
