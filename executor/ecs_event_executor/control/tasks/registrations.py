@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 from botocore.exceptions import ClientError
 
+from ecs_event_executor.control.aws_clients import lambda_client
 from ecs_event_executor.control.tasks.item import deserialize, serialize
 from ecs_event_executor.control.tasks.schema import Attr, registration_key
 
@@ -48,7 +48,7 @@ class Registrations:
         self.table_name = table_name
         self._client = client
         # The launcher shares its TaskTable's client (boto3 client creation is not thread-safe).
-        self._client_factory = client_factory or (lambda: boto3.client("dynamodb"))
+        self._client_factory = client_factory or (lambda: lambda_client("dynamodb"))
         self._clock = clock
 
     @property
