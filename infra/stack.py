@@ -116,14 +116,14 @@ class EcsEventExecutorStack(Stack):
         )
 
         # Grants: least privilege, one line per permission. Item actions follow what each handler's TaskTable
-        # calls do: put_item creates a launch (launcher) or the heartbeat (reconciler); get_item reads an item.
+        # calls do: put_item creates a launch (launcher); update_item notes the heartbeat; get_item reads an item.
         self.runtime.grant_launch(self.launcher.function)
         self.tasks.grant_item_actions(self.launcher.function, "GetItem", "PutItem", "UpdateItem")
         self.tasks.grant_item_actions(self.status.function, "GetItem", "UpdateItem")
         # BatchGetItem: the stale index holds keys only, the reconciler reads the items themselves.
         # DeleteItem: a derived task definition's registration item, before the reconciler deregisters it.
         self.tasks.grant_item_actions(
-            self.reconciler.function, "GetItem", "BatchGetItem", "UpdateItem", "PutItem", "DeleteItem"
+            self.reconciler.function, "GetItem", "BatchGetItem", "UpdateItem", "DeleteItem"
         )
         self.tasks.grant_stale_index_query(self.reconciler.function)
         self.runtime.grant_describe_tasks(self.reconciler.function)

@@ -127,19 +127,24 @@ class Registrations:
         )
 
     def adopt(self, family: str, task_definition_arn: str) -> bool:
-        """Record a family found in ECS with no item (its item was lost): its unused time starts now."""
+        """Record a family found in ECS with no item (its item was lost): its unused time starts now.
+
+        An UpdateItem that creates the item (the reconciler writes no item with PutItem)."""
         try:
-            self.client.put_item(
+            self.client.update_item(
                 TableName=self.table_name,
-                Item=serialize(
-                    {
-                        Attr.PK: registration_key(family),
-                        Attr.TASK_DEFINITION_ARN: task_definition_arn,
-                        Attr.LAST_USED_AT: self._now_ms(),
-                    }
-                ),
+                Key={Attr.PK: {"S": registration_key(family)}},
+                UpdateExpression="SET #arn = :arn, #used = :now",
                 ConditionExpression="attribute_not_exists(#pk)",
-                ExpressionAttributeNames={"#pk": Attr.PK},
+                ExpressionAttributeNames={
+                    "#pk": Attr.PK,
+                    "#arn": Attr.TASK_DEFINITION_ARN,
+                    "#used": Attr.LAST_USED_AT,
+                },
+                ExpressionAttributeValues={
+                    ":arn": {"S": task_definition_arn},
+                    ":now": {"N": str(self._now_ms())},
+                },
             )
         except ClientError as exc:
             if _condition_failed(exc):
