@@ -308,3 +308,30 @@ def test_a_use_between_the_reconcilers_read_and_its_delete_keeps_the_registratio
     assert registrations.get(family) is not None
     assert registrations.forget_unused(registrations.get(family)) is True  # type: ignore[arg-type]
     assert registrations.get(family) is None
+
+
+def test_a_derived_family_without_a_registration_is_adopted_then_collected(
+    control_plane: ControlPlane,
+) -> None:
+    """A derived family ECS has and the table does not (its item was lost) gets an item; its days start then."""
+    from ecs_event_executor.control.task_definitions import collect_unused
+    from ecs_event_executor.control.tasks.registrations import Registrations
+
+    ecs = control_plane.client("ecs")
+    family = "airflow-worker" + DERIVED_MARK + "feedfacecafe"
+    ecs.register_task_definition(
+        family=family, containerDefinitions=[{"name": "base", "image": GPU_IMAGE, "memory": 512}]
+    )
+    now = [1_800_000_000.0]
+    registrations = Registrations(control_plane.table, clock=lambda: now[0])
+
+    def collect() -> Any:
+        return collect_unused(
+            ecs, registrations, ["airflow-worker"], unused_days=7, now_ms=int(now[0] * 1000)
+        )
+
+    assert collect().adopted == 1
+    assert registrations.get(family) is not None
+    now[0] += 8 * 24 * 3600
+    assert collect().deregistered == 1
+    assert ecs.list_task_definitions(familyPrefix=family, status="ACTIVE")["taskDefinitionArns"] == []
