@@ -39,6 +39,8 @@ class QueuedWork:
     token_expires_at: datetime | None = None
     # The external executor id the scheduler assigned when it queued the task (pre_assigns_external_executor_id).
     external_executor_id: str | None = None
+    # The task's Airflow queue (it picks the launch profile); callbacks have none.
+    queue: str | None = None
 
 
 def workload_command(workload: Any) -> list[str]:
@@ -95,6 +97,7 @@ def take_workload(executor: BaseExecutor, workload: Any) -> QueuedWork:
             workload.ti.executor_config,
             token_expires_at=token_expiry(getattr(workload, "token", None)),
             external_executor_id=getattr(workload.ti, "external_executor_id", None),
+            queue=getattr(workload.ti, "queue", None),
         )
     if isinstance(workload, workloads.ExecuteCallback):
         callback_key = workload.callback.key
