@@ -90,3 +90,29 @@ def test_bench_runs_both_executors_and_writes_the_report(
     assert "### 2. Burst of 5 queued tasks" in text and "### Targets" in text
     assert "| tasks not reported | 0 | 0 |" in text
     assert (tmp_path / "bench.png").stat().st_size > 10_000
+
+
+def test_the_emulator_answers_each_request_once() -> None:
+    """moto's own stubber must not answer again after the emulator's hook: every write would run twice."""
+    from ecs_event_executor.control.tasks.schema import table_definition
+    from moto import mock_aws
+
+    from harness.bench.emulator import Emulator
+    from harness.bench.model import AwsModel
+
+    definition = table_definition("once")
+    with mock_aws():
+        sim = Sim(start=0.0)
+        emulator = Emulator(sim, AwsModel(), definition)
+        dynamodb = emulator.client("dynamodb")
+        dynamodb.create_table(**definition)
+        dynamodb.update_item(
+            TableName="once",
+            Key={definition["KeySchema"][0]["AttributeName"]: {"S": "k"}},
+            UpdateExpression="ADD n :one",
+            ExpressionAttributeValues={":one": {"N": "1"}},
+        )
+        item = emulator.billing.stored({"S": "k"})
+
+    assert item is not None and item["n"] == {"N": "1"}  # 2 when moto applied the same request twice
+    assert sim.system.requests["dynamodb.UpdateItem"] == 1
