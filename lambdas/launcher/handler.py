@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse, PartialItemFailures
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from ecs_event_executor.control import clients
 from ecs_event_executor.control import environment as env_vars
 from ecs_event_executor.control.launching import (
     RECYCLE_AFTER_RECEIVES,
@@ -46,7 +46,7 @@ def launcher() -> Launcher:
 def sqs() -> Any:
     global _sqs
     if _sqs is None:
-        _sqs = boto3.client("sqs")
+        _sqs = clients.client("sqs")
     return _sqs
 
 

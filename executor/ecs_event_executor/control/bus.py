@@ -16,7 +16,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-import boto3
+from ecs_event_executor.control import clients
 
 SOURCE = "airflow.ecs-event-executor"
 TASK_LAUNCHED = "Airflow Task Launched"
@@ -48,7 +48,7 @@ class ControlPlaneBus:
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = boto3.client("events")
+            self._client = clients.client("events", config=clients.UNVALIDATED)
         return self._client
 
     def publish(

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ecs_event_executor.control import bus as bus_events
+from ecs_event_executor.control import clients
 from ecs_event_executor.control import environment as env_vars
 from ecs_event_executor.control.aws_errors import (
     ErrorKind,
@@ -188,7 +188,7 @@ class Launcher:
     @property
     def ecs(self) -> Any:
         if self._ecs is None:
-            self._ecs = boto3.client("ecs", config=ECS_CLIENT_CONFIG)
+            self._ecs = clients.client("ecs", config=ECS_CLIENT_CONFIG)
         return self._ecs
 
     def handle_many(
@@ -203,7 +203,7 @@ class Launcher:
         if not messages:
             return []
         self._time_left = time_left
-        # boto3 creates clients from a shared session, which is not thread-safe: create them before the threads
+        # Clients come from one shared botocore session: create them before the threads
         # (the bus's only if it will publish).
         _ = self.ecs, self.table.client
         if self.bus.bus_name:
