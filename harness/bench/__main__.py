@@ -29,6 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=REPO_ROOT / "docs", help="where bench.md and bench.png go"
     )
+    parser.add_argument(
+        "--scale",
+        action="store_true",
+        help="also run ours at 50,000 running and a burst of 10,000 (P1 and P3's full sizes; several minutes more)",
+    )
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
@@ -52,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, scenarios: Any, report: Any, model: Any, tqdm: Any) -> int:
     sizes = [int(s) for s in args.sizes.split(",") if s]
-    steps = len(sizes) * 2 + 2 + 1
+    scale_sizes, scale_bursts = ((50_000,), (10_000,)) if args.scale else ((), ())
+    steps = len(sizes) * 2 + 2 + 1 + len(scale_sizes) + len(scale_bursts)
     started = time.perf_counter()
     with tqdm(total=steps, disable=args.no_progress, file=sys.stderr, unit="step") as bar:
 
@@ -71,6 +77,8 @@ def _run(args: argparse.Namespace, scenarios: Any, report: Any, model: Any, tqdm
                 args.extra_queued,
                 progress,
                 churn_seconds=args.churn_seconds,
+                scale_sizes=scale_sizes,
+                scale_bursts=scale_bursts,
             )
     results["extra_queued"] = args.extra_queued
     results["churn_seconds"] = args.churn_seconds

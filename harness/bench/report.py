@@ -220,7 +220,26 @@ def render(
         f"{_ms(ours.status_cpu_per_event)} |",
         "",
     ]
-    verdicts = _verdicts(steady, ratio, ours, ref, ideal, c_ours, imports, model, results.get("bursts", []))
+    scale_steady: list[SteadyResult] = results.get("scale_steady", [])
+    bursts: list[LifecycleResult] = results.get("bursts", [])
+    if scale_steady or bursts:
+        lines += ["### Scale (ours only)", "", "| run | figure |", "|---|---:|"]
+        for r in scale_steady:
+            lines.append(
+                f"| steady state, {r.running:,} running: requests per loop (max) / blocking per loop | "
+                f"{r.requests_per_loop:g} ({r.max_requests_per_loop}) / {_ms(r.blocking_per_loop)} |"
+            )
+        for b in bursts:
+            b_ideal = max(0.0, (b.tasks - model.run_task_call_burst) / model.run_task_calls_per_second)
+            lines.append(
+                f"| burst of {b.tasks:,}: all launched after / share of the quota / failed by throttling / "
+                f"longest loop | {_s(b.all_launched_after)} / {_share(b_ideal, b)} / {b.failed_by_throttling} / "
+                f"{_s(_longest(b))} |"
+            )
+        lines.append("")
+    verdicts = _verdicts(
+        {"ours": [*steady["ours"], *scale_steady]}, ratio, ours, ref, ideal, c_ours, imports, model, bursts
+    )
     lines += ["### Targets", "", *[f"- {v}" for v in verdicts], "", "### Model", ""]
     lines += [f"- {line}" for line in model.describe()]
     lines += [f"- {line}" for line in EMULATION_NOTES]

@@ -236,6 +236,35 @@ def lifecycle(
         return result
 
 
+def burst_only(kind: str, model: AwsModel, workloads: list[Any]) -> LifecycleResult:
+    """A burst of queued tasks until all are launched (the scale run's burst: no churn after it)."""
+    count = len(workloads)
+    with World(kind, model) as world:
+        t0 = world.sim.now
+        world.pending = list(workloads)
+        world.start_loop()
+        launched = world.sim.run_until(
+            lambda: len(world.launched) >= count or (len(world.failed_keys) > 0 and _settled(world, count)),
+            limit=3600 + count / model.run_task_calls_per_second,
+        )
+        world.loop_running = False
+        return LifecycleResult(
+            tasks=count,
+            all_launched_after=(max(world.launched) - t0)
+            if launched and len(world.launched) >= count
+            else None,
+            run_task_calls=sum(a.requests["ecs.RunTask"] for a in world.actors),
+            throttled_responses=sum(a.throttled for a in world.actors),
+            failed_by_throttling=_failed_by_throttling(world),
+            failed=len(world.failed_keys),
+            launch_timeline=[t - t0 for t in sorted(world.launched)],
+            burst_loops=list(world.loops),
+            churn_loops=[],
+            state_latencies=[],
+            unreported=0,
+        )
+
+
 def _settled(world: World, count: int) -> bool:
     return len(world.launched) + len(world.failed_keys) >= count
 
@@ -291,10 +320,12 @@ def run_all(
     progress: Callable[[str], None],
     *,
     churn_seconds: float = 60.0,
+    scale_sizes: tuple[int, ...] = (),
+    scale_bursts: tuple[int, ...] = (),
 ) -> dict[str, Any]:
     from harness.bench.world import make_workloads
 
-    workloads = make_workloads(max([*sizes, burst]) + extra_queued)
+    workloads = make_workloads(max([*sizes, burst, *scale_sizes, *scale_bursts]) + extra_queued)
     steady: dict[str, list[SteadyResult]] = {k: [] for k in KINDS}
     for n in sizes:
         for kind in KINDS:
@@ -307,6 +338,21 @@ def run_all(
     for kind in KINDS:
         progress(f"burst of {burst:,}, then churn: {kind}")
         life[kind] = lifecycle(kind, model, workloads[:burst], churn_seconds=churn_seconds)
+    # Scale (ours only: the reference's loop at 50,000 running would take minutes per simulated loop).
+    scale_steady = []
+    for n in scale_sizes:
+        progress(f"scale: steady state {n:,} running: ours")
+        scale_steady.append(steady_state("ours", model, workloads[:n], [], loops))
+    bursts = []
+    for n in scale_bursts:
+        progress(f"scale: burst of {n:,}: ours")
+        bursts.append(burst_only("ours", model, workloads[:n]))
     progress("handler import times")
     imports = {name: import_time(f"lambdas.{name}.handler") for name in ("launcher", "status")}
-    return {"steady": steady, "lifecycle": life, "imports": imports}
+    return {
+        "steady": steady,
+        "lifecycle": life,
+        "imports": imports,
+        "scale_steady": scale_steady,
+        "bursts": bursts,
+    }
