@@ -327,7 +327,10 @@ def _verdicts(
     shares = []
     for run in runs:
         run_ideal = max(0.0, (run.tasks - model.run_task_call_burst) / model.run_task_calls_per_second)
-        share = min(1.0, run_ideal / run.all_launched_after) if run.all_launched_after else 0.0
+        if not run.all_launched_after:
+            share = 0.0
+        else:  # a burst within the bucket launches at once: all of the quota it could use
+            share = 1.0 if run_ideal <= 0 else min(1.0, run_ideal / run.all_launched_after)
         shares.append((run.tasks, share, run.failed_by_throttling))
     burst_sizes = {n for n, _, _ in shares}
     p3_ok = all(s >= 0.95 and f == 0 for _, s, f in shares) and {1_000, 10_000} <= burst_sizes
