@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import sys
 
-import aws_cdk as cdk
-
 from infra.settings import CONTEXT_KEY, SettingsError, load_settings
 from infra.stack import add_stack
 
 
 def main() -> None:
+    # Imported after the infra package, which silences Node's end-of-life banner before jsii starts Node.
+    import aws_cdk as cdk
+
     app = cdk.App()
     try:
         settings = load_settings(app.node.try_get_context(CONTEXT_KEY))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Annotated, Any
 
 from ecs_event_executor.control.executor_config import ExecutorConfigError, validate_executor_config
@@ -212,6 +213,42 @@ _ROLE_HINT = "an IAM role ARN"
 _NAME_HINT = "letters, digits, '-' or '_'"
 
 
+# The worker image's build context and paths are relative to the CDK app's directory (where cdk.json is).
+APP_DIR = Path(__file__).resolve().parent.parent
+_VERSION = re.compile(r"^\d+\.\d+\.\d+([a-z0-9.]*)$")
+_PYTHON_VERSION = re.compile(r"^3\.\d+$")
+# The official images tag a release as apache/airflow:<version>[-python<x.y>].
+_AIRFLOW_IMAGE = re.compile(r"^(docker\.io/)?apache/airflow:(?P<version>\d+\.\d+\.\d+)(-python\d+\.\d+)?$")
+
+
+class WorkerImage(BaseModel):
+    """How to build the worker image (worker/Dockerfile) as a CDK image asset: ``cdk deploy`` builds and pushes it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+    # A Docker build context holding the Dockerfile, the DAGs folder and the requirements file.
+    directory: Annotated[str, _text()] = "worker"
+    file: Annotated[str, _text()] = "Dockerfile"
+    # The scheduler's Airflow version: the image's base and what the executor compares with at start.
+    airflow_version: Annotated[str, _text(_VERSION, "an Airflow release such as 3.3.2")] = "3.3.2"
+    python_version: Annotated[str, _text(_PYTHON_VERSION, "a Python version such as 3.12")] = "3.12"
+    dags_folder: Annotated[str, _text()] = "dags"
+    requirements: Annotated[str, _text()] = "requirements.txt"
+
+    @property
+    def context_dir(self) -> Path:
+        return (APP_DIR / self.directory).resolve()
+
+    @property
+    def build_args(self) -> dict[str, str]:
+        return {
+            "AIRFLOW_VERSION": self.airflow_version,
+            "PYTHON_VERSION": self.python_version,
+            "DAGS_FOLDER": self.dags_folder,
+            "REQUIREMENTS": self.requirements,
+        }
+
+
 class Settings(BaseModel):
     """The validated deployment settings. Field docs are in the README's settings reference."""
 
@@ -248,6 +285,8 @@ class Settings(BaseModel):
     execution_role_arn: Annotated[str | None, _text(_ROLE_ARN, _ROLE_HINT)] = None
     log_group_name: Annotated[str | None, _text(_LOG_GROUP, "a CloudWatch Logs group name")] = None
     image: Annotated[str, _text()] = "apache/airflow:3.3.2"
+    # Build the worker image from worker/Dockerfile instead of running ``image`` (null: no build, no Docker).
+    worker_image: WorkerImage | None = None
     cpu: Annotated[int, _integer(256, 16384)] = 1024
     memory: Annotated[int, _integer(512, 122880)] = 2048
     container_name: Annotated[str, _text(_CONTAINER, _NAME_HINT)] = "base"
@@ -346,6 +385,16 @@ class Settings(BaseModel):
         return match.group("family_arn")
 
     @property
+    def worker_airflow_version(self) -> str | None:
+        """Return the workers' Airflow version when the settings tell it (built image, or an official tag)."""
+        if self.task_definition_arn is not None:
+            return None
+        if self.worker_image is not None:
+            return self.worker_image.airflow_version
+        match = _AIRFLOW_IMAGE.match(self.image)
+        return match.group("version") if match else None
+
+    @property
     def finished_ttl_seconds(self) -> int:
         return self.finished_item_ttl_days * 24 * 3600
 
@@ -399,6 +448,10 @@ def _compute(s: Settings) -> None:
     if s.cluster is not None and not (_CLUSTER_ARN.match(s.cluster) or _CLUSTER_NAME.match(s.cluster)):
         raise _Problem("cluster", f"{s.cluster!r} is neither an ECS cluster name nor a cluster ARN")
     if s.task_definition_arn is not None:
+        if s.worker_image is not None:
+            raise _Problem(
+                "workerImage", "builds the image of a new task definition; unset taskDefinitionArn"
+            )
         if s.log_group_name is None:
             raise _Problem(
                 "logGroupName", "an existing task definition needs the awslogs group its container logs to"
@@ -411,6 +464,7 @@ def _compute(s: Settings) -> None:
         ):
             if value is not None:
                 raise _Problem(key, "only applies to an existing task definition (set taskDefinitionArn)")
+        _worker_image(s)
         if s.cpu not in FARGATE_MEMORY:
             raise _Problem(
                 "cpu", f"Fargate accepts {', '.join(map(str, FARGATE_MEMORY))} CPU units, got {s.cpu}"
@@ -420,6 +474,34 @@ def _compute(s: Settings) -> None:
             raise _Problem(
                 "memory",
                 f"with cpu {s.cpu}, Fargate accepts {low}-{high} MiB in steps of {step}, got {s.memory}",
+            )
+
+
+def _worker_image(s: Settings) -> None:
+    """Check the worker image's build context offline, so a wrong path fails synth, not the deploy's build."""
+    worker = s.worker_image
+    if worker is None:
+        return
+    if "image" in s.model_fields_set and s.image != Settings.model_fields["image"].default:
+        raise _Problem("image", "set image (a ready image) or workerImage (build one), not both")
+    context = worker.context_dir
+    if not context.is_dir():
+        raise _Problem(
+            "workerImage.directory", f"{worker.directory!r} is not a directory (relative to cdk.json)"
+        )
+    for key, name, kind in (
+        ("file", worker.file, "file"),
+        ("dagsFolder", worker.dags_folder, "directory"),
+        ("requirements", worker.requirements, "file"),
+    ):
+        path = (context / name).resolve()
+        if not path.is_relative_to(context):
+            raise _Problem(
+                f"workerImage.{key}", f"{name!r} is outside the build context {worker.directory!r}"
+            )
+        if not (path.is_dir() if kind == "directory" else path.is_file()):
+            raise _Problem(
+                f"workerImage.{key}", f"no {kind} {name!r} in the build context {worker.directory!r}"
             )
 
 

@@ -202,6 +202,8 @@ class EcsEventExecutorStack(Stack):
             "LOG_STREAM_PREFIX": s.log_stream_prefix,
             "CONTAINER_NAME": s.container_name,
         }
+        if s.worker_airflow_version:  # the executor warns at start when the scheduler's Airflow differs
+            airflow["WORKER_AIRFLOW_VERSION"] = s.worker_airflow_version
         for key, value in airflow.items():
             name = "Airflow" + "".join(part.title() for part in key.split("_"))
             CfnOutput(

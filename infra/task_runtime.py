@@ -9,6 +9,7 @@ import json
 
 from aws_cdk import ArnFormat, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -167,11 +168,13 @@ class TaskRuntime(Construct):
         task_definition.add_container(
             s.container_name,
             container_name=s.container_name,
-            image=ecs.ContainerImage.from_registry(s.image),
+            image=self._worker_image(s),
             essential=True,
             logging=ecs.LogDrivers.aws_logs(stream_prefix=s.log_stream_prefix, log_group=self.log_group),
             environment=environment,
         )
+        if s.worker_image is not None:
+            self._acknowledge_image_pull(task_definition)
         if environment:
             nag.acknowledge(
                 task_definition,
@@ -188,6 +191,35 @@ class TaskRuntime(Construct):
         self.pass_role_arns = [self.task_role.role_arn, execution_role.role_arn]
         self.log_group_name = self.log_group.log_group_name
         self.log_group_arn = self.log_group.log_group_arn
+
+    def _worker_image(self, s: Settings) -> ecs.ContainerImage:
+        """Return the configured image, or the worker image built from worker/Dockerfile as an image asset.
+
+        An image asset is built and pushed by ``cdk deploy`` (cdk-assets), not by synth: synth only stages the
+        build context, so it still needs no Docker.
+        """
+        if s.worker_image is None:
+            return ecs.ContainerImage.from_registry(s.image)
+        worker = s.worker_image
+        self.worker_image_asset = ecr_assets.DockerImageAsset(
+            self,
+            "WorkerImage",
+            directory=str(worker.context_dir),
+            file=worker.file,
+            build_args=worker.build_args,
+            # The task definition runs on Fargate's default platform, whatever machine builds the image.
+            platform=ecr_assets.Platform.LINUX_AMD64,
+        )
+        return ecs.ContainerImage.from_docker_image_asset(self.worker_image_asset)
+
+    def _acknowledge_image_pull(self, task_definition: ecs.FargateTaskDefinition) -> None:
+        """Acknowledge the one wildcard an image asset adds to the execution role: ECR's login token."""
+        nag.acknowledge(
+            task_definition.obtain_execution_role(),
+            "AwsSolutions-IAM5[Resource::*]",
+            "ecr:GetAuthorizationToken (the ECR login that pulls the worker image) has no resource-level "
+            "permissions, so it can only be granted on '*'; the pull itself is limited to the asset repository.",
+        )
 
     # What the launcher needs -------------------------------------------------------------------------------
     def launch_environment(self) -> dict[str, str]:

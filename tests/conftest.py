@@ -10,6 +10,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
+# Before any test module imports aws_cdk: the infra package silences Node's end-of-life banner, which jsii would
+# otherwise print on every run.
+import infra  # noqa: F401
 from tests.support.aws import (
     REGION,
     EcsSetup,

@@ -15,12 +15,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from airflow import __version__ as airflow_version
 from airflow.executors.base_executor import BaseExecutor
 
 from ecs_event_executor.airflow_compat import is_task_instance_key, take_workload
 from ecs_event_executor.aws import AwsClients, ClientFactory, connection_client_factory
 from ecs_event_executor.change_feed import ChangeFeed
-from ecs_event_executor.config import ExecutorSettings, ExecutorSettingsError, load_settings
+from ecs_event_executor.config import (
+    ExecutorSettings,
+    ExecutorSettingsError,
+    load_settings,
+    worker_version_mismatch,
+)
 from ecs_event_executor.control.aws_errors import ErrorKind, classify, error_text
 from ecs_event_executor.control.executor_config import ExecutorConfigError, check_executor_config
 from ecs_event_executor.control.messages import (
@@ -210,6 +216,8 @@ class EcsEventExecutor(BaseExecutor):
             settings.queue_url,
             settings.table_name,
         )
+        if mismatch := worker_version_mismatch(settings.worker_airflow_version, airflow_version):
+            self.log.warning("EcsEventExecutor: %s", mismatch)
         if settings.check_health_on_startup:
             self.check_health()
 

@@ -1,4 +1,8 @@
-"""Command line of the local mode: ``up`` (run until Ctrl-C), ``demo`` (run the example DAG and check it)."""
+"""Command line of the local mode: ``up`` (run until Ctrl-C), ``demo`` (run the example DAG, or yours, and check it).
+
+Both take ``--dags-folder`` (the DAGs Airflow and the local workers run) and ``--airflow-config SECTION.KEY=VALUE``
+(an Airflow setting for every Airflow process and every worker).
+"""
 
 from __future__ import annotations
 
@@ -20,8 +24,8 @@ DEMO_DAG_FILE = EXAMPLES / "ecs_event_demo.py"
 FINISHED_RUN_STATES = ("success", "failed")
 
 
-def expected_states(dag_file: Path = DEMO_DAG_FILE) -> tuple[str, dict[str, str]]:
-    """Read DAG_ID and EXPECTED from the example DAG's source, without importing Airflow."""
+def _module_constants(dag_file: Path) -> dict[str, Any]:
+    """Read the literal DAG_ID and EXPECTED of a DAG file's source, without importing Airflow."""
     values: dict[str, Any] = {}
     for node in ast.parse(dag_file.read_text()).body:
         if (
@@ -31,7 +35,57 @@ def expected_states(dag_file: Path = DEMO_DAG_FILE) -> tuple[str, dict[str, str]
             and node.targets[0].id in ("DAG_ID", "EXPECTED")
         ):
             values[node.targets[0].id] = ast.literal_eval(node.value)
+    return values
+
+
+def expected_states(dag_file: Path = DEMO_DAG_FILE) -> tuple[str, dict[str, str]]:
+    """Read DAG_ID and EXPECTED from the example DAG's source, without importing Airflow."""
+    values = _module_constants(dag_file)
     return values["DAG_ID"], values["EXPECTED"]
+
+
+def demo_dags(dags_folder: Path, dag_ids: Sequence[str] = ()) -> list[tuple[str, dict[str, str]]]:
+    """Return the DAGs ``demo`` runs and how each task must end ({}: every task succeeds).
+
+    Named DAGs (``--dag-id``) are run as given; otherwise every file of the folder that declares a literal
+    ``DAG_ID`` (and optionally ``EXPECTED``), as the example DAG does.
+    """
+    declared: dict[str, dict[str, str]] = {}
+    for path in sorted(dags_folder.rglob("*.py")):
+        try:
+            values = _module_constants(path)
+        except (SyntaxError, ValueError, OSError):
+            continue  # not a DAG file we can read without importing it; Airflow reports its own errors
+        if isinstance(values.get("DAG_ID"), str):
+            declared[values["DAG_ID"]] = dict(values.get("EXPECTED") or {})
+    if dag_ids:
+        return [(dag_id, declared.get(dag_id, {})) for dag_id in dag_ids]
+    return sorted(declared.items())
+
+
+def airflow_config_env(values: Sequence[str]) -> dict[str, str]:
+    """Turn ``--airflow-config`` values (``section.key=value`` or ``AIRFLOW__SECTION__KEY=value``) into variables.
+
+    Raise ValueError naming a value that is neither form.
+    """
+    env: dict[str, str] = {}
+    for value in values:
+        name, sep, setting = value.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ValueError(
+                f"--airflow-config {value!r}: expected SECTION.KEY=VALUE or AIRFLOW__SECTION__KEY=VALUE"
+            )
+        if name.startswith("AIRFLOW__"):
+            env[name] = setting
+            continue
+        section, dot, key = name.partition(".")
+        if not dot or not section or not key or "." in key:
+            raise ValueError(
+                f"--airflow-config {value!r}: expected SECTION.KEY=VALUE (e.g. core.parallelism=8)"
+            )
+        env[f"AIRFLOW__{section.upper()}__{key.upper()}"] = setting
+    return env
 
 
 def ti_name(ti: dict[str, Any]) -> str:
@@ -67,7 +121,8 @@ def outcome_table(stack: LocalStack, dag_id: str, run_id: str, expected: dict[st
     ok = True
     for name in sorted(set(expected) | set(tis)):
         state = str((tis.get(name) or {}).get("state"))
-        want = expected.get(name, "?")
+        # A DAG without EXPECTED is expected to succeed in full.
+        want = expected.get(name, "?") if expected else "success"
         ok &= state == want
         item = items.get(name)
         task_id = item.task_arn.rsplit("/", 1)[-1] if item and item.task_arn else "-"
@@ -132,14 +187,28 @@ def ecs_tasks_per_try(stack: LocalStack) -> dict[tuple[Any, ...], int]:
     return counts
 
 
+def stack_options(args: argparse.Namespace, faults: Faults | None = None) -> StackOptions:
+    """Return the local system's options from ``up``'s or ``demo``'s arguments."""
+    return StackOptions(
+        dags_folder=args.dags_folder,
+        concurrency=args.concurrency,
+        faults=faults or Faults(),
+        airflow_config=args.airflow_config,
+        use_template=not args.contract_only,
+    )
+
+
 def demo(args: argparse.Namespace) -> int:
     started = time.monotonic()
-    dag_id, expected = expected_states()
+    dags = demo_dags(args.dags_folder, args.dag_id)
 
     def step(text: str) -> None:
         print(f"[{time.monotonic() - started:5.1f}s] {text}", flush=True)
 
-    stack = LocalStack(StackOptions(concurrency=args.concurrency, use_template=not args.contract_only))
+    if not dags:
+        step(f"no DAG to run in {args.dags_folder}: name one with --dag-id (or declare DAG_ID in its file)")
+        return 2
+    stack = LocalStack(stack_options(args))
     try:
         step(f"state and logs in {stack.state_dir}")
         step("starting moto_server and creating the stack's resources")
@@ -147,17 +216,21 @@ def demo(args: argparse.Namespace) -> int:
         step(f"resources from the {resources.template_origin}; local AWS at {resources.endpoint}")
         stack.start_control_plane()
         step("control plane running: launcher and status handlers, local ECS runner")
-        step("starting Airflow (db migrate, api-server, dag-processor, scheduler)")
+        step("starting Airflow (db migrate, api-server, dag-processor, scheduler, triggerer)")
         stack.start_airflow()
-        step(f"Airflow up at {stack.api_url}; waiting for {dag_id} to be parsed")
-        stack.wait_dag(dag_id)
-        run_id = stack.trigger(dag_id)
-        step(f"triggered {dag_id} run {run_id}")
-        state = wait_for_run(stack, dag_id, run_id, timeout=args.timeout)
-        # Airflow records a task's end from the worker, before its ECS task has stopped: wait for the STOPPED events.
-        wait_items_final(stack, dag_id, run_id, timeout=60)
-        table, ok = outcome_table(stack, dag_id, run_id, expected)
-        step(f"run finished: {state}\n\n{table}\n")
+        ok = True
+        for dag_id, expected in dags:
+            step(f"Airflow up at {stack.api_url}; waiting for {dag_id} to be parsed")
+            stack.wait_dag(dag_id)
+            run_id = stack.trigger(dag_id)
+            step(f"triggered {dag_id} run {run_id}")
+            state = wait_for_run(stack, dag_id, run_id, timeout=args.timeout)
+            # Airflow records a task's end from the worker, before its ECS task has stopped: wait for the
+            # STOPPED events.
+            wait_items_final(stack, dag_id, run_id, timeout=60)
+            table, dag_ok = outcome_table(stack, dag_id, run_id, expected)
+            step(f"run finished: {state}\n\n{table}\n")
+            ok &= dag_ok
         tasks = ecs_tasks_per_try(stack)
         step(
             f"{sum(tasks.values())} ECS tasks for {len(tasks)} task tries; logs of every process under {stack.state_dir / 'logs'}"
@@ -186,15 +259,17 @@ def up(args: argparse.Namespace) -> int:
         shuffle_events=args.shuffle_events,
         duplicate_events=args.duplicate_events,
     )
-    stack = LocalStack(
-        StackOptions(concurrency=args.concurrency, faults=faults, use_template=not args.contract_only)
-    )
+    stack = LocalStack(stack_options(args, faults))
     try:
         stack.start()
         assert stack.resources is not None
+        env_file = stack.write_cli_environment()
         print(f"Airflow UI/API: {stack.api_url}  (every user is admin)")
+        print(f"DAGs folder: {stack.options.dags_folder}")
         print(f"local AWS (moto_server): {stack.resources.endpoint}")
         print(f"state and logs: {stack.state_dir}")
+        print(f"For the Airflow CLI against this Airflow: source {env_file}")
+        print("\n".join(f"  {line}" for line in stack.cli_environment_lines(reveal_secrets=False)))
         print("Ctrl-C stops everything.", flush=True)
         while not stack._airflow_dead():
             time.sleep(1)
@@ -204,6 +279,13 @@ def up(args: argparse.Namespace) -> int:
         return 0
     finally:
         stack.stop()
+
+
+def _existing_dir(value: str) -> Path:
+    path = Path(value).expanduser().resolve()
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{value!r} is not a directory")
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -216,6 +298,20 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("up", "demo"):
         p = sub.add_parser(name)
+        p.add_argument(
+            "--dags-folder",
+            type=_existing_dir,
+            default=EXAMPLES,
+            help="the DAGs Airflow and the local workers run (default: examples/)",
+        )
+        p.add_argument(
+            "--airflow-config",
+            action="append",
+            default=[],
+            metavar="SECTION.KEY=VALUE",
+            help="an Airflow setting for every Airflow process and worker (repeatable; "
+            "AIRFLOW__SECTION__KEY=VALUE also works)",
+        )
         p.add_argument("--concurrency", type=int, default=2, help="local ECS tasks at a time (default 2)")
         p.add_argument(
             "--contract-only",
@@ -223,12 +319,22 @@ def main(argv: list[str] | None = None) -> int:
             help="build resources from the contract modules instead of the synthesized stack template",
         )
         if name == "demo":
-            p.add_argument("--timeout", type=float, default=900, help="seconds to wait for the DAG run")
+            p.add_argument("--timeout", type=float, default=900, help="seconds to wait for each DAG run")
+            p.add_argument(
+                "--dag-id",
+                action="append",
+                default=[],
+                help="a DAG to run (repeatable); default: every DAG file of the folder that declares DAG_ID",
+            )
         else:
             p.add_argument("--duplicate-deliveries", action="store_true")
             p.add_argument("--shuffle-events", action="store_true")
             p.add_argument("--duplicate-events", action="store_true")
     args = parser.parse_args(argv)
+    try:
+        args.airflow_config = airflow_config_env(args.airflow_config)
+    except ValueError as exc:
+        parser.error(str(exc))
     logging.basicConfig(level=logging.WARNING)
     stop_on_sigterm()
     return demo(args) if args.command == "demo" else up(args)

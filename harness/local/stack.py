@@ -1,5 +1,5 @@
 """The whole local system: moto_server, the control plane process, and a real Airflow (api-server, scheduler,
-dag-processor) configured with EcsEventExecutor through ordinary Airflow configuration (``AIRFLOW__…``).
+dag-processor, triggerer) configured with EcsEventExecutor through ordinary Airflow configuration (``AIRFLOW__…``).
 
 Every process runs in its own process group and is ended by ``stop()``, which also runs at exit and on SIGTERM.
 """
@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -54,6 +55,12 @@ LOCAL_AIRFLOW_DEFAULTS = {
     "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
     "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
 }
+
+
+# The Airflow CLI's environment file under the state directory, written by ``up``.
+CLI_ENV_FILE = "airflow.env"
+# Printed masked: the API server's token-signing secret (random per run, local only).
+CLI_SECRETS = frozenset({"AIRFLOW__API_AUTH__JWT_SECRET"})
 
 
 @dataclass
@@ -230,6 +237,13 @@ class LocalStack:
             env=self.airflow_env,
             log_path=self.state_dir / "logs" / "dag-processor.log",
         )
+        # Deferrable operators hand their wait to the triggerer; without one they stay deferred for ever.
+        self.processes["triggerer"] = ManagedProcess(
+            "airflow triggerer",
+            [airflow, "triggerer"],
+            env=self.airflow_env,
+            log_path=self.state_dir / "logs" / "triggerer.log",
+        )
         self.start_scheduler()
         wait_until(
             lambda: http_ok(f"{self.api_url}/api/v2/version"),
@@ -261,11 +275,36 @@ class LocalStack:
         wait_until(healthy, timeout=timeout, what="airflow scheduler heartbeat", alive=self._airflow_dead)
 
     def _airflow_dead(self) -> str | None:
-        for name in ("api-server", "scheduler", "dag-processor", "control-plane", "moto"):
+        for name in ("api-server", "scheduler", "dag-processor", "triggerer", "control-plane", "moto"):
             proc = self.processes.get(name)
             if proc is not None and (reason := proc.exit_reason()):
                 return reason
         return None
+
+    # ------------------------------------------------------- Airflow CLI environment
+
+    def cli_environment_lines(self, *, reveal_secrets: bool = True) -> list[str]:
+        """Return ``export`` lines that point the Airflow CLI (and boto3) at this local system.
+
+        Without ``reveal_secrets`` the API's JWT signing secret reads ``<in the file>``, for printing.
+        """
+        env = {key: value for key, value in self.airflow_env.items() if key.startswith(("AIRFLOW", "AWS_"))}
+        if self.resources is not None:
+            env["AWS_ENDPOINT_URL"] = self.resources.endpoint
+        lines = [f'export PATH={shlex.quote(str(VENV_BIN))}:"$PATH"']
+        for key, value in sorted(env.items()):
+            shown = value if reveal_secrets or key not in CLI_SECRETS else "<in the file>"
+            lines.append(f"export {key}={shlex.quote(shown)}")
+        return lines
+
+    def write_cli_environment(self) -> Path:
+        """Write the CLI's environment lines to ``<state dir>/airflow.env`` (owner-only: it holds a secret)."""
+        path = self.state_dir / CLI_ENV_FILE
+        path.touch(mode=0o600)
+        path.write_text("# source this file to use the Airflow CLI against the local mode\n")
+        with path.open("a") as out:
+            out.write("\n".join(self.cli_environment_lines()) + "\n")
+        return path
 
     # ---------------------------------------------------------------- inspect
 
@@ -342,7 +381,7 @@ class LocalStack:
         if self._stopped:
             return
         self._stopped = True
-        for name in ("scheduler", "dag-processor", "api-server", "control-plane", "moto"):
+        for name in ("scheduler", "triggerer", "dag-processor", "api-server", "control-plane", "moto"):
             proc = self.processes.pop(name, None)
             if proc is not None:
                 proc.stop(grace=10 if name != "moto" else 2)

@@ -14,8 +14,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse, PartialItemFailures
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from ecs_event_executor.control import clients
 from ecs_event_executor.control import environment as env_vars
+from ecs_event_executor.control.aws_clients import lambda_client
 from ecs_event_executor.control.launching import (
     RECYCLE_AFTER_RECEIVES,
     Launcher,
@@ -46,7 +46,7 @@ def launcher() -> Launcher:
 def sqs() -> Any:
     global _sqs
     if _sqs is None:
-        _sqs = clients.client("sqs")
+        _sqs = lambda_client("sqs")
     return _sqs
 
 

@@ -62,6 +62,25 @@ def test_late_and_duplicate_events_never_move_backwards(control_plane: ControlPl
     assert state(control_plane, launch_id).state is TaskState.FAILED
 
 
+def test_a_late_running_event_never_replaces_a_newer_one(control_plane: ControlPlane) -> None:
+    """Only ECS version order guards this: both events are RUNNING (a state may follow itself), none is final."""
+    launch_id, task = launch(control_plane)
+    warning = task_event(
+        task,
+        last_status="RUNNING",
+        desired_status="STOPPED",
+        version=4,
+        stop_code="SpotInterruption",
+        stopped_reason="Your Spot Task was interrupted.",
+    )
+    assert send(warning) == "Applied"
+    # The plain RUNNING event the warning followed arrives late (EventBridge does not keep order).
+    assert send(task_event(task, last_status="RUNNING", version=3)) == "Stale"
+    item = state(control_plane, launch_id)
+    assert (item.state, item.ecs_version) == (TaskState.RUNNING, 4)
+    assert (item.reason or "").startswith("stopping:"), item.reason
+
+
 def test_event_before_the_launcher_recorded_the_task(
     control_plane: ControlPlane, monkeypatch: pytest.MonkeyPatch
 ) -> None:

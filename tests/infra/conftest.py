@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Template
 
+from infra import NODE_BANNER_VARIABLE, NODE_MAJOR_VERSIONS
 from infra.stack import STACK_ID, EcsEventExecutorStack
 from infra.template import build_app
 
@@ -49,7 +50,7 @@ def offline_environment() -> dict[str, str]:
             "AWS_EC2_METADATA_DISABLED": "true",  # no instance-metadata credential lookups
             "AWS_CONFIG_FILE": os.devnull,
             "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-            "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "1",
+            NODE_BANNER_VARIABLE: NODE_MAJOR_VERSIONS,
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
         }
     )

@@ -377,6 +377,7 @@ def test_outputs_include_ready_to_paste_airflow_settings(template: Template) -> 
             "LOG_GROUP",
             "LOG_STREAM_PREFIX",
             "CONTAINER_NAME",
+            "WORKER_AIRFLOW_VERSION",
         )
     }
     assert (

@@ -8,28 +8,38 @@ ECS version order and "a terminal state is final" back each other up: every even
 task back is older than the event that finished it, and every older event that could undo a later one would
 undo a finished task. So R2 cannot fail with only one of them removed (measured: 0 wrong end states either way,
 also with relaunches, sidecars and late events of an earlier attempt); the check removes them together, and
-prints each alone as "backed up". The attempt guard and the task binding (an event of another ECS task never
+prints each alone as "backed up". Version order alone is proved mid-run instead ("O"): a Spot interruption warning
+(RUNNING, desired STOPPED) overtaken by the plain RUNNING event before it and by redeliveries of that event; no
+state is final there and a state may follow itself, so only the version keeps the item on the newest event. The attempt guard and the task binding (an event of another ECS task never
 replaces the task an attempt recorded) are a second such pair: an earlier attempt's task has another ARN.
 """
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from ecs_event_executor.control.tasks.lifecycle import TaskState
+from ecs_event_executor.control.tasks.table import TaskTable
 from ecs_event_executor.control.tasks.updates import Update
 
+from lambdas.launcher import handler as launcher_handler
+from lambdas.status import handler as status_handler
 from tests.conftest import ControlPlane
 from tests.reliability.test_faults import run_r1, run_r2
+from tests.support.ecs_events import task_event
+from tests.support.handlers import deliver, launch
 
 pytestmark = pytest.mark.reliability
 
 N_R1 = 100
 # R2 with as many relaunched launches as plain ones: late events of attempt 1 meet attempt 2 often.
 N_R2 = 100
+N_ORDER = 20
 
 _NAME = re.compile(r"#n\d+")
 _PLACEHOLDER = re.compile(r"#n\d+|:v\d+")
@@ -42,7 +52,7 @@ Keep = Callable[[list[str]], list[bool]]
 @dataclass(frozen=True)
 class Mutation:
     name: str
-    test: str  # "R1" or "R2"
+    test: str  # "R1", "R2" or "O" (run_order)
     keep: Keep
 
 
@@ -95,6 +105,9 @@ MUTATIONS = (
     Mutation(
         "version order and terminal-is-final (each backs the other up)", "R2", _without_order_and_finality
     ),
+    Mutation(
+        "version order alone, mid-run (a late RUNNING overtakes a Spot warning)", "O", _without_version_order
+    ),
     # An earlier attempt's task has another ARN than the one the current attempt recorded, so the attempt guard
     # and the task binding (an event never replaces the item's task) back each other up, like order and finality.
     Mutation(
@@ -110,6 +123,42 @@ BACKED_UP = (
     Mutation("the attempt guard alone", "R2", _without_attempt_guard),
     Mutation("the task binding alone", "R2", _without_task_binding),
 )
+
+
+def run_order(cp: ControlPlane, n: int, *, seed: int) -> list[str]:
+    """Deliver each task's RUNNING (v3) and Spot interruption warning (v4) shuffled, up to 3x duplicated, and one
+    more late copy of the RUNNING; return the launch ids whose item does not show the warning, the newest event."""
+    rng = random.Random(seed)
+    launcher_handler.reset()
+    status_handler.reset()
+    events: list[dict[str, Any]] = []
+    late: list[dict[str, Any]] = []
+    launch_ids = []
+    for i in range(n):
+        launch_id, task = launch(cp, task_id=f"order-{seed}-{i}")
+        launch_ids.append(launch_id)
+        running = task_event(task, last_status="RUNNING", version=3)
+        warning = task_event(
+            task,
+            last_status="RUNNING",
+            desired_status="STOPPED",
+            version=4,
+            stop_code="SpotInterruption",
+            stopped_reason="Your Spot Task was interrupted.",
+        )
+        events += [running] * rng.randint(1, 3) + [warning] * rng.randint(1, 3)
+        late.append(running)
+    rng.shuffle(events)
+    for start in range(0, len(events), 10):
+        assert deliver(events[start : start + 10]) == []
+    assert deliver(late) == []
+    items = TaskTable(cp.table).get_many(launch_ids)
+    return [
+        launch_id
+        for launch_id in launch_ids
+        if (items[launch_id].state, items[launch_id].ecs_version) != (TaskState.RUNNING, 4)
+        or not (items[launch_id].reason or "").startswith("stopping:")
+    ]
 
 
 def _mutate(monkeypatch: pytest.MonkeyPatch, keep: Keep) -> list[int]:
@@ -159,6 +208,10 @@ def test_each_guard_removed_fails_its_test(
                     f"{r1.run_task_calls} RunTask calls for {r1.legitimate_calls} legitimate, "
                     f"{r1.duplicates} duplicate tasks"
                 )
+            elif mutation.test == "O":
+                behind = run_order(control_plane, N_ORDER, seed=seed)
+                failed = bool(behind)
+                detail = f"{len(behind)} of {N_ORDER} running tasks moved back to an older event"
             else:
                 wrong, _events = run_r2(control_plane, N_R2, seed=seed, relaunches=N_R2)
                 failed = bool(wrong)

@@ -21,6 +21,7 @@ deployed by the construct of the same name in ``infra/``.
                        (``lambdas/reconciler``, ``infra.reconciler.ReconcilerFunction``).
 
 What the services share: ``run_task`` (RunTask arguments and ``executor_config`` checks), ``pacing`` (the RunTask
-rate), ``aws_errors`` (which AWS failures to retry). ``workload_guard`` is the launcher's allow-list: a launch runs
+rate), ``aws_errors`` (which AWS failures to retry), ``aws_clients`` (the Lambdas' AWS clients: retries and
+timeouts inside the function timeout). ``workload_guard`` is the launcher's allow-list: a launch runs
 only the Airflow workload of the message's own task instance (docs/security.md).
 """

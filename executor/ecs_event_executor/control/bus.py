@@ -16,7 +16,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from ecs_event_executor.control import clients
+from ecs_event_executor.control.aws_clients import lambda_client
 
 SOURCE = "airflow.ecs-event-executor"
 TASK_LAUNCHED = "Airflow Task Launched"
@@ -48,7 +48,7 @@ class ControlPlaneBus:
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = clients.client("events", config=clients.UNVALIDATED)
+            self._client = lambda_client("events")
         return self._client
 
     def publish(

@@ -21,12 +21,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ecs_event_executor.control import bus as bus_events
-from ecs_event_executor.control import clients
 from ecs_event_executor.control import environment as env_vars
+from ecs_event_executor.control.aws_clients import client_config, lambda_client
 from ecs_event_executor.control.aws_errors import (
     ErrorKind,
     classify,
@@ -66,11 +65,9 @@ MAX_PACING_WAIT_SECONDS = 20.0
 DEFAULT_LEASE_SECONDS = 60
 DEFAULT_BACKOFF_MAX_SECONDS = 120
 DEFAULT_PARALLELISM = 10
-# The ECS client: standard retries (with their own backoff and retry quota), and timeouts that keep one RunTask,
-# retries included, well inside the function's 60 s: (3 + 8) s x 3 attempts plus at most 6 s of backoff.
-ECS_CLIENT_CONFIG = Config(
-    retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=3, read_timeout=8
-)
+# The ECS client's standard retries and timeouts (control/aws_clients.py): one RunTask, retries included, ends
+# well inside the function's 60 s.
+ECS_CLIENT_CONFIG = client_config("ecs")
 # A RunTask is started only with at least this much of the invocation left; later ones are handed back to the
 # queue unstarted, so a slow ECS API never times the function out and redelivers the whole batch.
 RUN_TASK_TIME_NEEDED_SECONDS = 40.0
@@ -188,7 +185,7 @@ class Launcher:
     @property
     def ecs(self) -> Any:
         if self._ecs is None:
-            self._ecs = clients.client("ecs", config=ECS_CLIENT_CONFIG)
+            self._ecs = lambda_client("ecs")
         return self._ecs
 
     def handle_many(

@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Any
 
 from ecs_event_executor.control import bus as bus_events
-from ecs_event_executor.control import clients
+from ecs_event_executor.control.aws_clients import lambda_client
 from ecs_event_executor.control.bus import ControlPlaneBus
 from ecs_event_executor.control.environment import LambdaEnvironment
 from ecs_event_executor.control.messages import RelaunchRequest
@@ -113,7 +113,7 @@ class Reconciler:
     @property
     def ecs(self) -> Any:
         if self._ecs is None:
-            self._ecs = clients.client("ecs")
+            self._ecs = lambda_client("ecs")
         return self._ecs
 
     def run(self, *, time_budget_seconds: float | None = None) -> ReconcileReport:

@@ -7,7 +7,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from ecs_event_executor.control import clients
+from ecs_event_executor.control.aws_clients import lambda_client
 from ecs_event_executor.control.messages import LaunchRequest
 from ecs_event_executor.control.tasks.item import TaskItem, deserialize
 from ecs_event_executor.control.tasks.schema import (
@@ -41,7 +41,7 @@ class TaskReads:
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = clients.client("dynamodb", config=clients.UNVALIDATED)
+            self._client = lambda_client("dynamodb")
         return self._client
 
     def _now_ms(self) -> int:

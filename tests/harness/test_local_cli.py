@@ -1,0 +1,101 @@
+"""The local mode's command line: ``--dags-folder`` and ``--airflow-config`` on ``up`` and ``demo``, which DAGs
+``demo`` runs, and no Node.js end-of-life banner when the CDK app is loaded outside make."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import REPO_ROOT
+from harness.local import cli
+from harness.local.stack import EXAMPLES
+
+NODE_BANNER = "end-of-life"
+
+
+@pytest.mark.parametrize("command", ["up", "demo"])
+def test_dags_folder_and_airflow_config_reach_the_stack_options(command: str, tmp_path: Path) -> None:
+    seen: dict[str, Any] = {}
+
+    def capture(args: object) -> int:
+        seen["options"] = cli.stack_options(args)  # type: ignore[arg-type]
+        return 0
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cli, command, capture)
+        patch.setattr(cli, "stop_on_sigterm", lambda: None)
+        code = cli.main(
+            [
+                command,
+                "--dags-folder",
+                str(tmp_path),
+                "--airflow-config",
+                "core.parallelism=8",
+                "--airflow-config",
+                "AIRFLOW__MY_SECTION__FLAG=a=b",
+            ]
+        )
+    assert code == 0
+    options = seen["options"]
+    assert options.dags_folder == tmp_path.resolve()
+    assert options.airflow_config == {"AIRFLOW__CORE__PARALLELISM": "8", "AIRFLOW__MY_SECTION__FLAG": "a=b"}
+
+
+def test_the_default_dags_folder_is_the_examples() -> None:
+    seen: dict[str, Any] = {}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cli, "up", lambda args: seen.setdefault("args", args) and 0)
+        patch.setattr(cli, "stop_on_sigterm", lambda: None)
+        cli.main(["up"])
+    assert seen["args"].dags_folder == EXAMPLES
+    assert seen["args"].airflow_config == {}
+
+
+@pytest.mark.parametrize("value", ["parallelism=8", "core=8", "=8", "core.parallelism", "a.b.c=1"])
+def test_a_malformed_airflow_config_fails_naming_it(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["up", "--airflow-config", value])
+    assert exit_info.value.code == 2
+    assert repr(value) in capsys.readouterr().err
+
+
+def test_a_missing_dags_folder_fails_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["demo", "--dags-folder", str(tmp_path / "nope")])
+    assert "nope" in capsys.readouterr().err
+
+
+def test_demo_runs_the_dags_that_declare_an_id_or_the_ones_named(tmp_path: Path) -> None:
+    (tmp_path / "checked.py").write_text('DAG_ID = "checked"\nEXPECTED = {"a": "success", "b": "failed"}\n')
+    (tmp_path / "plain.py").write_text('DAG_ID = "plain"\n')
+    (tmp_path / "helper.py").write_text("VALUE = 1\n")
+    (tmp_path / "broken.py").write_text("def (\n")
+    assert cli.demo_dags(tmp_path) == [("checked", {"a": "success", "b": "failed"}), ("plain", {})]
+    assert cli.demo_dags(tmp_path, ["other", "checked"]) == [
+        ("other", {}),
+        ("checked", {"a": "success", "b": "failed"}),
+    ]
+    assert cli.demo_dags(EXAMPLES) == [cli.expected_states()]
+
+
+def test_loading_the_cdk_app_prints_no_node_end_of_life_banner() -> None:
+    # As run outside make (python -m harness.local, a test run): nothing in the environment silences jsii. The
+    # infra package loads first wherever the app is built (app.py, infra.template); constructs is the smallest
+    # jsii module, and starting Node for it is what prints the banner.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JSII_")}
+    result = subprocess.run(
+        [sys.executable, "-c", "import infra, constructs; constructs.Construct; print('loaded')"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=True,
+    )
+    assert "loaded" in result.stdout
+    assert NODE_BANNER not in result.stdout + result.stderr, result.stderr
