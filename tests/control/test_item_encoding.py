@@ -49,3 +49,13 @@ def test_the_handlers_import_neither_boto3_nor_s3transfer(handler: str) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_only_the_ecs_client_keeps_botocore_parameter_validation() -> None:
+    """RunTask's settings are named by field path when wrong (ParamValidationError); table and bus requests are
+    built from values already validated, so botocore does not check each one again."""
+    from ecs_event_executor.control.aws_clients import client_config
+
+    assert client_config("ecs").parameter_validation is True
+    assert client_config("dynamodb").parameter_validation is False
+    assert client_config("events").parameter_validation is False
