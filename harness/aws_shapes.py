@@ -48,13 +48,17 @@ def ecs_container(
     last_status: str,
     exit_code: int | None = None,
     container_arn: str | None = None,
+    reason: str | None = None,
 ) -> dict[str, Any]:
-    """Return one entry of an ECS event's ``detail.containers``."""
+    """Return one entry of an ECS event's ``detail.containers`` (``reason``: the container's own, e.g.
+    ``OutOfMemoryError: Container killed due to memory usage``)."""
     container: dict[str, Any] = {"name": name, "lastStatus": last_status, "taskArn": task_arn}
     if container_arn is not None:
         container["containerArn"] = container_arn
     if exit_code is not None:
         container["exitCode"] = exit_code
+    if reason is not None:
+        container["reason"] = reason
     return container
 
 

@@ -110,14 +110,12 @@ class EcsEventExecutorStack(Stack):
         )
 
         # Grants: least privilege, one line per permission. Item actions follow what each handler's TaskTable
-        # calls do: put_item creates a launch (launcher) or the heartbeat (reconciler); get_item reads an item.
+        # calls do: put_item creates a launch (launcher); update_item notes the heartbeat; get_item reads an item.
         self.runtime.grant_launch(self.launcher.function)
         self.tasks.grant_item_actions(self.launcher.function, "GetItem", "PutItem", "UpdateItem")
         self.tasks.grant_item_actions(self.status.function, "GetItem", "UpdateItem")
         # BatchGetItem: the stale index holds keys only, the reconciler reads the items themselves.
-        self.tasks.grant_item_actions(
-            self.reconciler.function, "GetItem", "BatchGetItem", "UpdateItem", "PutItem"
-        )
+        self.tasks.grant_item_actions(self.reconciler.function, "GetItem", "BatchGetItem", "UpdateItem")
         self.tasks.grant_stale_index_query(self.reconciler.function)
         self.runtime.grant_describe_tasks(self.reconciler.function)
         self.control_bus.bus.grant_put_events_to(self.launcher.function)

@@ -107,3 +107,44 @@ def take_workload(executor: BaseExecutor, workload: Any) -> QueuedWork:
             token_expires_at=token_expiry(getattr(workload, "token", None)),
         )
     raise ValueError(f"cannot run workloads of type {type(workload).__name__}")
+
+
+def launch_id_of_try(ti: Any, try_number: int) -> str | None:
+    """Return the launch id (external executor id) of ``ti``'s try ``try_number``.
+
+    ``ti`` is a TaskInstance (its current try) or a TaskInstanceHistory row (one earlier try, as Airflow's log
+    endpoint passes it). For an earlier try of a TaskInstance the id is read from the task instance history, where
+    Airflow copies a try's row, ``external_executor_id`` included, before the next try starts.
+    """
+    if getattr(ti, "try_number", None) == try_number:
+        return getattr(ti, "external_executor_id", None)
+    from airflow.models.taskinstancehistory import TaskInstanceHistory
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        found = session.scalar(
+            select(TaskInstanceHistory.external_executor_id).where(
+                TaskInstanceHistory.dag_id == ti.dag_id,
+                TaskInstanceHistory.task_id == ti.task_id,
+                TaskInstanceHistory.run_id == ti.run_id,
+                TaskInstanceHistory.map_index == ti.map_index,
+                TaskInstanceHistory.try_number == try_number,
+            )
+        )
+    return str(found) if found else None
+
+
+# Airflow 3.3.2's scheduler saves an executor's event-log rows with ``session.bulk_save_objects`` over a generator
+# that pops them from ``executor._task_event_logs``. SQLAlchemy's instance state refers to its object weakly, so a
+# ``Log`` referenced nowhere else is collected before the INSERT and the row goes out empty ("NOT NULL constraint
+# failed: log.event", logged by the scheduler and lost), on SQLAlchemy 2.0 and 2.1 alike. The executor holds its
+# newest rows until the scheduler has saved them (it saves every loop); this many cover any loop's worth.
+TASK_EVENT_LOGS_HELD = 1000
+
+
+def hold_task_event_log(executor: BaseExecutor, held: Any) -> None:
+    """Keep a strong reference to the event-log row ``log_task_event`` just queued, so the scheduler saves it."""
+    queued = getattr(executor, "_task_event_logs", None)
+    if queued:
+        held.append(queued[-1])

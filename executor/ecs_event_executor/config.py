@@ -136,8 +136,9 @@ class ExecutorSettings(BaseModel):
     region_name: str | None = _key(None, "AWS region. Unset: the connection's.", example="eu-west-1")
     check_health_on_startup: Annotated[bool, BeforeValidator(_boolean)] = _key(
         True,
-        "At start, read the task table once and send a `ping` to the queue; fail the scheduler with a clear "
-        "message otherwise.",
+        "At start, run `check_health`: the task table is readable, the queue takes a `ping`, the reconciler's "
+        "heartbeat is fresh, ECS accepts the launcher's RunTask and ECS events reach the status function; fail "
+        "the scheduler with a message naming each broken part.",
         example="True",
     )
     owner: str | None = _key(

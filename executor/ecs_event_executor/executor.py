@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,7 +19,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow import __version__ as airflow_version
 from airflow.executors.base_executor import BaseExecutor
 
-from ecs_event_executor.airflow_compat import is_task_instance_key, take_workload
+from ecs_event_executor.airflow_compat import (
+    TASK_EVENT_LOGS_HELD,
+    hold_task_event_log,
+    is_task_instance_key,
+    launch_id_of_try,
+    take_workload,
+)
 from ecs_event_executor.aws import AwsClients, ClientFactory, connection_client_factory
 from ecs_event_executor.change_feed import ChangeFeed
 from ecs_event_executor.config import (
@@ -29,6 +36,7 @@ from ecs_event_executor.config import (
 )
 from ecs_event_executor.control.aws_errors import ErrorKind, classify, error_text
 from ecs_event_executor.control.executor_config import ExecutorConfigError, check_executor_config
+from ecs_event_executor.control.health import path_problems
 from ecs_event_executor.control.messages import (
     AdoptRequest,
     CancelRequest,
@@ -40,7 +48,7 @@ from ecs_event_executor.control.tasks.item import TaskItem
 from ecs_event_executor.control.tasks.lifecycle import TaskState
 from ecs_event_executor.control.tasks.table import TaskTable
 from ecs_event_executor.launch_queue import LaunchQueue, OutgoingMessage, ParallelMap, SendResult
-from ecs_event_executor.logs import control_plane_summary, read_stream, stream_name, task_ids
+from ecs_event_executor.logs import TryLog, failure_tail, read_stream, read_try_log, stream_name, tail_stream
 
 if TYPE_CHECKING:
     from airflow.models.taskinstance import TaskInstance
@@ -51,6 +59,9 @@ MAX_BACKOFF_SECONDS = 60.0
 RECONCILE_SLICE = 100
 # How often end() polls the change feed while waiting for tasks to finish.
 END_POLL_SECONDS = 2.0
+# A failed try's info carries its container's last lines: one GetLogEvents each, at most this many per loop, so a
+# burst of failures never holds the scheduler loop (the rest carry the control plane's reason only).
+TAIL_READS_PER_SYNC = 10
 # A pre-assigned external executor id (a UUID) is used as the launch id when it fits the launch-id contract.
 _LAUNCH_ID = re.compile(r"^[A-Za-z0-9-]{8,56}$")
 
@@ -148,6 +159,8 @@ class EcsEventExecutor(BaseExecutor):
         self._next_attempt_at = 0.0
         self._next_reconcile_at = 0.0
         self._reconcile_cursor = 0
+        self._tail_reads_left = TAIL_READS_PER_SYNC
+        self._held_event_logs: deque[Any] = deque(maxlen=TASK_EVENT_LOGS_HELD)
 
     # ------------------------------------------------------------------ wiring
 
@@ -222,7 +235,9 @@ class EcsEventExecutor(BaseExecutor):
             self.check_health()
 
     def check_health(self) -> None:
-        """Check that the task table can be read and the launch queue written with the configured identity."""
+        """Check the whole path: the task table is readable and the launch queue writable with the configured
+        identity, the reconciler runs, ECS accepts the launcher's RunTask and ECS events reach the status function
+        (the last three from the control plane's heartbeat). Raise naming every broken part."""
         owner = self._ensure_owner()
         problems = []
         try:
@@ -245,7 +260,8 @@ class EcsEventExecutor(BaseExecutor):
         self.log.info("EcsEventExecutor health check succeeded")
 
     def _heartbeat_problems(self) -> list[str]:
-        """Check the control plane's heartbeat (the reconciler writes it): missing is a warning, stale a problem."""
+        """Check the control plane's heartbeat: missing is a warning; stale, RunTask refused or events not arriving
+        are problems."""
         max_age = self.settings.heartbeat_max_age_seconds
         if not max_age:
             return []
@@ -257,13 +273,20 @@ class EcsEventExecutor(BaseExecutor):
             # A stack deployed minutes ago may not have run its reconciler yet.
             self.log.warning("EcsEventExecutor: no control-plane heartbeat yet; is the reconciler deployed?")
             return []
-        age = (self._now_ms() - int(heartbeat.get("heartbeat_at", 0))) / 1000
+        # The launcher's and the status function's notes on the path to ECS and back (control/health.py).
+        problems = path_problems(heartbeat, self._now_ms())
+        if "heartbeat_at" not in heartbeat:
+            self.log.warning(
+                "EcsEventExecutor: the reconciler has not written its heartbeat yet; is it deployed?"
+            )
+            return problems
+        age = (self._now_ms() - int(heartbeat["heartbeat_at"])) / 1000
         if age > max_age:
-            return [
+            problems.append(
                 f"the control plane's heartbeat is {age:.0f} s old (limit {max_age:.0f} s): the reconciler is not "
                 "running, so lost ECS events would not be recovered"
-            ]
-        return []
+            )
+        return problems
 
     # -------------------------------------------------------------- queueing
 
@@ -412,6 +435,8 @@ class EcsEventExecutor(BaseExecutor):
     def _task_event(self, key: Any, event: str, extra: str) -> None:
         if is_task_instance_key(key):
             self.log_task_event(event=event, extra=extra, ti_key=key)
+            # Without a strong reference Airflow 3.3.2 writes the row empty and loses it (airflow_compat).
+            hold_task_event_log(self, self._held_event_logs)
 
     # ------------------------------------------------------------------- sync
 
@@ -419,6 +444,7 @@ class EcsEventExecutor(BaseExecutor):
         """Send what is waiting, read what changed for this executor and report it; never raises."""
         if self._clock() < self._next_attempt_at:
             return
+        self._tail_reads_left = TAIL_READS_PER_SYNC
         try:
             self._flush_outbox()
             feed = self._ensure_feed()
@@ -470,9 +496,10 @@ class EcsEventExecutor(BaseExecutor):
             self._hand_back(item.launch_id, outcome.info or "the launch deadline passed")
         elif outcome.action == "failed":
             self._untrack(item.launch_id)
-            self.log.warning("EcsEventExecutor: task %s failed: %s", tracked.key, outcome.info)
-            self._task_event(tracked.key, "ecs task failed", outcome.info or "")
-            self.fail(tracked.key, info=outcome.info)
+            info = self._failure_info(item) if item.state is TaskState.FAILED else outcome.info
+            self.log.warning("EcsEventExecutor: task %s failed: %s", tracked.key, info)
+            self._task_event(tracked.key, "ecs task failed", info or "")
+            self.fail(tracked.key, info=info)
         elif outcome.info and outcome.info != tracked.last_reason:
             # Launching again or waiting for capacity: worth a line, once per new reason.
             tracked.last_reason = outcome.info
@@ -625,33 +652,53 @@ class EcsEventExecutor(BaseExecutor):
     # ------------------------------------------------------------------- logs
 
     def get_task_log(self, ti: TaskInstance, try_number: int) -> tuple[list[str], list[str]]:
-        """Return (messages, log lines): the control plane's record of the try, then its container's awslogs."""
-        messages: list[str] = []
-        lines: list[str] = []
+        """Return (sources, log lines) of any try: its containers' awslogs, then the control plane's record."""
+        log = self.try_log(ti, try_number)
+        return log.sources, log.lines
+
+    def try_log(self, ti: Any, try_number: int) -> TryLog:
+        """Return one try's log; never raises. The try's launch is its ``external_executor_id`` (an earlier
+        try's is in Airflow's task instance history), so every try is served, not only the newest launch."""
         try:
-            launch_id = self._launch_of.get(ti.key) or ti.external_executor_id
+            launch_id = self._launch_of.get(_key_for_try(ti, try_number)) or launch_id_of_try(ti, try_number)
             if not launch_id:
-                return messages, lines
+                return TryLog(
+                    sources=[f"ECS event executor: try {try_number} was not launched by this executor"]
+                )
             item = self.table.get(launch_id, consistent=False)
-            if item is None:
-                return [f"ECS event executor: no record of launch {launch_id}"], lines
-            if item.key is not None and item.key.try_number != try_number:
-                return messages, lines
-            messages.extend(control_plane_summary(item))
+            if item is not None and item.key is not None and item.key.try_number != try_number:
+                return TryLog(sources=[f"ECS event executor: launch {launch_id} ran another try"])
             settings = self.settings
-            if not settings.log_group:
-                messages.append("[ecs_event_executor] log_group is not set: container logs are not read")
-                return messages, lines
-            for task_id in task_ids(item):
-                stream = stream_name(settings.log_stream_prefix, settings.container_name, task_id)
-                messages.append(f"Reading CloudWatch Logs {settings.log_group}/{stream}")
-                try:
-                    lines.extend(read_stream(self.clients.client("logs"), settings.log_group, stream))
-                except Exception as exc:
-                    messages.append(f"Could not read {settings.log_group}/{stream}: {error_text(exc)}")
+            log_group = settings.log_group
+            return read_try_log(
+                item,
+                launch_id,
+                read_stream_of=(
+                    (lambda stream: read_stream(self.clients.client("logs"), log_group, stream))
+                    if log_group
+                    else None
+                ),
+                stream_of=self._stream_of,
+                where=log_group or "",
+            )
         except Exception as exc:
-            messages.append(f"ECS event executor could not read the task's log: {error_text(exc)}")
-        return messages, lines
+            return TryLog(sources=[f"ECS event executor could not read the task's log: {error_text(exc)}"])
+
+    def _stream_of(self, task_id: str) -> str:
+        return stream_name(self.settings.log_stream_prefix, self.settings.container_name, task_id)
+
+    def _failure_info(self, item: TaskItem) -> str:
+        """Return a failed try's info: the control plane's reason and the last lines of its container's log."""
+        info = failure_text(item)
+        log_group = self.settings.log_group
+        if not log_group or self._tail_reads_left <= 0:
+            return info
+        self._tail_reads_left -= 1
+        return info + failure_tail(
+            item,
+            lambda stream: tail_stream(self.clients.client("logs"), log_group, stream),
+            stream_of=self._stream_of,
+        )
 
     # --------------------------------------------------------------- helpers
 
@@ -659,3 +706,9 @@ class EcsEventExecutor(BaseExecutor):
     def tracked_launches(self) -> dict[str, Any]:
         """Launch id -> Airflow key of every launch this executor watches (for operators and tests)."""
         return {launch_id: t.key for launch_id, t in self._tracked.items()}
+
+
+def _key_for_try(ti: Any, try_number: int) -> Any:
+    """Return the Airflow key of ``ti``'s try ``try_number`` (what ``_launch_of`` is keyed by), if it has one."""
+    key: Any = getattr(ti, "key", None)
+    return key.with_try_number(try_number) if hasattr(key, "with_try_number") else key

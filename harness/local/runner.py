@@ -5,8 +5,9 @@ task's container overrides: command and environment) as a local process, at most
 publishes "ECS Task State Change" events to the default bus in the documented shape with an increasing
 ``detail.version``: PROVISIONING, PENDING, RUNNING, STOPPING and DEPROVISIONING (exit code known), STOPPED (exit
 code, stopCode EssentialContainerExited). A StopTask (moto sets desiredStatus STOPPED) kills the process and ends in
-STOPPED with stopCode UserInitiated. The container's output goes to CloudWatch Logs under the awslogs stream
-``{prefix}/{container}/{task id}``.
+STOPPED with stopCode UserInitiated. A process SIGKILLed by something else (the kernel's OOM killer on ECS) ends
+with exit code 137 and the container reason ``OutOfMemoryError``, as ECS reports it. The container's output goes to
+CloudWatch Logs under the awslogs stream ``{prefix}/{container}/{task id}``.
 
 Fault injection (tests): ``shuffle_events`` delays each event by a random amount so they arrive out of order,
 ``duplicate_events`` publishes each one twice, ``hold_first_launch`` leaves the first ECS task of every Airflow
@@ -38,6 +39,9 @@ from ecs_event_executor.control.ecs_state import ATTEMPT_ENV, LAUNCH_ID_ENV, STA
 from harness.aws_shapes import ecs_container, ecs_task_detail, task_state_change
 
 log = logging.getLogger(__name__)
+
+# The container reason ECS gives a container the kernel killed for memory (Amazon ECS stopped task error messages).
+OUT_OF_MEMORY = "OutOfMemoryError: Container killed due to memory usage"
 
 # AWS limits the number of ARNs in one DescribeTasks call.
 DESCRIBE_BATCH = 100
@@ -369,18 +373,31 @@ class LocalEcsRunner:
                     exit_code=exit_code,
                     stop_code="EssentialContainerExited",
                     reason="Essential container in task exited",
+                    # A SIGKILL nobody asked for is what the kernel's OOM killer sends: ECS reports it so.
+                    container_reason=OUT_OF_MEMORY if code == -signal.SIGKILL else None,
                 )
 
-    def _finish(self, task: LocalTask, *, exit_code: int | None, stop_code: str, reason: str | None) -> None:
+    def _finish(
+        self,
+        task: LocalTask,
+        *,
+        exit_code: int | None,
+        stop_code: str,
+        reason: str | None,
+        container_reason: str | None = None,
+    ) -> None:
         task.finished = True
-        if task.started_at is not None:
-            for step in ("STOPPING", "DEPROVISIONING"):
-                self._event(
-                    task, step, desired="STOPPED", exit_code=exit_code, stop_code=stop_code, reason=reason
-                )
-        self._event(
-            task, "STOPPED", desired="STOPPED", exit_code=exit_code, stop_code=stop_code, reason=reason
-        )
+        steps = ("STOPPING", "DEPROVISIONING", "STOPPED") if task.started_at is not None else ("STOPPED",)
+        for step in steps:
+            self._event(
+                task,
+                step,
+                desired="STOPPED",
+                exit_code=exit_code,
+                stop_code=stop_code,
+                reason=reason,
+                container_reason=container_reason,
+            )
         self._record(task, "finished", exit_code=exit_code, stop_code=stop_code)
 
     # ----------------------------------------------------------------- events
@@ -394,6 +411,7 @@ class LocalEcsRunner:
         exit_code: int | None = None,
         stop_code: str | None = None,
         reason: str | None = None,
+        container_reason: str | None = None,
     ) -> None:
         task.version += 1
         task.last_status = last_status
@@ -405,6 +423,7 @@ class LocalEcsRunner:
             else ("RUNNING" if task.started_at else "PENDING"),
             exit_code=exit_code,
             container_arn=f"{task.arn.replace(':task/', ':container/')}/{uuid.uuid5(uuid.NAMESPACE_URL, task.arn)}",
+            reason=container_reason,
         )
         detail = ecs_task_detail(
             task.described,

@@ -197,6 +197,8 @@ class LocalStack:
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
             # The executor's settings, exactly as the stack's outputs print them for a deployed scheduler.
             **self.resources.airflow_env,
+            # Every try's log after it ended, as a deployed API server reads it (docs/executor.md, "Task logs").
+            "AIRFLOW__LOGGING__LOGGING_CONFIG_CLASS": "ecs_event_executor.log_config.LOGGING_CONFIG",
             # The connection the executor uses (conn_id aws_default), pointed at moto_server; dummy credentials.
             "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(
                 {

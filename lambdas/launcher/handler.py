@@ -16,6 +16,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from ecs_event_executor.control import environment as env_vars
 from ecs_event_executor.control.aws_clients import lambda_client
+from ecs_event_executor.control.health import HealthNotes
 from ecs_event_executor.control.launching import (
     RECYCLE_AFTER_RECEIVES,
     Launcher,
@@ -39,7 +40,7 @@ def launcher() -> Launcher:
     """Return the launcher, reading and validating the environment on first use (a bad setting fails loudly)."""
     global _launcher
     if _launcher is None:
-        _launcher = Launcher(LauncherSettings.from_env())
+        _launcher = Launcher(LauncherSettings.from_env(), health=HealthNotes())
     return _launcher
 
 

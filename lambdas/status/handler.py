@@ -21,6 +21,7 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from ecs_event_executor.control import environment as env_vars
+from ecs_event_executor.control.health import HealthNotes
 from ecs_event_executor.control.status_tracking import StatusResult, StatusSettings, StatusTracker
 
 logger = Logger(service="ecs-event-status")
@@ -37,7 +38,7 @@ def tracker() -> StatusTracker:
     """Return the tracker, reading and validating the environment on first use."""
     global _tracker
     if _tracker is None:
-        _tracker = StatusTracker(StatusSettings.from_env())
+        _tracker = StatusTracker(StatusSettings.from_env(), health=HealthNotes())
     return _tracker
 
 

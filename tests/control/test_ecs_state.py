@@ -230,3 +230,82 @@ def test_documented_stopping_with_the_exit_code_finishes_the_task(code: int, sta
 def test_documented_stopping_without_the_exit_code_waits_for_stopped() -> None:
     event = _stopping(exit_code=None, stop_code="UserInitiated", reason="Task stopped by user")
     assert map_event(event.detail, "FargateApp").state is TaskState.RUNNING
+
+
+# The Airflow container's own ``reason`` as the Amazon ECS Developer Guide documents it ("Amazon ECS stopped task
+# error messages"; sources: tests/fixtures/ecs_events/SOURCES.md). ECS puts it on the container, not in the task's
+# ``stoppedReason``, for a container killed by the kernel's OOM killer.
+OOM = "OutOfMemoryError: Container killed due to memory usage"
+PULL = (
+    "CannotPullContainerError: pull image manifest has been retried 5 time(s): failed to resolve ref "
+    "docker.io/library/airflow:missing: not found"
+)
+INIT = (
+    "ResourceInitializationError: unable to pull secrets or registry auth: execution resource retrieval failed: "
+    "unable to retrieve secret from asm: service call has been retried 1 time(s)"
+)
+
+
+def _stopped(*, exit_code: int | None, stop_code: str, reason: str, container_reason: str) -> TaskStateChange:
+    """Return the documented Fargate event moved on to STOPPED, the container carrying its own ``reason``."""
+    raw = json.loads((EVENTS / "fargate_task_running.json").read_text())
+    detail = raw["detail"]
+    detail.update(
+        lastStatus="STOPPED",
+        desiredStatus="STOPPED",
+        stopCode=stop_code,
+        stoppedReason=reason,
+        stoppedAt="2020-01-23T18:03:26.410Z",
+        version=6,
+    )
+    if stop_code == "TaskFailedToStart":
+        del detail["startedAt"]
+    detail["containers"][0].update(lastStatus="STOPPED", reason=container_reason)
+    if exit_code is not None:
+        detail["containers"][0]["exitCode"] = exit_code
+    return TaskStateChange.model_validate(raw)
+
+
+def test_documented_out_of_memory_names_the_container_reason() -> None:
+    event = _stopped(
+        exit_code=137,
+        stop_code="EssentialContainerExited",
+        reason="Essential container in task exited",
+        container_reason=OOM,
+    )
+    result = map_event(event.detail, "FargateApp")
+    assert result.state is TaskState.FAILED
+    assert result.reason == (
+        f"the Airflow container exited with code 137: {OOM} "
+        "(EssentialContainerExited - Essential container in task exited)"
+    )
+
+
+@pytest.mark.parametrize("container_reason", [PULL, INIT])
+def test_documented_failed_start_names_the_container_reason(container_reason: str) -> None:
+    event = _stopped(
+        exit_code=None,
+        stop_code="TaskFailedToStart",
+        reason="Task failed to start",
+        container_reason=container_reason,
+    )
+    result = map_event(event.detail, "FargateApp")
+    assert (result.state, result.failure) == (TaskState.FAILED, Failure.FAILED_TO_START)
+    assert (
+        result.reason
+        == f"ECS could not start the task: TaskFailedToStart - Task failed to start - {container_reason}"
+    )
+
+
+def test_container_reason_already_in_the_stopped_reason_is_not_repeated() -> None:
+    event = _stopped(exit_code=None, stop_code="TaskFailedToStart", reason=PULL, container_reason=PULL)
+    assert (
+        map_event(event.detail, "FargateApp").reason
+        == f"ECS could not start the task: TaskFailedToStart - {PULL}"
+    )
+
+
+def test_a_sidecar_reason_is_not_the_airflow_container_reason() -> None:
+    containers = [Container(name="base", exitCode=1), Container(name="proxy", exitCode=137, reason=OOM)]
+    result = outcome("STOPPED", "STOPPED", stop_code="EssentialContainerExited", containers=containers)
+    assert OOM not in (result.reason or "")

@@ -324,7 +324,8 @@ def test_cost_follows_stale_items_and_heartbeat_is_written(control_plane: Contro
     report = rec.run()
     assert report.checked == 0
     # One Query per shard of the stale index, and the heartbeat.
-    assert dynamodb.calls == {"Query": STALE_SHARDS, "PutItem": 1}
+    # The heartbeat is an update: it keeps the launcher's and the status function's notes (health.py).
+    assert dynamodb.calls == {"Query": STALE_SHARDS, "UpdateItem": 1}
     assert ecs.total == 0
     heartbeat = rec.table.read_heartbeat()
     assert heartbeat is not None and heartbeat["heartbeat_at"] > 0 and heartbeat["last_checked"] == 0

@@ -126,21 +126,21 @@ def test_status_handler_may_only_read_and_update_items_and_publish_to_the_bus(te
 def test_reconciler_may_do_exactly_its_job(template: Template) -> None:
     statements = role_statements(template, RECONCILER)
     assert actions_of(statements) == OWN_LOGS_AND_TRACES | {
-        "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:Query",
+        "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem", "dynamodb:Query",
         "ecs:DescribeTasks", "events:PutEvents",
     }  # fmt: skip
 
 
 def test_reconciler_reads_only_the_stale_index_and_writes_items(template: Template) -> None:
-    # get and conditional update_item (StatusTracker, fail_lost, touch); put_item writes the heartbeat only;
-    # batch_get_item reads the items the keys-only stale index names.
+    # get and conditional update_item (StatusTracker, fail_lost, touch), update_item of the heartbeat (it keeps
+    # the launcher's and the status function's notes); it creates no item, so no PutItem; batch_get_item reads
+    # the items the keys-only stale index names.
     statements = role_statements(template, RECONCILER)
     table = logical_id(template, "AWS::DynamoDB::Table")
-    items = statement_with(statements, "dynamodb:PutItem")
+    items = statement_with(statements, "dynamodb:UpdateItem")
     assert sorted(items["Action"]) == [
         "dynamodb:BatchGetItem",
         "dynamodb:GetItem",
-        "dynamodb:PutItem",
         "dynamodb:UpdateItem",
     ]
     assert items["Resource"] == {"Fn::GetAtt": [table, "Arn"]}

@@ -20,6 +20,7 @@ def task_event(
     stopped_reason: str | None = None,
     started: bool | None = None,
     sidecars: dict[str, int | None] | None = None,
+    container_reason: str | None = None,
 ) -> dict[str, Any]:
     """Return an EventBridge event for ``task`` (a RunTask/DescribeTasks task dict) at one lifecycle step."""
     if desired_status is None:
@@ -34,6 +35,7 @@ def task_event(
             last_status="STOPPED" if exit_code is not None else ("RUNNING" if started else "PENDING"),
             exit_code=exit_code,
             container_arn=f"{arn.replace(':task/', ':container/')}/{container_name}",
+            reason=container_reason,
         )
     ]
     containers += [

@@ -160,7 +160,7 @@ def map_ecs_task(
     if exit_code is not None and (
         last_status == "STOPPED" or last_status in ("DEACTIVATING", "STOPPING", "DEPROVISIONING")
     ):
-        return _by_exit_code(exit_code, stop_code, stopped_reason)
+        return _by_exit_code(exit_code, stop_code, stopped_reason, container.reason if container else None)
 
     if last_status in _NOT_YET_RUNNING:
         return Outcome(TaskState.PENDING)
@@ -172,7 +172,7 @@ def map_ecs_task(
         return Outcome(TaskState.RUNNING if started else TaskState.PENDING)
 
     # STOPPED, and the Airflow container left no exit code.
-    detail = _describe(stop_code, stopped_reason)
+    detail = _describe(stop_code, stopped_reason, container.reason if container else None)
     if stop_code == "TaskFailedToStart":
         return Outcome(
             TaskState.FAILED,
@@ -226,19 +226,28 @@ def map_event(detail: TaskDetail, container_name: str) -> Outcome:
     )
 
 
-def _by_exit_code(exit_code: int, stop_code: str | None, stopped_reason: str | None) -> Outcome:
+def _by_exit_code(
+    exit_code: int, stop_code: str | None, stopped_reason: str | None, container_reason: str | None
+) -> Outcome:
     if exit_code == 0:
         return Outcome(TaskState.SUCCEEDED, exit_code=0)
     detail = _describe(stop_code, stopped_reason)
+    # The container's own reason (OutOfMemoryError for 137) says more than the task's "Essential container in
+    # task exited", so it comes first: a reason cut to the item's size budget keeps it.
+    own = f": {container_reason}" if container_reason else ""
     return Outcome(
         TaskState.FAILED,
-        reason=f"the Airflow container exited with code {exit_code}"
+        reason=f"the Airflow container exited with code {exit_code}{own}"
         + (f" ({detail})" if detail != "no reason given" else ""),
         exit_code=exit_code,
         failure=Failure.EXIT_CODE,
     )
 
 
-def _describe(stop_code: str | None, stopped_reason: str | None) -> str:
+def _describe(stop_code: str | None, stopped_reason: str | None, container_reason: str | None = None) -> str:
+    """Join what ECS says about a stop, with the Airflow container's own reason (CannotPullContainerError,
+    ResourceInitializationError, OutOfMemoryError...) unless the task's ``stoppedReason`` already quotes it."""
     parts = [p for p in (stop_code, stopped_reason) if p]
+    if container_reason and not (stopped_reason and container_reason in stopped_reason):
+        parts.append(container_reason)
     return " - ".join(parts) if parts else "no reason given"

@@ -38,6 +38,7 @@ from ecs_event_executor.control.bus import ControlPlaneBus
 from ecs_event_executor.control.ecs_state import ATTEMPT_ENV, LAUNCH_ID_ENV, STARTED_BY
 from ecs_event_executor.control.environment import LambdaEnvironment
 from ecs_event_executor.control.executor_config import ExecutorConfigError
+from ecs_event_executor.control.health import HealthNotes
 from ecs_event_executor.control.messages import (
     AdoptRequest,
     AnyMessage,
@@ -168,9 +169,12 @@ class Launcher:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         parallel_map: ParallelMap | None = None,
+        health: HealthNotes | None = None,
     ) -> None:
         self.settings = settings
         self._ecs = ecs
+        # Notes RunTask's verdicts on the path to ECS (check_health reads them); None: not noted.
+        self.health = health
         self.table = table or TaskTable(
             settings.table_name, finished_ttl_seconds=settings.finished_ttl_seconds, clock=clock
         )
@@ -339,10 +343,15 @@ class Launcher:
                 return self._record(item, attempt, {"taskArn": existing})
             kind = classify(exc)
             if kind is ErrorKind.PERMANENT:
+                if self.health is not None:
+                    code = error_code(exc) if isinstance(exc, ClientError) else ""
+                    self.health.run_task_refused(self.table, code, error_text(exc))
                 return self._fail(item, attempt, f"ECS RunTask refused the task: {error_text(exc)}")
             return self._retry(retry, f"RunTask: {error_text(exc)}")
         tasks = response.get("tasks") or []
         if tasks:
+            if self.health is not None:
+                self.health.run_task_ok(self.table)
             return self._record(item, attempt, tasks[0])
         failures = response.get("failures") or []
         reason = describe_failures(failures) or "RunTask returned no task and no failure"

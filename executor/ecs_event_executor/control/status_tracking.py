@@ -39,6 +39,7 @@ from ecs_event_executor.control.ecs_state import (
     map_event,
 )
 from ecs_event_executor.control.environment import LambdaEnvironment
+from ecs_event_executor.control.health import HealthNotes
 from ecs_event_executor.control.messages import RelaunchRequest, describe_validation_error
 from ecs_event_executor.control.tasks.item import EcsSnapshot, EventOutcome
 from ecs_event_executor.control.tasks.lifecycle import TaskState
@@ -90,11 +91,19 @@ class StatusTracker:
     """Map ECS events to task-item writes. Clients are injectable."""
 
     def __init__(
-        self, settings: StatusSettings, *, table: TaskTable | None = None, bus: ControlPlaneBus | None = None
+        self,
+        settings: StatusSettings,
+        *,
+        table: TaskTable | None = None,
+        bus: ControlPlaneBus | None = None,
+        health: HealthNotes | None = None,
     ) -> None:
         self.settings = settings
         self.table = table or TaskTable(settings.table_name)
         self.bus = bus or ControlPlaneBus(settings.event_bus_name, publish_all=settings.publish_all_events)
+        # The status function notes that events arrive (check_health reads it); None: not noted (tests, the
+        # reconciler, which applies DescribeTasks answers, not events).
+        self.health = health
 
     def handle(self, event: Mapping[str, Any]) -> StatusResult:
         """Apply one ECS event; never raise for a bad event (only for AWS failures, to be retried)."""
@@ -122,6 +131,8 @@ class StatusTracker:
                 extra={"launch_id": launch_id, "value": env.get(ATTEMPT_ENV)},
             )
             return StatusResult.MALFORMED
+        if self.health is not None:
+            self.health.event_seen(self.table)
         outcome = map_event(detail, self.settings.container_name)
         if not can_change_state(outcome, detail.last_status):
             log.debug(

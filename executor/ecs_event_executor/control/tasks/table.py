@@ -510,5 +510,17 @@ class TaskTable(TaskReads):
 
     def write_heartbeat(self, **facts: int | str) -> None:
         """Record that the control plane's periodic work ran (the executor's health check reads it)."""
-        values = {Attr.PK: HEARTBEAT_KEY, "heartbeat_at": self._now_ms(), **facts}
-        self.client.put_item(TableName=self.table_name, Item=serialize(values))
+        self.note_heartbeat(heartbeat_at=self._now_ms(), **facts)
+
+    def note_heartbeat(self, **facts: int | str) -> None:
+        """Set facts on the heartbeat item, keeping the others' (the launcher, the status function and the
+        reconciler each note their own: control/health.py)."""
+        names = {f"#f{i}": name for i, name in enumerate(facts)}
+        values = serialize({f":f{i}": value for i, value in enumerate(facts.values())})
+        self.client.update_item(
+            TableName=self.table_name,
+            Key=serialize({Attr.PK: HEARTBEAT_KEY}),
+            UpdateExpression="SET " + ", ".join(f"#f{i} = :f{i}" for i in range(len(facts))),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
