@@ -48,7 +48,7 @@ from ecs_event_executor.control.messages import (
 from ecs_event_executor.control.tasks.item import TaskItem
 from ecs_event_executor.control.tasks.lifecycle import TaskState
 from ecs_event_executor.control.tasks.table import TaskTable
-from ecs_event_executor.launch_queue import LaunchQueue, OutgoingMessage, SendResult
+from ecs_event_executor.launch_queue import LaunchQueue, OutgoingMessage, ParallelMap, SendResult
 from ecs_event_executor.logs import TryLog, failure_tail, read_stream, read_try_log, stream_name, tail_stream
 
 if TYPE_CHECKING:
@@ -139,12 +139,14 @@ class EcsEventExecutor(BaseExecutor):
         client_factory: ClientFactory | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        parallel_map: ParallelMap | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self._client_factory = client_factory
         self._clock = clock
         self._sleep = sleep
+        self._parallel_map = parallel_map  # how the launch queue runs one loop's batches at once (threads)
         self._settings: ExecutorSettings | None = None
         self._clients: AwsClients | None = None
         self._table: TaskTable | None = None
@@ -189,7 +191,10 @@ class EcsEventExecutor(BaseExecutor):
     @property
     def queue(self) -> LaunchQueue:
         return LaunchQueue(
-            self.clients.client("sqs"), self.settings.queue_url, resend_rounds=self.settings.send_retries
+            self.clients.client("sqs"),
+            self.settings.queue_url,
+            resend_rounds=self.settings.send_retries,
+            parallel_map=self._parallel_map,
         )
 
     def _now_ms(self) -> int:

@@ -235,7 +235,7 @@ class Launcher:
         if not messages:
             return []
         self._time_left = time_left
-        # boto3 creates clients from a shared session, which is not thread-safe: create them before the threads
+        # Clients come from one shared botocore session: create them before the threads
         # (the bus's only if it will publish).
         _ = self.ecs, self.table.client, self.task_definitions.registrations.client
         if self.bus.bus_name:
