@@ -6,7 +6,19 @@ BIN := $(VENV)/bin
 PYTHON ?= python3
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup demo test lint typecheck unit bench synth clean
+.PHONY: setup demo test lint typecheck unit bench synth clean test-compat compat-lock
+
+# Supported Airflow versions (airflow_compat.SUPPORTED_AIRFLOW_RANGE): each gets its own virtualenv under .compat/,
+# made from requirements/airflow-X.Y.lock (pip-frozen real installs), and runs the tests marked `compat`.
+AIRFLOW_VERSIONS ?= 3.1 3.2 3.3
+# `make test` runs the matrix without 3.3: the dev virtualenv (requirements/dev.lock) is 3.3 and `unit` ran it.
+CI_AIRFLOW_VERSIONS := 3.1 3.2
+AIRFLOW_PIN_3.1 := 3.1.8
+AIRFLOW_PIN_3.2 := 3.2.2
+AIRFLOW_PIN_3.3 := 3.3.2
+COMPAT := .compat
+# Where the compat tests live: the compat virtualenvs have no CDK, so the rest of tests/ is not even collected.
+COMPAT_TESTS := tests/executor
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -32,6 +44,36 @@ unit: setup
 	$(BIN)/pytest -q -n 2 --dist loadfile
 
 test: lint typecheck unit
+	$(MAKE) test-compat AIRFLOW_VERSIONS="$(CI_AIRFLOW_VERSIONS)"
+
+$(COMPAT)/airflow-%/.installed: requirements/airflow-%.lock pyproject.toml
+	rm -rf $(COMPAT)/airflow-$*
+	$(PYTHON) -m venv $(COMPAT)/airflow-$*
+	$(COMPAT)/airflow-$*/bin/pip install -q --upgrade pip
+	$(COMPAT)/airflow-$*/bin/pip install -q -r requirements/airflow-$*.lock
+	$(COMPAT)/airflow-$*/bin/pip install -q --no-deps -e .
+	touch $@
+
+# One run per version; every version runs even if one fails, and the make fails if any did.
+test-compat: $(foreach v,$(AIRFLOW_VERSIONS),$(COMPAT)/airflow-$(v)/.installed)
+	@failed=""; for v in $(AIRFLOW_VERSIONS); do \
+		echo "== Airflow $$v: $$($(COMPAT)/airflow-$$v/bin/python -c 'import airflow; print(airflow.__version__)')"; \
+		$(COMPAT)/airflow-$$v/bin/pytest -q -m compat -n 2 --dist loadfile -p no:cacheprovider $(COMPAT_TESTS) || failed="$$failed $$v"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "test-compat failed on Airflow$$failed"; exit 1; fi
+
+# Regenerate one version's lock from requirements/compat.in and that Airflow release: make compat-lock AIRFLOW=3.2
+compat-lock:
+	@test -n "$(AIRFLOW_PIN_$(AIRFLOW))" || { echo "AIRFLOW must be one of: $(AIRFLOW_VERSIONS)"; exit 1; }
+	rm -rf $(COMPAT)/lock-$(AIRFLOW)
+	$(PYTHON) -m venv $(COMPAT)/lock-$(AIRFLOW)
+	$(COMPAT)/lock-$(AIRFLOW)/bin/pip install -q --upgrade pip
+	$(COMPAT)/lock-$(AIRFLOW)/bin/pip install -q "apache-airflow==$(AIRFLOW_PIN_$(AIRFLOW))" \
+		apache-airflow-providers-standard -r requirements/compat.in
+	{ echo "# Airflow $(AIRFLOW) test environment for make test-compat: pip freeze of requirements/compat.in +" \
+		"apache-airflow==$(AIRFLOW_PIN_$(AIRFLOW)) + apache-airflow-providers-standard (make compat-lock AIRFLOW=$(AIRFLOW))."; \
+		$(COMPAT)/lock-$(AIRFLOW)/bin/pip freeze; } > requirements/airflow-$(AIRFLOW).lock
+	rm -rf $(COMPAT)/lock-$(AIRFLOW)
 
 demo: setup
 	$(PY) -m harness.local demo
@@ -43,4 +85,4 @@ synth: setup
 	npx cdk synth --quiet
 
 clean:
-	rm -rf cdk.out .mypy_cache .ruff_cache .pytest_cache
+	rm -rf cdk.out .mypy_cache .ruff_cache .pytest_cache $(COMPAT)

@@ -1,9 +1,16 @@
-"""Everything that depends on the Airflow version's executor API, in one place (written against Airflow 3.3).
+"""Everything that depends on the Airflow version's executor API, in one place (Airflow 3.1, 3.2 and 3.3).
 
-- workloads: ``airflow.executors.workloads.ExecuteTask`` (task instances) and ``ExecuteCallback`` (3.3 executor
-  callbacks, keyed by ``CallbackKey``); both are run in the container by ``airflow.sdk.execution_time.execute_workload``.
-- queued workloads live in ``BaseExecutor.queued_tasks`` / ``queued_callbacks`` (3.4 moves them to
-  ``executor_queues``; add that branch here when 3.4 is supported).
+- supported range: ``SUPPORTED_AIRFLOW`` (pyproject declares the same); ``check_airflow_version`` refuses others
+  at import with a message saying which versions work.
+- workloads: ``airflow.executors.workloads.ExecuteTask`` (task instances, every 3.x) and ``ExecuteCallback``
+  (executor callbacks, 3.2+); both are run in the container by ``airflow.sdk.execution_time.execute_workload``.
+- callback keys: 3.2's ``CallbackKey`` is the callback id itself (a ``str``); 3.3's is an object with ``.id``.
+  ``task_key_of`` takes both.
+- queued workloads live in ``BaseExecutor.queued_tasks`` / ``queued_callbacks`` (3.2: keyed by the callback id,
+  3.3: by ``CallbackKey``; 3.4 moves them to ``executor_queues``: add that branch here when 3.4 is supported).
+- workload token lifetime (what bounds the launch deadline when the token has no ``exp`` claim): 3.1 signs the
+  token for ``[execution_api] jwt_expiration_time`` (600 s by default); 3.2+ for ``[scheduler]
+  task_queued_timeout``. ``token_lifetime_option`` names the option per version.
 """
 
 from __future__ import annotations
@@ -13,6 +20,9 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
 
 from ecs_event_executor.control.messages import TaskKey
 from ecs_event_executor.control.workload_guard import CALLBACK_DAG_ID as CALLBACK_DAG_ID
@@ -25,6 +35,43 @@ if TYPE_CHECKING:
 # The container entry point for an Airflow 3 workload (EXECUTE_WORKLOAD_MODULE, as Airflow's own remote executors
 # invoke it) and the dag id of a callback's TaskKey (callbacks have no dag/task/run) are the launcher's allow-list
 # (control/workload_guard.py): a command of another shape is refused there.
+
+
+# The Airflow versions this executor is tested against (make test-compat); pyproject declares the same range.
+SUPPORTED_AIRFLOW_RANGE = ">=3.1,<3.4"
+SUPPORTED_AIRFLOW = SpecifierSet(SUPPORTED_AIRFLOW_RANGE)
+
+
+class UnsupportedAirflowVersion(ImportError):
+    """The installed Airflow is outside the range this executor supports; the message says which versions work."""
+
+
+def check_airflow_version(version: str) -> Version:
+    """Return the parsed Airflow version, or raise UnsupportedAirflowVersion naming the supported range."""
+    parsed = Version(version)
+    # A pre-release or dev build of a supported minor (3.3.0rc1, 3.3.0.dev0) counts as that minor.
+    if Version(parsed.base_version) not in SUPPORTED_AIRFLOW:
+        raise UnsupportedAirflowVersion(
+            f"airflow-ecs-event-executor supports apache-airflow{SUPPORTED_AIRFLOW_RANGE}, but this environment has "
+            f"Airflow {version}: install a supported Airflow, or a release of the executor made for yours."
+        )
+    return parsed
+
+
+def installed_airflow_version() -> str:
+    """Return the version of the Airflow this process imports (``airflow.__version__``)."""
+    import airflow
+
+    return str(airflow.__version__)
+
+
+def token_lifetime_option(version: Version) -> tuple[str, str]:
+    """Return the (section, key) of the option that sets how long a workload token is valid on ``version``."""
+    if version < Version("3.2"):
+        # 3.1's ExecuteTask.make signs with the executor's jwt_generator: valid_for = jwt_expiration_time.
+        return ("execution_api", "jwt_expiration_time")
+    # 3.2+ BaseWorkloadSchema.generate_token: valid_for = task_queued_timeout.
+    return ("scheduler", "task_queued_timeout")
 
 
 @dataclass(frozen=True)
@@ -49,7 +96,7 @@ def workload_command(workload: Any) -> list[str]:
 
 
 def task_key_of(key: Any) -> TaskKey:
-    """Return the contract's TaskKey for an Airflow TaskInstanceKey or CallbackKey."""
+    """Return the contract's TaskKey for an Airflow TaskInstanceKey or CallbackKey (3.2: the id string)."""
     if hasattr(key, "dag_id"):
         return TaskKey(
             dag_id=key.dag_id,
@@ -58,7 +105,10 @@ def task_key_of(key: Any) -> TaskKey:
             map_index=key.map_index,
             try_number=key.try_number,
         )
-    return TaskKey(dag_id=CALLBACK_DAG_ID, task_id=str(key.id), run_id="callback", try_number=0)
+    callback_id = key if isinstance(key, str) else getattr(key, "id", None)
+    if callback_id is None:
+        raise ValueError(f"cannot run a workload keyed by {type(key).__name__}")
+    return TaskKey(dag_id=CALLBACK_DAG_ID, task_id=str(callback_id), run_id="callback", try_number=0)
 
 
 def token_expiry(token: Any) -> datetime | None:
@@ -83,28 +133,53 @@ def is_task_instance_key(key: Any) -> bool:
     return hasattr(key, "dag_id") and hasattr(key, "try_number")
 
 
+def workload_key(workload: Any) -> Any:
+    """Return the key Airflow queued ``workload`` under (what success / fail take), or None if it has none."""
+    from airflow.executors import workloads
+
+    if isinstance(workload, workloads.ExecuteTask):
+        return workload.ti.key
+    callback_type = getattr(workloads, "ExecuteCallback", None)  # 3.2+
+    if callback_type is not None and isinstance(workload, callback_type):
+        return workload.callback.key
+    return getattr(workload, "key", None)
+
+
+def drop_queued(executor: BaseExecutor, key: Any) -> None:
+    """Remove ``key`` from whichever of the executor's queues holds it."""
+    executor.queued_tasks.pop(key, None)
+    getattr(executor, "queued_callbacks", {}).pop(key, None)
+    getattr(executor, "queued_connection_tests", {}).pop(key, None)  # 3.3
+
+
 def take_workload(executor: BaseExecutor, workload: Any) -> QueuedWork:
-    """Remove ``workload`` from the executor's queue and describe it; ValueError for an unsupported type."""
+    """Describe ``workload`` and remove it from the executor's queue; ValueError for an unsupported type.
+
+    The description is built first: a workload that cannot be described stays queued for the caller to fail.
+    """
     from airflow.executors import workloads
 
     if isinstance(workload, workloads.ExecuteTask):
         ti_key = workload.ti.key
+        task_key = task_key_of(ti_key)
         executor.queued_tasks.pop(ti_key, None)
         return QueuedWork(
             ti_key,
-            task_key_of(ti_key),
+            task_key,
             workload_command(workload),
             workload.ti.executor_config,
             token_expires_at=token_expiry(getattr(workload, "token", None)),
             external_executor_id=getattr(workload.ti, "external_executor_id", None),
             queue=getattr(workload.ti, "queue", None),
         )
-    if isinstance(workload, workloads.ExecuteCallback):
+    callback_type = getattr(workloads, "ExecuteCallback", None)  # 3.2+
+    if callback_type is not None and isinstance(workload, callback_type):
         callback_key = workload.callback.key
+        task_key = task_key_of(callback_key)
         executor.queued_callbacks.pop(callback_key, None)
         return QueuedWork(
             callback_key,
-            task_key_of(callback_key),
+            task_key,
             workload_command(workload),
             None,
             token_expires_at=token_expiry(getattr(workload, "token", None)),

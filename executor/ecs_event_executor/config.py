@@ -234,7 +234,7 @@ class ExecutorSettings(BaseModel):
     launch_start_margin_seconds: Annotated[float, _number(minimum=0)] = _key(
         180.0,
         "A launch is not started later than this before its workload's token expires (the token's `exp` "
-        "claim; without one, `task_queued_timeout` after queueing): Fargate takes 30-120 s to start a task, "
+        "claim; without one, the Airflow version's token lifetime after queueing): Fargate takes 30-120 s to start a task, "
         "and the task's first Execution API call needs a valid token. At most half the token's remaining "
         "life at queue time (a short `task_queued_timeout`). A launch that cannot start in time is handed "
         "back: Airflow's stuck-in-queued check revokes and requeues it without using a try.",
@@ -242,6 +242,9 @@ class ExecutorSettings(BaseModel):
     )
     # From [scheduler] task_queued_timeout, read by load_settings.
     task_queued_timeout_seconds: float = 600.0
+    # How long a workload token is valid when it carries no exp claim, from the option the Airflow version signs
+    # it with (airflow_compat.token_lifetime_option), read by load_settings.
+    token_lifetime_seconds: float = 600.0
     # check_health fails when the control plane's heartbeat (written by the reconciler every few minutes) is
     # older than this: events may not be reconciled. 0 turns the check off.
     heartbeat_max_age_seconds: Annotated[float, _number(minimum=0)] = _key(
@@ -295,9 +298,13 @@ class ExecutorSettings(BaseModel):
         return self.queue_url.endswith(".fifo")
 
 
-# The keys of [ecs_event_executor], in the order a problem is reported (task_queued_timeout_seconds is
-# [scheduler]'s, read by load_settings).
-_KEYS = tuple(name for name in ExecutorSettings.model_fields if name != "task_queued_timeout_seconds")
+# The keys of [ecs_event_executor], in the order a problem is reported (task_queued_timeout_seconds and
+# token_lifetime_seconds come from other sections, read by load_settings).
+_KEYS = tuple(
+    name
+    for name in ExecutorSettings.model_fields
+    if name not in ("task_queued_timeout_seconds", "token_lifetime_seconds")
+)
 
 
 def setting_keys() -> tuple[str, ...]:
@@ -322,8 +329,16 @@ DEFAULTS: dict[str, str] = {
 }
 
 
-def load_settings(conf: ConfSource, team_name: str | None = None) -> ExecutorSettings:
-    """Read and validate ``[ecs_event_executor]``; raise ExecutorSettingsError naming a bad key."""
+def load_settings(
+    conf: ConfSource,
+    team_name: str | None = None,
+    token_lifetime_option: tuple[str, str] = ("scheduler", "task_queued_timeout"),
+) -> ExecutorSettings:
+    """Read and validate ``[ecs_event_executor]``; raise ExecutorSettingsError naming a bad key.
+
+    ``token_lifetime_option`` is the (section, key) that sets how long the Airflow version's workload tokens are
+    valid (airflow_compat.token_lifetime_option).
+    """
 
     def raw(key: str) -> str | None:
         value = conf.get(SECTION, key, fallback=DEFAULTS.get(key))
@@ -332,15 +347,20 @@ def load_settings(conf: ConfSource, team_name: str | None = None) -> ExecutorSet
         value = str(value).strip()
         return value or None
 
-    try:
-        queued_timeout = float(conf.get("scheduler", "task_queued_timeout", fallback="600") or 600)
-    except ValueError:
-        raise ExecutorSettingsError(
-            f"[scheduler] task_queued_timeout must be a number ({env_var_name('task_queued_timeout', team_name, 'scheduler')})"
-        ) from None
+    def seconds(section: str, key: str) -> float:
+        try:
+            return float(conf.get(section, key, fallback="600") or 600)
+        except ValueError:
+            raise ExecutorSettingsError(
+                f"[{section}] {key} must be a number ({env_var_name(key, team_name, section)})"
+            ) from None
+
+    queued_timeout = seconds("scheduler", "task_queued_timeout")
+    token_lifetime = seconds(*token_lifetime_option)
     try:
         return ExecutorSettings.model_validate(
-            {key: raw(key) for key in _KEYS} | {"task_queued_timeout_seconds": queued_timeout}
+            {key: raw(key) for key in _KEYS}
+            | {"task_queued_timeout_seconds": queued_timeout, "token_lifetime_seconds": token_lifetime}
         )
     except ValidationError as exc:
         error = exc.errors()[0]

@@ -21,10 +21,15 @@ from airflow.executors.base_executor import BaseExecutor
 
 from ecs_event_executor.airflow_compat import (
     TASK_EVENT_LOGS_HELD,
+    check_airflow_version,
+    drop_queued,
     hold_task_event_log,
+    installed_airflow_version,
     is_task_instance_key,
     launch_id_of_try,
     take_workload,
+    token_lifetime_option,
+    workload_key,
 )
 from ecs_event_executor.aws import AwsClients, ClientFactory, connection_client_factory
 from ecs_event_executor.change_feed import ChangeFeed
@@ -53,6 +58,10 @@ from ecs_event_executor.logs import TryLog, failure_tail, read_stream, read_try_
 
 if TYPE_CHECKING:
     from airflow.models.taskinstance import TaskInstance
+
+# Outside the supported range the import fails here, with a message naming the range, not later in a scheduler
+# loop with an AttributeError.
+AIRFLOW_VERSION = check_airflow_version(installed_airflow_version())
 
 # Credential failures back off up to this long between attempts (the scheduler keeps looping meanwhile).
 MAX_BACKOFF_SECONDS = 60.0
@@ -168,7 +177,9 @@ class EcsEventExecutor(BaseExecutor):
     @property
     def settings(self) -> ExecutorSettings:
         if self._settings is None:
-            self._settings = load_settings(self.conf, self.team_name)
+            self._settings = load_settings(
+                self.conf, self.team_name, token_lifetime_option=token_lifetime_option(AIRFLOW_VERSION)
+            )
         return self._settings
 
     @property
@@ -292,20 +303,38 @@ class EcsEventExecutor(BaseExecutor):
     # -------------------------------------------------------------- queueing
 
     def _process_workloads(self, workload_items: Sequence[Any]) -> None:
-        """Turn workloads into launch messages and send them (10 per SQS call); never raises."""
+        """Turn workloads into launch messages and send them (10 per SQS call); never raises.
+
+        A workload that cannot be turned into a launch is failed with the reason, never left behind unreported.
+        """
         messages: list[OutgoingMessage] = []
         for workload in workload_items:
             try:
                 request = self._launch_request(workload)
-            except Exception:
-                self.log.exception(
-                    "EcsEventExecutor could not queue workload %s", getattr(workload, "key", workload)
-                )
+            except Exception as exc:
+                self._refuse_workload(workload, exc)
                 continue
             if request is not None:
                 messages.append(request)
         if messages:
             self._send(messages)
+
+    def _refuse_workload(self, workload: Any, exc: Exception) -> None:
+        """Fail a workload the executor cannot run, saying why (the scheduler sees the failure, not silence)."""
+        reason = f"EcsEventExecutor cannot run this workload: {type(exc).__name__}: {exc}"
+        try:
+            key = workload_key(workload)
+        except Exception:
+            key = None
+        self.log.error("%s (workload %s)", reason, key if key is not None else type(workload).__name__)
+        if key is None:
+            return
+        try:
+            drop_queued(self, key)
+            self._task_event(key, "ecs task refused", reason)
+            self.fail(key, info=reason)
+        except Exception:
+            self.log.exception("EcsEventExecutor could not report the refused workload %s", key)
 
     def _launch_request(self, workload: Any) -> LaunchRequest | None:
         work = take_workload(self, workload)
@@ -367,10 +396,10 @@ class EcsEventExecutor(BaseExecutor):
 
     def _launch_deadline(self, queued_at: datetime, token_expires_at: datetime | None) -> datetime:
         """Return the last instant the launcher may start the task: the workload token's expiry (or, without an
-        ``exp`` claim, ``task_queued_timeout`` after queueing) less the start-up margin (at most half the time
-        left)."""
+        ``exp`` claim, the Airflow version's token lifetime after queueing) less the start-up margin (at most half
+        the time left)."""
         settings = self.settings
-        expires = token_expires_at or queued_at + timedelta(seconds=settings.task_queued_timeout_seconds)
+        expires = token_expires_at or queued_at + timedelta(seconds=settings.token_lifetime_seconds)
         # A margin longer than the token's remaining life would refuse every launch (a short task_queued_timeout):
         # it never takes more than half of what is left.
         margin = min(timedelta(seconds=settings.launch_start_margin_seconds), (expires - queued_at) / 2)
@@ -611,7 +640,7 @@ class EcsEventExecutor(BaseExecutor):
         """Cancel a task (not launched: never launched; launched: stopped); Airflow requeues it. Never raises."""
         try:
             key = ti.key
-            launch_id = self._launch_of.get(key) or ti.external_executor_id
+            launch_id = self._launch_of.get(key) or getattr(ti, "external_executor_id", None)
             self.queued_tasks.pop(key, None)
             self.running.discard(key)
             if not launch_id:

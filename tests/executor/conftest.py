@@ -150,7 +150,13 @@ def executor_env(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Executo
 def _serialized_task() -> Any:
     from airflow.providers.standard.operators.empty import EmptyOperator
     from airflow.sdk import DAG
-    from airflow.serialization.serialized_objects import DagSerialization
+
+    try:
+        from airflow.serialization.serialized_objects import DagSerialization
+    except ImportError:  # Airflow < 3.3
+        from airflow.serialization.serialized_objects import (  # type: ignore[assignment]
+            SerializedDAG as DagSerialization,
+        )
 
     with DAG("example", schedule=None) as dag:
         EmptyOperator(task_id="t1")
@@ -178,10 +184,26 @@ def task_workload(
     run_id: str = "manual__2026-11-25", *, try_number: int = 1, executor_config: Any = None
 ) -> Any:
     """Return the ExecuteTask workload the scheduler builds (ExecuteTask.make) for a real TaskInstance."""
-    from airflow.executors.workloads import BundleInfo, ExecuteTask
-
     ti = make_ti(run_id, try_number=try_number, executor_config=executor_config)
-    return ExecuteTask.make(ti, dag_rel_path=Path("example.py"), bundle_info=BundleInfo(name="dags-folder"))
+    return execute_task(ti)
+
+
+def execute_task(ti: Any) -> Any:
+    """Return the ExecuteTask workload of a (not persisted) TaskInstance, as the scheduler builds it."""
+    from airflow.executors import workloads
+
+    if ti.dag_run is None and not hasattr(workloads, "ExecuteCallback"):
+        # Airflow 3.1's ExecuteTask.make reads the dag run's trace context: build the same workload without it.
+        return workloads.ExecuteTask(
+            ti=workloads.TaskInstance.model_validate(ti, from_attributes=True),
+            dag_rel_path=Path("example.py"),
+            token="",
+            log_path=None,
+            bundle_info=workloads.BundleInfo(name="dags-folder"),
+        )
+    return workloads.ExecuteTask.make(
+        ti, dag_rel_path=Path("example.py"), bundle_info=workloads.BundleInfo(name="dags-folder")
+    )
 
 
 def queue_all(executor: EcsEventExecutor, workloads: list[Any]) -> None:

@@ -14,6 +14,8 @@ from ecs_event_executor.control.tasks.table import TaskTable
 from tests.support.aws import create_table
 from tests.support.feed_sim import OWNER, ReaderClockFeed, SkewedWriters, run_feed
 
+pytestmark = pytest.mark.compat
+
 OVERLAP_MS = 15_000
 
 

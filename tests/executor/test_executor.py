@@ -29,6 +29,8 @@ from tests.executor.conftest import (
 )
 from tests.support.aws import REGION
 
+pytestmark = pytest.mark.compat
+
 
 def sent(env: ExecutorEnv) -> list[Any]:
     """The messages on the launch queue, without the health check's pings."""
@@ -401,9 +403,14 @@ def test_no_credentials_while_queueing_keeps_the_launch_for_the_next_loop(execut
 def test_callback_workloads_run_through_the_same_path(
     executor_env: ExecutorEnv, control: StandInControlPlane
 ) -> None:
+    """On 3.2 the callback key is the id string, on 3.3 a CallbackKey object: both run and report."""
     import uuid
     from pathlib import Path
 
+    from airflow.executors import workloads
+
+    if not hasattr(workloads, "ExecuteCallback"):
+        pytest.skip("Airflow 3.1 has no executor callbacks")
     from airflow.executors.workloads import BundleInfo, ExecuteCallback
     from airflow.executors.workloads.callback import CallbackDTO, CallbackFetchMethod
 

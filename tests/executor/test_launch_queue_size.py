@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import boto3
+import pytest
 from ecs_event_executor.control.aws_errors import ErrorKind
 from ecs_event_executor.control.messages import LaunchRequest
 from ecs_event_executor.launch_queue import SQS_MAX_BYTES, LaunchQueue, message_bytes
@@ -10,6 +11,8 @@ from ecs_event_executor.launch_queue import SQS_MAX_BYTES, LaunchQueue, message_
 from tests.executor.conftest import ExecutorEnv
 from tests.support.aws import REGION, SqsBatchLimit
 from tests.support.requests import launch_request
+
+pytestmark = pytest.mark.compat
 
 
 def sized(task_id: str, size: int) -> LaunchRequest:

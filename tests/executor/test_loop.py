@@ -22,6 +22,8 @@ from tests.support.aws import REGION, LambdaContextStub, sqs_event
 from tests.support.ecs_events import task_event
 from tests.support.handlers import deliver
 
+pytestmark = pytest.mark.compat
+
 
 class Loop:
     def __init__(self, cp: ControlPlane) -> None:

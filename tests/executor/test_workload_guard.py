@@ -8,6 +8,8 @@ from ecs_event_executor.control.workload_guard import WorkloadRefused, check_wor
 
 from tests.executor.conftest import task_workload
 
+pytestmark = pytest.mark.compat
+
 
 def test_the_executors_command_for_a_real_workload_passes_the_guard() -> None:
     workload = task_workload(try_number=2)
