@@ -20,8 +20,13 @@ EXECUTOR_CONFIG = {
         ]
     }
 }
+# A task on another image: a task definition derived from the stack's, registered once (the image must be allowed:
+# by default, an ECR repository of the account; the local mode's account is 123456789012 in us-east-1).
+OTHER_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/airflow-gpu:demo"
 EXPECTED = {
     "extract": "success",
+    "on_other_image": "success",
+    "on_spot": "success",
     "transform": "success",
     "square[0]": "success",
     "square[1]": "success",
@@ -52,6 +57,15 @@ def ecs_event_demo() -> None:
     def square(x: int) -> int:
         return x * x
 
+    @task(executor_config={"image": OTHER_IMAGE})
+    def on_other_image() -> None:
+        print("running on", OTHER_IMAGE)
+
+    # Airflow's queue picks the launch profile: cdk.json's "spot" runs the task on Fargate Spot.
+    @task(queue="spot")
+    def on_spot() -> None:
+        print("running on the spot profile")
+
     @task(retries=0)
     def fail_on_purpose() -> None:
         raise RuntimeError("this task fails on purpose")
@@ -67,6 +81,8 @@ def ecs_event_demo() -> None:
     numbers = extract()
     report(transform(numbers), square.expand(x=numbers))
     fail_on_purpose() >> after_failure()
+    on_other_image()
+    on_spot()
 
 
 ecs_event_demo()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from ecs_event_executor.control.executor_config import ExecutorConfigError, validate_executor_config
+from ecs_event_executor.control.launch_profiles import UNKNOWN_QUEUE_POLICIES, LaunchProfile, parse_profiles
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticUseDefault
@@ -215,6 +216,22 @@ def _check_run_task_kwargs(value: Any, container_name: str | None) -> None:
         raise _Problem("runTaskKwargs", str(exc).replace("executor_config", "runTaskKwargs")) from exc
 
 
+def _launch_profiles(value: Any) -> dict[str, LaunchProfile]:
+    if value is None:
+        raise PydanticUseDefault()
+    if not isinstance(value, Mapping):
+        raise _Problem("launchProfiles", f"expected an object of named profiles, got {_json(value)}")
+    try:
+        return parse_profiles(value)
+    except ValueError as exc:
+        raise _Problem("launchProfiles", str(exc)) from None
+
+
+# cdk.json's profiles: queue="spot" runs on Fargate Spot (the cluster the stack creates has that capacity provider).
+DEFAULT_LAUNCH_PROFILES: Mapping[str, Any] = {
+    "spot": {"capacityProviderStrategy": [{"capacityProvider": "FARGATE_SPOT", "weight": 1}]}
+}
+
 _ROLE_HINT = "an IAM role ARN"
 _NAME_HINT = "letters, digits, '-' or '_'"
 
@@ -351,6 +368,21 @@ class Settings(BaseModel):
     )
     # How far back the tasks table's point-in-time recovery reaches (its backups hold workload tokens); 0: off.
     point_in_time_recovery_days: Annotated[int, _integer(0, 35)] = 1
+    # Launch profiles (docs/deploy.md): an Airflow task's queue picks one; the settings above are "default".
+    launch_profiles: Annotated[Mapping[str, LaunchProfile], BeforeValidator(_launch_profiles)] = Field(
+        default_factory=lambda: parse_profiles(DEFAULT_LAUNCH_PROFILES)
+    )
+    # A task whose queue names no profile: "default" (the default profile) or "refuse" (the launch fails).
+    unknown_queue: Annotated[
+        str, _text(re.compile(r"^(default|refuse)$"), " or ".join(UNKNOWN_QUEUE_POLICIES))
+    ] = "default"
+    # Images a task's executor_config may name (shell-style patterns); empty: this account's ECR repositories.
+    allowed_images: Annotated[
+        tuple[str, ...],
+        _strings(re.compile(r"^[A-Za-z0-9*?][A-Za-z0-9._:/@*?-]{0,254}$"), "an image pattern"),
+    ] = ()
+    # The reconciler deregisters task definitions derived for per-task images after this many days unused.
+    derived_task_definition_unused_days: Annotated[int, _integer(1, 365)] = 14
 
     @model_validator(mode="before")
     @classmethod
@@ -400,6 +432,12 @@ class Settings(BaseModel):
         match = _TASK_DEF_ARN.match(self.task_definition_arn)
         assert match is not None  # validated in load_settings
         return match.group("family_arn")
+
+    def profile_task_definition_family_arn(self, name: str) -> str | None:
+        """Return a profile's task definition ARN without its revision (for IAM), or None if it keeps the default."""
+        arn = self.launch_profiles[name].task_definition
+        match = _TASK_DEF_ARN.match(arn) if arn else None
+        return match.group("family_arn") if match else None
 
     @property
     def worker_airflow_version(self) -> str | None:
@@ -581,7 +619,51 @@ def _reconcile(s: Settings) -> None:
         )
 
 
-_RULES: tuple[Callable[[Settings], None], ...] = (_network, _compute, _launch, _control_plane, _reconcile)
+def _profiles(s: Settings) -> None:
+    """A profile names existing resources by ARN (IAM is scoped to them) and runs where its capacity exists."""
+    for name, profile in s.launch_profiles.items():
+        key = f"launchProfiles.{name}"
+        if profile.task_definition is not None and not _TASK_DEF_ARN.match(profile.task_definition):
+            raise _Problem(
+                f"{key}.taskDefinition",
+                "must be a task definition ARN with its revision (...:task-definition/family:3)",
+            )
+        if profile.cluster is not None and not (
+            _CLUSTER_ARN.match(profile.cluster) or _CLUSTER_NAME.match(profile.cluster)
+        ):
+            raise _Problem(
+                f"{key}.cluster", f"{profile.cluster!r} is neither an ECS cluster name nor a cluster ARN"
+            )
+        custom = [
+            e
+            for e in profile.capacity_provider_strategy
+            if not str(e["capacityProvider"]).startswith("FARGATE")
+        ]
+        if (
+            (custom or profile.launch_type in ("EC2", "EXTERNAL"))
+            and profile.cluster is None
+            and s.cluster is None
+        ):
+            raise _Problem(
+                f"{key}.cluster",
+                "EC2 and external capacity need an existing cluster; the stack's new one has Fargate only",
+            )
+        try:
+            validate_executor_config(profile.run_task_kwargs, container_name=s.container_name)
+        except ExecutorConfigError as exc:
+            raise _Problem(
+                f"{key}.runTaskKwargs", str(exc).replace("executor_config", "runTaskKwargs")
+            ) from exc
+
+
+_RULES: tuple[Callable[[Settings], None], ...] = (
+    _network,
+    _compute,
+    _launch,
+    _control_plane,
+    _reconcile,
+    _profiles,
+)
 
 
 def load_settings(context: Mapping[str, Any] | None) -> Settings:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Aws, CfnOutput, Environment, Stack, Validations
+from aws_cdk import Aws, CfnOutput, Environment, Fn, Stack, Validations
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from cdk_nag import AwsSolutionsChecks
@@ -73,6 +73,8 @@ class EcsEventExecutorStack(Stack):
             env_vars.CONTAINER_NAME: settings.container_name,
             env_vars.CLUSTER: self.runtime.cluster_arn,
             env_vars.PUBLISH_ALL_EVENTS: "true" if settings.publish_all_events else "false",
+            # The launch profiles: their clusters' events are ours too, their task definitions have derived ones.
+            **self.runtime.profile_environment(),
         }
         # One stack per team: the launcher refuses messages of any other team.
         team = {env_vars.TEAM: settings.team} if settings.team else {}
@@ -89,12 +91,16 @@ class EcsEventExecutorStack(Stack):
             "Status",
             settings=settings,
             layer=self.layer,
-            cluster_arn=self.runtime.cluster_arn,
+            cluster_arns=self.runtime.cluster_arns,
             environment=common,
             encryption_key=self.encryption_key,
         )
         self.reconciler = ReconcilerFunction(
-            self, "Reconciler", settings=settings, layer=self.layer, environment=common
+            self,
+            "Reconciler",
+            settings=settings,
+            layer=self.layer,
+            environment={**common, **self.runtime.cleanup_environment()},
         )
         # Relaunch requests (from the status handler, and from the reconciler for lost launch messages).
         self.relaunch_rule = self.control_bus.route_relaunch_requests(self.launcher.queue)
@@ -115,9 +121,13 @@ class EcsEventExecutorStack(Stack):
         self.tasks.grant_item_actions(self.launcher.function, "GetItem", "PutItem", "UpdateItem")
         self.tasks.grant_item_actions(self.status.function, "GetItem", "UpdateItem")
         # BatchGetItem: the stale index holds keys only, the reconciler reads the items themselves.
-        self.tasks.grant_item_actions(self.reconciler.function, "GetItem", "BatchGetItem", "UpdateItem")
+        # DeleteItem: a derived task definition's registration item, before the reconciler deregisters it.
+        self.tasks.grant_item_actions(
+            self.reconciler.function, "GetItem", "BatchGetItem", "UpdateItem", "DeleteItem"
+        )
         self.tasks.grant_stale_index_query(self.reconciler.function)
         self.runtime.grant_describe_tasks(self.reconciler.function)
+        self.runtime.grant_derived_cleanup(self.reconciler.function)
         self.control_bus.bus.grant_put_events_to(self.launcher.function)
         self.control_bus.bus.grant_put_events_to(self.status.function)
         self.control_bus.bus.grant_put_events_to(self.reconciler.function)
@@ -199,6 +209,10 @@ class EcsEventExecutorStack(Stack):
             "LOG_GROUP": self.runtime.log_group_name,
             "LOG_STREAM_PREFIX": s.log_stream_prefix,
             "CONTAINER_NAME": s.container_name,
+            # The profile names and policy, and the allowed images, so the executor refuses at queue time.
+            "LAUNCH_PROFILES": ",".join(s.launch_profiles) or "default",
+            "UNKNOWN_QUEUE": s.unknown_queue,
+            "ALLOWED_IMAGES": Fn.join(",", self.runtime.allowed_images),
         }
         if s.worker_airflow_version:  # the executor warns at start when the scheduler's Airflow differs
             airflow["WORKER_AIRFLOW_VERSION"] = s.worker_airflow_version

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from aws_cdk import Duration
 from aws_cdk import aws_events as events
@@ -41,14 +41,14 @@ MAX_RECEIVE_COUNT = 5
 MEMORY_MB = 256
 
 
-def ecs_task_events(cluster_arn: str) -> events.EventPattern:
-    """Return the pattern of "ECS Task State Change" events of this cluster's tasks that this control plane started,
+def ecs_task_events(cluster_arns: Sequence[str]) -> events.EventPattern:
+    """Return the pattern of "ECS Task State Change" events of the clusters' tasks that this control plane started,
     at the steps that can change a task item (RUNNING, STOPPING, STOPPED): each delivery is a queue message."""
     return events.EventPattern(
         source=["aws.ecs"],
         detail_type=["ECS Task State Change"],
         detail={
-            "clusterArn": [cluster_arn],
+            "clusterArn": list(cluster_arns),
             "startedBy": [STARTED_BY],
             "lastStatus": list(STATUS_EVENT_LAST_STATUSES),
         },
@@ -68,7 +68,7 @@ class StatusFunction(Construct):
         *,
         settings: Settings,
         layer: lambda_.ILayerVersion,
-        cluster_arn: str,
+        cluster_arns: Sequence[str],
         environment: Mapping[str, str],
         encryption_key: kms.IKey | None = None,
     ) -> None:
@@ -124,7 +124,7 @@ class StatusFunction(Construct):
             self,
             "EcsTaskStateRule",
             description="ECS task state changes of tasks the Airflow ECS event executor started on its cluster",
-            event_pattern=ecs_task_events(cluster_arn),
+            event_pattern=ecs_task_events(cluster_arns),
             targets=[
                 targets.SqsQueue(
                     self.queue,

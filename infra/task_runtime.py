@@ -17,6 +17,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 from ecs_event_executor.control import environment as env_vars
+from ecs_event_executor.control.executor_config import account_ecr_pattern
+from ecs_event_executor.control.task_definitions import derived_prefix, family_of
 
 from infra import nag
 from infra.python_function import log_retention
@@ -25,6 +27,11 @@ from infra.settings import Settings
 EXECUTION_API_SERVER_URL_ENV = "AIRFLOW__CORE__EXECUTION_API_SERVER_URL"
 # Airflow 2.11 workers connect to the metadata database with this URL (an ECS secret, never a plain variable).
 METADATA_DB_CONN_ENV = "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"
+
+
+def stack_json(stack: Stack, value: object) -> str:
+    """Return ``value`` as JSON text that may hold tokens (cluster ARNs): CloudFormation renders them at deploy."""
+    return stack.to_json_string(value)
 
 
 class TaskRuntime(Construct):
@@ -41,6 +48,7 @@ class TaskRuntime(Construct):
         self._network(settings)
         self._cluster(settings, stack)
         self._task_definition(settings, stack)
+        self._profiles(settings, stack)
 
     # Network -----------------------------------------------------------------------------------------------
     def _network(self, s: Settings) -> None:
@@ -209,6 +217,51 @@ class TaskRuntime(Construct):
         )
         return {METADATA_DB_CONN_ENV: ecs.Secret.from_secrets_manager(secret)}
 
+    # Launch profiles ---------------------------------------------------------------------------------------
+    def _profiles(self, s: Settings, stack: Stack) -> None:
+        """Resolve the profiles' clusters to ARNs, and collect every cluster, family and derived prefix for IAM."""
+        self.profiles_json: dict[str, dict[str, object]] = {}
+        cluster_arns = [self.cluster_arn]
+        self.cluster_task_arns = [self.task_arns]
+        family_arns = [self.task_definition_family_arn]
+        for name, profile in s.launch_profiles.items():
+            value = profile.as_json()
+            if profile.cluster is not None:
+                arn = (
+                    profile.cluster
+                    if profile.cluster.startswith("arn:")
+                    else stack.format_arn(service="ecs", resource="cluster", resource_name=profile.cluster)
+                )
+                value["cluster"] = arn
+                if arn not in cluster_arns:
+                    cluster_arns.append(arn)
+                    cluster_name = arn.rsplit("/", 1)[-1]
+                    self.cluster_task_arns.append(
+                        stack.format_arn(service="ecs", resource="task", resource_name=f"{cluster_name}/*")
+                    )
+            family_arn = s.profile_task_definition_family_arn(name)
+            if family_arn is not None and family_arn not in family_arns:
+                family_arns.append(family_arn)
+            self.profiles_json[name] = value
+        self.cluster_arns = cluster_arns
+        self.family_arns = family_arns
+        # Task definitions derived for per-task images: <base family>-derived-<hash>, one prefix per base family.
+        self.derived_family_arns = [
+            stack.format_arn(
+                service="ecs",
+                resource="task-definition",
+                resource_name=derived_prefix(family_of(self._family_name(arn))) + "*",
+            )
+            for arn in family_arns
+        ]
+        self.allowed_images = list(s.allowed_images) or [account_ecr_pattern(stack.account, stack.region)]
+
+    def _family_name(self, family_arn: str) -> str:
+        """Return the family name of a family ARN this construct built (a literal after the last '/')."""
+        if self.settings.task_definition_arn is None and family_arn == self.task_definition_family_arn:
+            return f"{self.settings.name_prefix}-worker"
+        return family_arn.rsplit("/", 1)[-1]
+
     def _worker_image(self, s: Settings) -> ecs.ContainerImage:
         """Return the configured image, or the worker image built from worker/Dockerfile as an image asset.
 
@@ -239,6 +292,22 @@ class TaskRuntime(Construct):
         )
 
     # What the launcher needs -------------------------------------------------------------------------------
+    def profile_environment(self) -> dict[str, str]:
+        """Return the launch profiles, which every function reads (the status handler and the reconciler for
+        their clusters, the reconciler for their task definitions)."""
+        if not self.profiles_json:
+            return {}
+        return {env_vars.LAUNCH_PROFILES: stack_json(Stack.of(self), self.profiles_json)}
+
+    def cleanup_environment(self) -> dict[str, str]:
+        """Return what the reconciler needs to find derived task definitions and how long they may go unused."""
+        return {
+            env_vars.TASK_DEFINITION: self.task_definition_arn,
+            env_vars.DERIVED_TASK_DEFINITION_UNUSED_DAYS: str(
+                self.settings.derived_task_definition_unused_days
+            ),
+        }
+
     def launch_environment(self) -> dict[str, str]:
         """Return the launcher's launch settings (AwsEcsExecutor's settings, as environment variables)."""
         s = self.settings
@@ -259,7 +328,14 @@ class TaskRuntime(Construct):
             env[env_vars.LAUNCH_TYPE] = s.launch_type
         if s.platform_version and s.uses_fargate:
             env[env_vars.PLATFORM_VERSION] = s.platform_version
+        env[env_vars.UNKNOWN_QUEUE] = s.unknown_queue
+        env[env_vars.ALLOWED_IMAGES] = Fn.join(",", self.allowed_images)
         return env
+
+    def _on_clusters(self) -> dict[str, dict[str, object]]:
+        """The condition that limits an ECS action to this stack's cluster and its profiles' clusters."""
+        clusters: object = self.cluster_arns[0] if len(self.cluster_arns) == 1 else list(self.cluster_arns)
+        return {"ArnEquals": {"ecs:cluster": clusters}}
 
     def grant_describe_tasks(self, grantee: iam.IGrantable) -> None:
         """Allow DescribeTasks of this cluster's tasks (the reconciler asks ECS about launches that went quiet)."""
@@ -267,59 +343,118 @@ class TaskRuntime(Construct):
             iam.PolicyStatement(
                 sid="DescribeTasksOfThisCluster",
                 actions=["ecs:DescribeTasks"],
-                resources=[self.task_arns],
-                conditions={"ArnEquals": {"ecs:cluster": self.cluster_arn}},
+                resources=list(self.cluster_task_arns),
+                conditions=self._on_clusters(),
             )
         )
         role = grantee.grant_principal
         if isinstance(role, Construct):
+            for task_arns in self.cluster_task_arns:
+                nag.acknowledge_wildcard_resource(
+                    role,
+                    task_arns,
+                    "Task ids are assigned by ECS at launch, so DescribeTasks names the cluster's tasks "
+                    "(task/<cluster>/*), with the ecs:cluster condition; it reads task state and nothing else.",
+                )
+
+    def grant_derived_cleanup(self, grantee: iam.IGrantable) -> None:
+        """Allow the reconciler to list derived task definitions and deregister them (their families only)."""
+        principal = grantee.grant_principal
+        principal.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="ListTaskDefinitions",  # ECS supports no resource for the List actions
+                actions=["ecs:ListTaskDefinitionFamilies", "ecs:ListTaskDefinitions"],
+                resources=["*"],
+            )
+        )
+        principal.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="DeregisterDerivedTaskDefinitions",
+                actions=["ecs:DeregisterTaskDefinition"],
+                resources=list(self.derived_family_arns),
+            )
+        )
+        if isinstance(principal, Construct):
+            self._acknowledge_task_definition_wildcards(
+                principal, list_reason="finds derived task definitions"
+            )
+
+    def _acknowledge_task_definition_wildcards(self, role: Construct, *, list_reason: str) -> None:
+        nag.acknowledge(
+            role,
+            "AwsSolutions-IAM5[Resource::*]",
+            f"ecs:ListTaskDefinitions, ecs:ListTaskDefinitionFamilies and ecs:DescribeTaskDefinition support no "
+            f"resource-level permission in IAM (resource '*'); they only read definitions. The role {list_reason}.",
+        )
+        for arn in self.derived_family_arns:
             nag.acknowledge_wildcard_resource(
                 role,
-                self.task_arns,
-                "Task ids are assigned by ECS at launch, so DescribeTasks names this cluster's tasks "
-                "(task/<cluster>/*), with the ecs:cluster condition; it reads task state and nothing else.",
+                arn,
+                "Task definitions derived for per-task images are named <base family>-derived-<hash of the "
+                "definition>: the hash is only known at launch, so the family prefix is the narrowest name.",
             )
 
     def grant_launch(self, grantee: iam.IGrantable) -> None:
-        """Allow RunTask of this task definition on this cluster, StopTask of its tasks, PassRole of its roles."""
-        on_cluster = {"ArnEquals": {"ecs:cluster": self.cluster_arn}}
+        """Allow RunTask of the worker and profile task definitions (and those derived from them for per-task
+        images) on the stack's and the profiles' clusters, registering derived ones, StopTask of their tasks,
+        PassRole of the worker roles."""
+        on_cluster = self._on_clusters()
         grantee.grant_principal.add_to_principal_policy(
             iam.PolicyStatement(
                 sid="RunTaskOfTheWorkerTaskDefinitionOnThisCluster",
                 actions=["ecs:RunTask"],
-                resources=[f"{self.task_definition_family_arn}:*"],
+                resources=[f"{arn}:*" for arn in self.family_arns] + list(self.derived_family_arns),
                 conditions=on_cluster,
+            )
+        )
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="RegisterTaskDefinitionsForPerTaskImages",
+                actions=["ecs:RegisterTaskDefinition"],
+                resources=list(self.derived_family_arns),
+            )
+        )
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="ReadTaskDefinitions",  # the base of a derived definition; no resource-level permission exists
+                actions=["ecs:DescribeTaskDefinition", "ecs:ListTaskDefinitions"],
+                resources=["*"],
             )
         )
         grantee.grant_principal.add_to_principal_policy(
             iam.PolicyStatement(
                 sid="StopTasksOfThisCluster",  # revoked and terminated task instances
                 actions=["ecs:StopTask"],
-                resources=[self.task_arns],
+                resources=list(self.cluster_task_arns),
                 conditions=on_cluster,
             )
         )
         grantee.grant_principal.add_to_principal_policy(
             iam.PolicyStatement(
-                sid="TagTasksItStarts",  # RunTask with tags (runTaskKwargs or a task's executor_config)
+                sid="TagTasksItStarts",  # RunTask with the cost tags (and runTaskKwargs' or a task's own)
                 actions=["ecs:TagResource"],
-                resources=[self.task_arns],
+                resources=list(self.cluster_task_arns),
                 conditions={"StringEquals": {"ecs:CreateAction": "RunTask"}},
             )
         )
         role = grantee.grant_principal
         if isinstance(role, Construct):
-            nag.acknowledge_wildcard_resource(
-                role,
-                f"{self.task_definition_family_arn}:*",
-                "Every revision of the worker task definition family (the launcher runs the configured revision; "
-                "a redeploy adds revisions), and only on this cluster (ecs:cluster condition).",
-            )
-            nag.acknowledge_wildcard_resource(
-                role,
-                self.task_arns,
-                "Task ids are assigned by ECS at launch, so StopTask and TagResource name this cluster's tasks "
-                "(task/<cluster>/*), with the ecs:cluster or ecs:CreateAction=RunTask condition.",
+            for family_arn in self.family_arns:
+                nag.acknowledge_wildcard_resource(
+                    role,
+                    f"{family_arn}:*",
+                    "Every revision of a worker task definition family (the default's or a launch profile's; a "
+                    "redeploy adds revisions), and only on the stack's and the profiles' clusters (ecs:cluster).",
+                )
+            for task_arns in self.cluster_task_arns:
+                nag.acknowledge_wildcard_resource(
+                    role,
+                    task_arns,
+                    "Task ids are assigned by ECS at launch, so StopTask and TagResource name the cluster's tasks "
+                    "(task/<cluster>/*), with the ecs:cluster or ecs:CreateAction=RunTask condition.",
+                )
+            self._acknowledge_task_definition_wildcards(
+                role, list_reason="reads the base of a derived definition"
             )
         if self.pass_role_arns:
             grantee.grant_principal.add_to_principal_policy(

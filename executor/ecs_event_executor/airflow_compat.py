@@ -95,6 +95,8 @@ class QueuedWork:
     token_expires_at: datetime | None = None
     # The external executor id the scheduler assigned when it queued the task (pre_assigns_external_executor_id).
     external_executor_id: str | None = None
+    # The task's Airflow queue (it picks the launch profile); callbacks have none.
+    queue: str | None = None
 
 
 def workload_command(workload: Any) -> list[str]:
@@ -186,14 +188,14 @@ def take_workload(executor: BaseExecutor, workload: Any) -> QueuedWork:
     The description is built first: a workload that cannot be described stays queued for the caller to fail.
     """
     if is_task_tuple(workload):
-        key, command, _queue, executor_config = workload
+        key, command, queue, executor_config = workload
         if not isinstance(command, list | tuple) or not all(isinstance(arg, str) for arg in command):
             raise ValueError(f"the task's command is not a list of strings: {type(command).__name__}")
         task_key = task_key_of(key)
         # The launcher's allow-list, applied at queue time too: a command it would refuse fails the task now.
         check_workload_command(command, task_key)
         executor.queued_tasks.pop(key, None)
-        return QueuedWork(key, task_key, list(command), executor_config)
+        return QueuedWork(key, task_key, list(command), executor_config, queue=queue)
     from airflow.executors import workloads
 
     if isinstance(workload, workloads.ExecuteTask):
@@ -207,6 +209,7 @@ def take_workload(executor: BaseExecutor, workload: Any) -> QueuedWork:
             workload.ti.executor_config,
             token_expires_at=token_expiry(getattr(workload, "token", None)),
             external_executor_id=getattr(workload.ti, "external_executor_id", None),
+            queue=getattr(workload.ti, "queue", None),
         )
     callback_type = getattr(workloads, "ExecuteCallback", None)  # 3.2+
     if callback_type is not None and isinstance(workload, callback_type):

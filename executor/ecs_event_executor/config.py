@@ -8,11 +8,15 @@ key and the environment variable that sets it.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Protocol
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic.json_schema import JsonDict
 from pydantic_core import PydanticUndefined
+
+from ecs_event_executor.control.executor_config import account_ecr_pattern
+from ecs_event_executor.control.launch_profiles import UNKNOWN_QUEUE_POLICIES
 
 SECTION = "ecs_event_executor"
 
@@ -78,6 +82,23 @@ def _number(*, minimum: float, integer: bool = False, maximum: int | None = None
 
 
 _RequiredText = Annotated[str, BeforeValidator(_required)]
+
+
+def _names(value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def _unknown_queue(value: str) -> str:
+    if value.lower() not in UNKNOWN_QUEUE_POLICIES:
+        raise ValueError(f"must be default or refuse, got {value!r}")
+    return value.lower()
+
+
+# The account and region of an SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/<name>).
+_QUEUE_ACCOUNT = re.compile(r"/(\d{12})/[^/]+$")
+_QUEUE_REGION = re.compile(r"^https?://sqs\.([a-z0-9-]+)\.amazonaws\.com")
 
 # The executor's safety net re-reads its tracked items at least this often apart, and always runs.
 MIN_RECONCILE_INTERVAL_SECONDS = 30.0
@@ -239,6 +260,38 @@ class ExecutorSettings(BaseModel):
         "executor logs a warning when it differs from the scheduler's. Unset: not checked.",
         example="3.3.2",
     )
+    allowed_images: Annotated[tuple[str, ...] | None, BeforeValidator(_names)] = _key(
+        None,
+        'Images a task\'s `executor_config` may name (`"image"`): comma-separated shell-style patterns. Unset: '
+        "`<account>.dkr.ecr.<region>.amazonaws.com/*` of the queue URL's account and region. Any other image fails "
+        "the task when it is queued, naming this key (stack output `AirflowAllowedImages`).",
+        example="public.ecr.aws/acme/*, 123456789012.dkr.ecr.eu-west-1.amazonaws.com/*",
+    )
+    launch_profiles: Annotated[tuple[str, ...] | None, BeforeValidator(_names)] = _key(
+        None,
+        "The stack's launch profile names, comma-separated (stack output `AirflowLaunchProfiles`). Set, a task "
+        "whose `queue` names none of them (nor `default`) is handled by `unknown_queue` when it is queued; unset, "
+        "only the launcher decides.",
+        example="spot,gpu",
+    )
+    unknown_queue: Annotated[str, AfterValidator(_unknown_queue)] = _key(
+        "default",
+        "`default`: a task whose queue names no launch profile runs on the default profile; `refuse`: it fails "
+        "when it is queued, naming the queue and this key (with `launch_profiles` set).",
+        example="refuse",
+    )
+
+    @property
+    def image_patterns(self) -> tuple[str, ...]:
+        """Return the allowed image patterns: the setting, or the queue account's ECR repositories."""
+        if self.allowed_images is not None:
+            return self.allowed_images
+        account = _QUEUE_ACCOUNT.search(self.queue_url)
+        region = _QUEUE_REGION.match(self.queue_url)
+        region_name = region.group(1) if region else self.region_name
+        if account is None or region_name is None:
+            return ()
+        return (account_ecr_pattern(account.group(1), region_name),)
 
     @property
     def is_fifo_queue(self) -> bool:

@@ -44,6 +44,7 @@ from ecs_event_executor.config import (
 from ecs_event_executor.control.aws_errors import ErrorKind, classify, error_text
 from ecs_event_executor.control.executor_config import ExecutorConfigError, check_executor_config
 from ecs_event_executor.control.health import path_problems
+from ecs_event_executor.control.launch_profiles import UnknownQueue, profile_for_queue
 from ecs_event_executor.control.messages import (
     AdoptRequest,
     CancelRequest,
@@ -54,7 +55,7 @@ from ecs_event_executor.control.messages import (
 from ecs_event_executor.control.tasks.item import TaskItem
 from ecs_event_executor.control.tasks.lifecycle import TaskState
 from ecs_event_executor.control.tasks.table import TaskTable
-from ecs_event_executor.launch_queue import LaunchQueue, OutgoingMessage, SendResult
+from ecs_event_executor.launch_queue import LaunchQueue, OutgoingMessage, ParallelMap, SendResult
 from ecs_event_executor.logs import TryLog, failure_tail, read_stream, read_try_log, stream_name, tail_stream
 
 if TYPE_CHECKING:
@@ -149,6 +150,7 @@ class EcsEventExecutor(BaseExecutor):
         client_factory: ClientFactory | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        parallel_map: ParallelMap | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -157,6 +159,7 @@ class EcsEventExecutor(BaseExecutor):
         self._client_factory = client_factory
         self._clock = clock
         self._sleep = sleep
+        self._parallel_map = parallel_map  # how the launch queue runs one loop's batches at once (threads)
         self._settings: ExecutorSettings | None = None
         self._clients: AwsClients | None = None
         self._table: TaskTable | None = None
@@ -205,7 +208,10 @@ class EcsEventExecutor(BaseExecutor):
     @property
     def queue(self) -> LaunchQueue:
         return LaunchQueue(
-            self.clients.client("sqs"), self.settings.queue_url, resend_rounds=self.settings.send_retries
+            self.clients.client("sqs"),
+            self.settings.queue_url,
+            resend_rounds=self.settings.send_retries,
+            parallel_map=self._parallel_map,
         )
 
     def _now_ms(self) -> int:
@@ -349,6 +355,20 @@ class EcsEventExecutor(BaseExecutor):
     def _launch_request(self, workload: Any) -> LaunchRequest | None:
         work = take_workload(self, workload)
         settings = self.settings
+        if settings.launch_profiles is not None:
+            try:
+                profile_for_queue(
+                    work.queue,
+                    settings.launch_profiles,
+                    unknown=settings.unknown_queue,
+                    setting="[ecs_event_executor] unknown_queue",
+                )
+            except UnknownQueue as exc:
+                message = f"EcsEventExecutor refused the task: {exc}"
+                self.log.error("%s (task %s)", message, work.key)
+                self._task_event(work.key, "ecs task unknown queue", message)
+                self.fail(work.key, info=message)
+                return None
         try:
             # The launcher's own rules and size budget, applied now: a bad config fails the task at once.
             executor_config = check_executor_config(
@@ -356,6 +376,10 @@ class EcsEventExecutor(BaseExecutor):
                 container_name=settings.container_name,
                 command=work.command,
                 max_attempts=settings.max_run_task_attempts,
+                key=work.task_key,
+                team=self.team_name,
+                allowed_images=settings.image_patterns,
+                images_setting="[ecs_event_executor] allowed_images",
             )
         except (ExecutorConfigError, TypeError, ValueError) as exc:
             message = f"EcsEventExecutor refused the task's executor_config: {exc}"
@@ -378,6 +402,7 @@ class EcsEventExecutor(BaseExecutor):
             queued_at=queued_at,
             launch_deadline=self._launch_deadline(queued_at, work.token_expires_at),
             max_attempts=settings.max_run_task_attempts,
+            queue=work.queue,
         )
         self._track(Tracked(key=work.key, launch_id=request.launch_id, deadline=request.launch_deadline))
         self.running.add(work.key)

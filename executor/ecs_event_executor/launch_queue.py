@@ -1,11 +1,13 @@
 """Send control messages to the launch queue: SendMessageBatch, 10 a call and inside SQS's size limit, resending
-only the failed entries."""
+only the failed entries; one loop's batches are sent concurrently (bounded), so the loop waits one round trip, not
+one per batch."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +25,9 @@ SQS_BATCH_SIZE = 10
 SQS_MAX_BYTES = 262_144
 # What SQS answers when a batch's messages together are over the limit (the whole call is refused).
 _BATCH_TOO_LONG = ("AWS.SimpleQueueService.BatchRequestTooLong", "BatchRequestTooLong")
+
+# At most this many SendMessageBatch calls in flight at once: 100 messages (a busy loop's worth) in one round trip.
+SEND_CONCURRENCY = 10
 
 OutgoingMessage = LaunchRequest | CancelRequest | AdoptRequest | PingRequest
 
@@ -54,11 +59,21 @@ def message_group(message: OutgoingMessage) -> str:
 class LaunchQueue:
     """The executor's only way to ask the control plane for anything."""
 
-    def __init__(self, client: Any, queue_url: str, *, resend_rounds: int = 3) -> None:
+    def __init__(
+        self,
+        client: Any,
+        queue_url: str,
+        *,
+        resend_rounds: int = 3,
+        concurrency: int = SEND_CONCURRENCY,
+        parallel_map: ParallelMap | None = None,
+    ) -> None:
         self.client = client
         self.queue_url = queue_url
         self.fifo = queue_url.endswith(".fifo")
         self.resend_rounds = resend_rounds
+        self.concurrency = max(1, concurrency)
+        self._map = parallel_map or _threaded_map
 
     def _entry(self, index: int, message: OutgoingMessage) -> dict[str, Any]:
         entry: dict[str, Any] = {"Id": f"m{index}", "MessageBody": message.to_json()}
@@ -73,16 +88,30 @@ class LaunchQueue:
 
         A message over SQS's size limit is not sent (unsent, permanent, naming the limit); the others are packed
         into batches that fit.
+
+        Batches go out concurrently, at most ``concurrency`` at a time (boto3 clients are thread-safe); what each
+        returns is merged in the batches' order, so the result is the same as sending them one after another.
         """
         result = SendResult(sent=[], unsent=[])
-        for batch in self._batches(messages, result):
-            if result.credentials_failed:
+        batches = self._batches(messages, result)
+        credentials_failed = False
+
+        def send_one(batch: list[OutgoingMessage]) -> SendResult:
+            nonlocal credentials_failed
+            own = SendResult(sent=[], unsent=[])
+            if credentials_failed:
                 # No point calling again with the same credentials; the caller rebuilds clients and retries.
-                result.unsent.extend(
+                own.unsent.extend(
                     Unsent(m, "not sent: credentials failed", ErrorKind.CREDENTIALS) for m in batch
                 )
-                continue
-            self._send_batch(batch, result)
+                return own
+            self._send_batch(batch, own)
+            credentials_failed = credentials_failed or own.credentials_failed
+            return own
+
+        for own in self._map(send_one, batches, self.concurrency):
+            result.sent.extend(own.sent)
+            result.unsent.extend(own.unsent)
         return result
 
     def _batches(
@@ -139,6 +168,21 @@ class LaunchQueue:
         for index, message in pending.items():
             reason, kind = last_reason.get(index, ("not accepted by SQS", ErrorKind.RETRYABLE))
             result.unsent.append(Unsent(message, reason, kind))
+
+
+Batch = list[OutgoingMessage]
+# (send one batch, the batches, at most this many at once) -> each batch's result, in order.
+ParallelMap = Callable[[Callable[[Batch], SendResult], Sequence[Batch], int], list[SendResult]]
+
+
+def _threaded_map(
+    send: Callable[[Batch], SendResult], batches: Sequence[Batch], limit: int
+) -> list[SendResult]:
+    workers = min(limit, len(batches))
+    if workers <= 1:
+        return [send(b) for b in batches]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="launch-queue") as pool:
+        return list(pool.map(send, batches))
 
 
 def message_bytes(message: OutgoingMessage) -> int:

@@ -408,7 +408,17 @@ class Emulator:
             self.charging = previous
 
     def client(self, service: str) -> Any:
-        client = boto3.client(service, region_name=REGION)
+        return self.attach(boto3.client(service, region_name=REGION))
+
+    def attach(self, client: Any) -> Any:
+        """Answer ``client``'s requests here, and only here.
+
+        botocore emits ``before-send`` to every handler, not only until one answers: moto's stubber (on every
+        client created under ``mock_aws``) would answer each request a second time, run each DynamoDB write
+        twice and charge that CPU to the caller. It is taken off the client; DynamoDB requests go to it from
+        the hook, once.
+        """
+        client.meta.events.unregister("before-send", botocore_stubber)
         client.meta.events.register_first("before-send", self._before_send)
         return client
 

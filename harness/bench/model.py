@@ -42,6 +42,7 @@ class Prices:
     lambda_per_gb_second: float = 0.0000133334  # arm64 (the stack's architecture; x86 is 0.0000166667)
     eventbridge_custom_per_million: float = 1.00  # 64 KB chunks; AWS service events on the default bus: free
     ecs_api: float = 0.0  # ECS API calls are free (Fargate bills vCPU/GB per second, not requests)
+    cloudwatch_logs_per_gb: float = 0.50  # CloudWatch Logs standard ingestion (Lambda's logs)
 
 
 @dataclass(frozen=True)
@@ -68,15 +69,34 @@ class AwsModel:
     fargate_running_after: float = 30.0  # PROVISIONING -> RUNNING
     deprovision_seconds: float = 2.0  # STOPPING (exit code known) -> DEPROVISIONING
     stopped_after_exit: float = 7.0  # STOPPING -> STOPPED
-    # The stack's memory sizes (infra/python_function.py's default for the launcher, infra/status.py MEMORY_MB).
+    # The stack's memory sizes (infra/launcher.py MEMORY_MB, infra/status.py MEMORY_MB).
     # Lambda gives a function CPU in proportion to its memory, one full vCPU at 1,769 MB: the handlers' measured
     # CPU time is stretched by that share.
-    launcher_memory_mb: int = 512
+    launcher_memory_mb: int = 256
     status_memory_mb: int = 256
     lambda_full_vcpu_mb: int = 1769
     launcher_max_concurrency: int = 5  # the stack's default SQS event source maximum concurrency
     launcher_batch_size: int = 10
     launcher_batching_window: float = 1.0
+    # What the run's requests do not show, modelled (every figure printed with the cost):
+    # Lambda writes START, END and REPORT for every invocation (about 400 bytes together), and the stack's log
+    # level is INFO: the launcher logs one line per launch, the status function one per event applied (Powertools
+    # JSON with the Lambda context, about 450 bytes each).
+    log_bytes_per_invocation: int = 400
+    log_bytes_per_info_line: int = 450
+    # Lambda bills the INIT phase (since August 2025): one cold start per this many invocations, each as long as
+    # the handler's measured cold import plus the runtime's own start.
+    invocations_per_cold_start: int = 1000
+    runtime_start_seconds: float = 0.1
+    # Time-driven costs, charged per 1M tasks at this throughput: the reconciler's schedule (one pass of about
+    # reconciler_pass_seconds at reconciler_memory_mb) and the executor's idle loops (one change-feed Query of
+    # 0.5 RRU a loop) plus its safety-net read (BatchGetItem of the tracked items every 300 s).
+    tasks_per_month: int = 1_000_000
+    reconcile_every_minutes: int = 5
+    reconciler_pass_seconds: float = 1.0
+    reconciler_memory_mb: int = 256
+    safety_net_seconds: float = 300.0
+    safety_net_tracked_items: int = 100
     prices: Prices = field(default_factory=Prices)
 
     def lambda_cpu_seconds(self, cpu: float, memory_mb: int) -> float:

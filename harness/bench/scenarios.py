@@ -60,6 +60,7 @@ class LifecycleResult:
     status_gb_s: float = 0.0
     status_cpu_per_event: float | None = None
     launcher_records: int = 0
+    status_records: int = 0
 
 
 # --------------------------------------------------------------------------------- scenario 1: steady state
@@ -225,6 +226,7 @@ def lifecycle(
         result.launcher_invocations = world.launcher.invocations
         result.launcher_gb_s = world.launcher.billed_seconds * gb
         result.launcher_records = world.launcher.records
+        result.status_records = world.status.records
         if world.launcher.records:
             result.launcher_cpu_per_record = world.launcher.cpu / world.launcher.records
         result.status_invocations = world.status.invocations
@@ -232,6 +234,35 @@ def lifecycle(
         if world.status.records:
             result.status_cpu_per_event = world.status.cpu / world.status.records
         return result
+
+
+def burst_only(kind: str, model: AwsModel, workloads: list[Any]) -> LifecycleResult:
+    """A burst of queued tasks until all are launched (the scale run's burst: no churn after it)."""
+    count = len(workloads)
+    with World(kind, model) as world:
+        t0 = world.sim.now
+        world.pending = list(workloads)
+        world.start_loop()
+        launched = world.sim.run_until(
+            lambda: len(world.launched) >= count or (len(world.failed_keys) > 0 and _settled(world, count)),
+            limit=3600 + count / model.run_task_calls_per_second,
+        )
+        world.loop_running = False
+        return LifecycleResult(
+            tasks=count,
+            all_launched_after=(max(world.launched) - t0)
+            if launched and len(world.launched) >= count
+            else None,
+            run_task_calls=sum(a.requests["ecs.RunTask"] for a in world.actors),
+            throttled_responses=sum(a.throttled for a in world.actors),
+            failed_by_throttling=_failed_by_throttling(world),
+            failed=len(world.failed_keys),
+            launch_timeline=[t - t0 for t in sorted(world.launched)],
+            burst_loops=list(world.loops),
+            churn_loops=[],
+            state_latencies=[],
+            unreported=0,
+        )
 
 
 def _settled(world: World, count: int) -> bool:
@@ -254,8 +285,13 @@ def _failed_by_throttling(world: World) -> int:
 # --------------------------------------------------------------------------------------- the Lambdas' cost
 
 
-def import_time(module: str) -> tuple[float, float]:
-    """Return (the module's cumulative import time, the sum of every import's own time), in seconds, cold."""
+def import_time(module: str, runs: int = 3) -> tuple[float, float]:
+    """Return (the module's cumulative import time, the sum of every import's own time), in seconds, cold: the
+    fastest of ``runs`` fresh interpreters (the machine's other load only ever adds time)."""
+    return min(_import_time_once(module) for _ in range(runs))
+
+
+def _import_time_once(module: str) -> tuple[float, float]:
     proc = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", f"import {module}"],
         capture_output=True,
@@ -284,10 +320,12 @@ def run_all(
     progress: Callable[[str], None],
     *,
     churn_seconds: float = 60.0,
+    scale_sizes: tuple[int, ...] = (),
+    scale_bursts: tuple[int, ...] = (),
 ) -> dict[str, Any]:
     from harness.bench.world import make_workloads
 
-    workloads = make_workloads(max([*sizes, burst]) + extra_queued)
+    workloads = make_workloads(max([*sizes, burst, *scale_sizes, *scale_bursts]) + extra_queued)
     steady: dict[str, list[SteadyResult]] = {k: [] for k in KINDS}
     for n in sizes:
         for kind in KINDS:
@@ -300,6 +338,21 @@ def run_all(
     for kind in KINDS:
         progress(f"burst of {burst:,}, then churn: {kind}")
         life[kind] = lifecycle(kind, model, workloads[:burst], churn_seconds=churn_seconds)
+    # Scale (ours only: the reference's loop at 50,000 running would take minutes per simulated loop).
+    scale_steady = []
+    for n in scale_sizes:
+        progress(f"scale: steady state {n:,} running: ours")
+        scale_steady.append(steady_state("ours", model, workloads[:n], [], loops))
+    bursts = []
+    for n in scale_bursts:
+        progress(f"scale: burst of {n:,}: ours")
+        bursts.append(burst_only("ours", model, workloads[:n]))
     progress("handler import times")
     imports = {name: import_time(f"lambdas.{name}.handler") for name in ("launcher", "status")}
-    return {"steady": steady, "lifecycle": life, "imports": imports}
+    return {
+        "steady": steady,
+        "lifecycle": life,
+        "imports": imports,
+        "scale_steady": scale_steady,
+        "bursts": bursts,
+    }

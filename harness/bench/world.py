@@ -232,6 +232,7 @@ class World:
             client_factory=self.emu.client,
             clock=self.sim.clock,
             sleep=lambda _seconds: None,
+            parallel_map=self._send_map,
         )
         executor.job_id = 1
         with self.emu.free(), self._as(self.scheduler):
@@ -247,7 +248,7 @@ class World:
         self._stack.enter_context(_patched(ecs_executor, "timezone", shim))
         executor = ecs_executor.AwsEcsExecutor(parallelism=PARALLELISM)
         # Keep the provider's own client (its botocore config and retries); answer it from the emulator.
-        executor.ecs.meta.events.register_first("before-send", self.emu._before_send)
+        self.emu.attach(executor.ecs)
         executor.IS_BOTO_CONNECTION_HEALTHY = True
         return executor
 
@@ -464,25 +465,41 @@ class World:
         return result
 
     def _parallel_map(self, apply: Callable[[Any], Any], messages: Any) -> list[Any]:
-        """The launcher's thread pool on simulated time: each thread is a process on its own clock, forked from
-        the invocation's, so their requests' latencies overlap as they do in the Lambda."""
+        """The launcher's thread pool on simulated time (see ``_threads``)."""
+        return self._threads(apply, messages, self._parallelism, self.model.launcher_memory_mb)
+
+    def _send_map(self, send: Callable[[Any], Any], batches: Any, limit: int) -> list[Any]:
+        """The executor's launch-queue sends on simulated time: one scheduler thread per batch, ``limit`` at once."""
+        return self._threads(send, batches, limit, None)
+
+    def _threads(
+        self, apply: Callable[[Any], Any], items: Any, workers: int, memory_mb: int | None
+    ) -> list[Any]:
+        """A thread pool on simulated time: each thread is a process on its own clock, forked from the caller's,
+        so their requests' latencies overlap as they do in the Lambda or the scheduler. Their CPU does not
+        overlap (one process, one GIL; a Lambda's share of a vCPU): the caller resumes no earlier than its fork
+        plus all their CPU, one after another. ``memory_mb`` is the Lambda's (None: the scheduler's full core)."""
         if not self.sim.in_process():
-            return [apply(m) for m in messages]  # the warm-up, outside the measurement
+            return [apply(m) for m in items]  # the warm-up, outside the measurement
         parent = self.sim.current
-        count = min(self._parallelism, len(messages))
+        forked_at = parent.time
+        count = max(1, min(workers, len(items)))
         threads = [Actor(f"{parent.name} thread {j}", time=parent.time) for j in range(count)]
-        results: list[Any] = [None] * len(messages)
-        memory = self.model.launcher_memory_mb
+        results: list[Any] = [None] * len(items)
+        spent = [0.0]
+
+        def stretch(cpu: float) -> float:
+            return cpu if memory_mb is None else self.model.lambda_cpu_seconds(cpu, memory_mb)
 
         def run(j: int) -> None:
             thread = threads[j]
-            for i in range(j, len(messages), count):
+            for i in range(j, len(items), count):
                 emulator_before = thread.emulator_cpu
                 cpu_before = time.thread_time()
-                results[i] = apply(messages[i])
+                results[i] = apply(items[i])
                 cpu = time.thread_time() - cpu_before - (thread.emulator_cpu - emulator_before)
-                thread.time += self.model.lambda_cpu_seconds(cpu, memory)
-                self._thread_cpu[parent.name] += cpu
+                thread.time += stretch(cpu)
+                spent[0] += cpu
 
         procs = [
             self.sim.process(parent.time, lambda j=j: run(j), thread)  # type: ignore[misc]
@@ -491,7 +508,8 @@ class World:
         self.sim.join(procs)
         for thread in threads:
             parent.absorb(thread)
-        parent.time = max(parent.time, *(t.time for t in threads))
+        parent.time = max(parent.time, *(t.time for t in threads), forked_at + stretch(spent[0]))
+        self._thread_cpu[parent.name] = self._thread_cpu.get(parent.name, 0.0) + spent[0]
         return results
 
     # ---------------------------------------------------------------- the launcher behind the event source
@@ -578,6 +596,7 @@ class World:
         requests_before = Counter(actor.requests)
         waited_before = actor.waited
         emulator_before = actor.emulator_cpu
+        self._thread_cpu[actor.name] = 0.0
         cpu_before = time.thread_time()
         queued = len(self.pending)
         for workload in self.pending:
@@ -586,6 +605,7 @@ class World:
         self.executor.heartbeat()
         cpu = time.thread_time() - cpu_before - (actor.emulator_cpu - emulator_before)
         actor.time += cpu
+        cpu += self._thread_cpu.pop(actor.name)  # the send threads' (their time is in the clock already)
         self._collect_states(actor.time)
         if self.emu.charging:
             ops = actor.requests - requests_before

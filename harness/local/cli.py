@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
 import logging
 import sys
 import time
@@ -15,7 +16,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ecs_event_executor.control import environment as env_vars
+from ecs_event_executor.control.executor_config import IMAGE_KEY
+from ecs_event_executor.control.launch_profiles import parse_profiles, profile_for_queue
 from ecs_event_executor.control.tasks.item import TaskItem
+from ecs_event_executor.control.tasks.table import TaskTable
 
 from harness.local.runner import Faults
 from harness.local.stack import EXAMPLES, LocalStack, StackOptions, stop_on_sigterm
@@ -111,13 +116,47 @@ def _seconds(start_ms: int | None, end_ms: int | None) -> str:
     return f"{(end_ms - start_ms) / 1000:.1f}s" if start_ms and end_ms else "-"
 
 
+def launch_facts(stack: LocalStack, item: TaskItem) -> tuple[str, str, str]:
+    """Return (launch profile, capacity, image) of a launch: the profile its queue picked (from the stored launch
+    request), and what ECS ran it on (the task's capacity provider or launch type, its task definition's image)."""
+    assert stack.resources is not None
+    res = stack.resources
+    launcher_env = next((f.env for f in res.functions.values() if env_vars.LAUNCH_QUEUE_URL in f.env), {})
+    profiles = parse_profiles(json.loads(launcher_env.get(env_vars.LAUNCH_PROFILES) or "{}"))
+    request = TaskTable(res.table_name, client=stack.client("dynamodb")).read_request(item.launch_id)
+    profile = profile_for_queue(request.queue if request else None, profiles) if request else "-"
+    if not item.task_arn:
+        return profile, "-", str((request.executor_config if request else {}).get(IMAGE_KEY, "-"))
+    ecs = stack.client("ecs")
+    task = ecs.describe_tasks(cluster=item.cluster_arn or res.cluster_arn, tasks=[item.task_arn])["tasks"][0]
+    capacity = task.get("capacityProviderName") or task.get("launchType") or "-"
+    definition = ecs.describe_task_definition(taskDefinition=task["taskDefinitionArn"])["taskDefinition"]
+    image = next(
+        (c["image"] for c in definition["containerDefinitions"] if c["name"] == res.container_name), "-"
+    )
+    return profile, capacity, image
+
+
 def outcome_table(stack: LocalStack, dag_id: str, run_id: str, expected: dict[str, str]) -> tuple[str, bool]:
     """Return the per-task table and whether every task ended as expected."""
     assert stack.resources is not None
     res = stack.resources
     tis = {ti_name(ti): ti for ti in stack.task_instances(dag_id, run_id)}
     items = latest_items(stack.items(), dag_id, run_id)
-    rows = [("task", "state", "expected", "ECS task id", "queue→running", "run time", "log (group/stream)")]
+    rows = [
+        (
+            "task",
+            "state",
+            "expected",
+            "profile",
+            "capacity",
+            "image",
+            "ECS task id",
+            "queue→running",
+            "run time",
+            "log (group/stream)",
+        )
+    ]
     ok = True
     for name in sorted(set(expected) | set(tis)):
         state = str((tis.get(name) or {}).get("state"))
@@ -127,11 +166,15 @@ def outcome_table(stack: LocalStack, dag_id: str, run_id: str, expected: dict[st
         item = items.get(name)
         task_id = item.task_arn.rsplit("/", 1)[-1] if item and item.task_arn else "-"
         stream = f"{res.log_stream_prefix}/{res.container_name}/{task_id}" if task_id != "-" else ""
+        profile, capacity, image = launch_facts(stack, item) if item else ("-", "-", "-")
         rows.append(
             (
                 name,
                 state,
                 want if want == state else f"{want}  <-- MISMATCH",
+                profile,
+                capacity,
+                image,
                 task_id,
                 _seconds(item.queued_at, item.running_at) if item else "-",
                 _seconds(item.running_at, item.finished_at) if item else "-",

@@ -67,6 +67,7 @@ def test_bench_runs_both_executors_and_writes_the_report(
 
     for name, value in world._ENV.items():
         monkeypatch.setenv(name, value)
+    (tmp_path / "bench.md").write_text("old report\n<!-- history: kept by make bench -->\n| a kept row |\n")
 
     code = main(
         [
@@ -89,4 +90,35 @@ def test_bench_runs_both_executors_and_writes_the_report(
     assert "| 10 | 1 (max 1) |" in text  # ours: one request per loop
     assert "### 2. Burst of 5 queued tasks" in text and "### Targets" in text
     assert "| tasks not reported | 0 | 0 |" in text
+    # Every target of issue 19 gets a verdict with its figure; the run names its commit; the history is kept.
+    for target in ("P1 **", "P2 **", "P3 **", "P4 **", "P5 **", "Cost **"):
+        assert target in text
+    assert "p50 / p95 / p99" in text and "commit `" in text
+    assert "old report" not in text and text.endswith("| a kept row |\n")
     assert (tmp_path / "bench.png").stat().st_size > 10_000
+
+
+def test_the_emulator_answers_each_request_once() -> None:
+    """moto's own stubber must not answer again after the emulator's hook: every write would run twice."""
+    from ecs_event_executor.control.tasks.schema import table_definition
+    from moto import mock_aws
+
+    from harness.bench.emulator import Emulator
+    from harness.bench.model import AwsModel
+
+    definition = table_definition("once")
+    with mock_aws():
+        sim = Sim(start=0.0)
+        emulator = Emulator(sim, AwsModel(), definition)
+        dynamodb = emulator.client("dynamodb")
+        dynamodb.create_table(**definition)
+        dynamodb.update_item(
+            TableName="once",
+            Key={definition["KeySchema"][0]["AttributeName"]: {"S": "k"}},
+            UpdateExpression="ADD n :one",
+            ExpressionAttributeValues={":one": {"N": "1"}},
+        )
+        item = emulator.billing.stored({"S": "k"})
+
+    assert item is not None and item["n"] == {"N": "1"}  # 2 when moto applied the same request twice
+    assert sim.system.requests["dynamodb.UpdateItem"] == 1

@@ -174,6 +174,7 @@ def test_every_named_write_is_checked() -> None:
         "create_for_launch",
         "create_refused",
         "write_heartbeat",
+        "note_heartbeat",
     }
     assert writes == {w.name.split("(")[0] for w in WRITES}
 

@@ -7,7 +7,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from harness.local.cli import expected_states, outcome_table, wait_for_run, wait_items_final
+from harness.local.cli import (
+    expected_states,
+    latest_items,
+    launch_facts,
+    outcome_table,
+    wait_for_run,
+    wait_items_final,
+)
 from harness.local.runner import Faults
 from harness.local.stack import LocalStack, StackOptions
 from tests.e2e.conftest import ecs_tasks_per_try, processes_started_per_try
@@ -40,6 +47,16 @@ def test_example_dag_outcomes_with_duplicated_deliveries_and_shuffled_events(sta
     assert set(processes_started_per_try(stack, run_id).values()) == {1}
     # The executor_config override reached the container (transform checks it) and the log is in CloudWatch.
     assert "DEMO_STAGE = transform" in _container_log(stack, run_id, "transform")
+    # queue="spot" ran with the spot profile's capacity provider; the image a task named, on a task definition
+    # derived from the stack's; the others on the default profile and the stack's own image.
+    items = latest_items(stack.items(), DAG_ID, run_id)
+    facts = {name: launch_facts(stack, item) for name, item in items.items()}
+    assert facts["on_spot"][:2] == ("spot", "FARGATE_SPOT"), table
+    assert facts["on_other_image"][0] == "default" and facts["on_other_image"][2].endswith(
+        "airflow-gpu:demo"
+    ), table
+    assert facts["extract"][:2] == ("default", "FARGATE"), table
+    assert not facts["extract"][2].endswith("airflow-gpu:demo"), table
 
 
 def _container_log(stack: LocalStack, run_id: str, task_id: str) -> str:

@@ -40,7 +40,10 @@ def test_launcher_uses_the_existing_network_and_capacity_providers(existing_synt
 def test_iam_names_the_existing_family_cluster_and_roles(existing_synth: InProcessSynth) -> None:
     statements = role_statements(existing_synth.template, "airflow-ecs-launcher")
     run = statement_with(statements, "ecs:RunTask")
-    assert run["Resource"] == "arn:aws:ecs:eu-west-1:123456789012:task-definition/airflow-worker:*"
+    assert sorted(run["Resource"]) == [
+        "arn:aws:ecs:eu-west-1:123456789012:task-definition/airflow-worker-derived-*",
+        "arn:aws:ecs:eu-west-1:123456789012:task-definition/airflow-worker:*",
+    ]
     assert run["Condition"] == {"ArnEquals": {"ecs:cluster": CLUSTER_ARN}}
     stop = statement_with(statements, "ecs:StopTask")
     assert stop["Resource"] == "arn:aws:ecs:eu-west-1:123456789012:task/airflow-prod/*"

@@ -45,6 +45,7 @@ def test_launcher_may_do_exactly_its_job(template: Template) -> None:
     statements = role_statements(template, LAUNCHER)
     assert actions_of(statements) == OWN_LOGS_AND_TRACES | {
         "ecs:RunTask", "ecs:StopTask", "ecs:TagResource", "iam:PassRole",
+        "ecs:RegisterTaskDefinition", "ecs:DescribeTaskDefinition", "ecs:ListTaskDefinitions",
         "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
         "sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueUrl", "sqs:DeleteMessage",
         "sqs:GetQueueAttributes", "sqs:SendMessage", "events:PutEvents",
@@ -56,9 +57,11 @@ def test_launcher_runs_only_the_worker_family_on_this_cluster(template: Template
     cluster = logical_id(template, "AWS::ECS::Cluster")
     on_cluster = {"ArnEquals": {"ecs:cluster": {"Fn::GetAtt": [cluster, "Arn"]}}}
     run = statement_with(statements, "ecs:RunTask")
-    assert _sub(run["Resource"]) == (
-        "arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:task-definition/airflow-ecs-worker:*"
-    )
+    families = "arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:task-definition"
+    assert sorted(map(_sub, run["Resource"])) == [
+        f"{families}/airflow-ecs-worker-derived-*",  # task definitions derived for per-task images
+        f"{families}/airflow-ecs-worker:*",
+    ]
     assert run["Condition"] == on_cluster
     stop = statement_with(statements, "ecs:StopTask")
     assert (
@@ -127,7 +130,8 @@ def test_reconciler_may_do_exactly_its_job(template: Template) -> None:
     statements = role_statements(template, RECONCILER)
     assert actions_of(statements) == OWN_LOGS_AND_TRACES | {
         "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem", "dynamodb:Query",
-        "ecs:DescribeTasks", "events:PutEvents",
+        "dynamodb:DeleteItem", "ecs:DescribeTasks", "events:PutEvents",
+        "ecs:ListTaskDefinitionFamilies", "ecs:ListTaskDefinitions", "ecs:DeregisterTaskDefinition",
     }  # fmt: skip
 
 
@@ -135,11 +139,13 @@ def test_reconciler_reads_only_the_stale_index_and_writes_items(template: Templa
     # get and conditional update_item (StatusTracker, fail_lost, touch), update_item of the heartbeat (it keeps
     # the launcher's and the status function's notes); it creates no item, so no PutItem; batch_get_item reads
     # the items the keys-only stale index names.
+    # delete_item removes a derived task definition's registration before it is deregistered.
     statements = role_statements(template, RECONCILER)
     table = logical_id(template, "AWS::DynamoDB::Table")
     items = statement_with(statements, "dynamodb:UpdateItem")
     assert sorted(items["Action"]) == [
         "dynamodb:BatchGetItem",
+        "dynamodb:DeleteItem",
         "dynamodb:GetItem",
         "dynamodb:UpdateItem",
     ]

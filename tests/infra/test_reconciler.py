@@ -59,7 +59,10 @@ def test_environment_is_accepted_by_the_reconcilers_own_parser(template: Templat
         "TASKS_TABLE_NAME", "CONTAINER_NAME", "CLUSTER", "EVENT_BUS_NAME", "STALE_AFTER_SECONDS",
         "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL",
     } <= set(env)  # fmt: skip
-    assert not {"SUBNETS", "TASK_DEFINITION", "LAUNCH_QUEUE_URL", "RUN_TASK_KWARGS"} & set(env)
+    assert not {"SUBNETS", "LAUNCH_QUEUE_URL", "RUN_TASK_KWARGS"} & set(env)
+    # The worker task definition: the families derived from it for per-task images are cleaned up after
+    # DERIVED_TASK_DEFINITION_UNUSED_DAYS unused.
+    assert env["DERIVED_TASK_DEFINITION_UNUSED_DAYS"] == "14" and "TASK_DEFINITION" in env
     cluster = logical_id(template, "AWS::ECS::Cluster")
     table = logical_id(template, "AWS::DynamoDB::Table")
     bus = logical_id(template, "AWS::Events::EventBus")
@@ -71,6 +74,7 @@ def test_environment_is_accepted_by_the_reconcilers_own_parser(template: Templat
     settings = ReconcilerSettings.from_env(plain)
     assert settings.stale_after_seconds == 600
     assert settings.status.container_name == "base"
+    assert settings.derived_unused_days == 14 and settings.base_families
 
 
 def test_settings_change_the_schedule_and_the_stale_age(existing_synth: InProcessSynth) -> None:

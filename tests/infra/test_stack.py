@@ -377,9 +377,22 @@ def test_outputs_include_ready_to_paste_airflow_settings(template: Template) -> 
             "LOG_GROUP",
             "LOG_STREAM_PREFIX",
             "CONTAINER_NAME",
+            "LAUNCH_PROFILES",
+            "UNKNOWN_QUEUE",
+            "ALLOWED_IMAGES",
             "WORKER_AIRFLOW_VERSION",
         )
     }
+    # What the executor checks at queue time: the profile names (cdk.json's "spot"), the unknown-queue policy
+    # and the allowed images (this account's ECR repositories).
+    assert (
+        lines["AIRFLOW__ECS_EVENT_EXECUTOR__LAUNCH_PROFILES"]
+        == "AIRFLOW__ECS_EVENT_EXECUTOR__LAUNCH_PROFILES=spot"
+    )
+    assert (
+        lines["AIRFLOW__ECS_EVENT_EXECUTOR__UNKNOWN_QUEUE"]
+        == "AIRFLOW__ECS_EVENT_EXECUTOR__UNKNOWN_QUEUE=default"
+    )
     assert (
         lines["AIRFLOW__ECS_EVENT_EXECUTOR__CONTAINER_NAME"]
         == "AIRFLOW__ECS_EVENT_EXECUTOR__CONTAINER_NAME=base"

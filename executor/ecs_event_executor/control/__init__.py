@@ -9,6 +9,7 @@ read them; a contract imports no service.
 - ``tasks``          the tasks table: lifecycle, schema, item and the conditional writes.
 - ``ecs_state``      ECS "Task State Change" events and their mapping to a task's state.
 - ``bus``            the events the control plane publishes to its own EventBridge bus.
+- ``launch_profiles`` the named launch configurations an Airflow task's queue picks (cdk.json, LAUNCH_PROFILES).
 
 Services: one per Lambda, each a class its handler (``lambdas/<name>/handler.py``) builds and calls, each
 deployed by the construct of the same name in ``infra/``.
@@ -22,6 +23,8 @@ deployed by the construct of the same name in ``infra/``.
 
 What the services share: ``run_task`` (RunTask arguments and ``executor_config`` checks), ``pacing`` (the RunTask
 rate), ``aws_errors`` (which AWS failures to retry), ``aws_clients`` (the Lambdas' AWS clients: retries and
-timeouts inside the function timeout). ``workload_guard`` is the launcher's allow-list: a launch runs
+timeouts inside the function timeout), ``task_definitions`` (task definitions derived for a task's image:
+registered once by the launcher, deregistered when unused by the reconciler). ``workload_guard`` is the launcher's
+allow-list: a launch runs
 only the Airflow workload of the message's own task instance (docs/security.md).
 """

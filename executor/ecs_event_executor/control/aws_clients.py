@@ -4,13 +4,18 @@ botocore's defaults (legacy retries, up to 10 attempts for DynamoDB, a 60 s read
 outlive the function: the invocation times out and SQS redelivers its whole batch. Every client the services
 build for themselves comes from ``lambda_client``; the executor's clients come from the Airflow connection
 (``ecs_event_executor.aws``) and are not built here.
+
+They come from botocore alone: boto3 adds nothing the control plane uses and imports s3transfer (tens of
+milliseconds of every cold start); a botocore session finds credentials, region and endpoint settings in the
+environment as boto3's default session does.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
-import boto3
+import botocore.session
 from botocore.config import Config
 
 # Standard mode: exponential backoff with jitter (at most 2 s, then 4 s between these 3 attempts) and a retry
@@ -24,6 +29,15 @@ READ_TIMEOUT_SECONDS = 5
 # RunTask and DescribeTasks can take seconds: (2 + 8) s x 3 + 6 s = 36 s, inside the launcher's and the
 # reconciler's 60 s; the launcher also starts no RunTask with less than RUN_TASK_TIME_NEEDED_SECONDS left.
 SLOW_READ_TIMEOUT_SECONDS = {"ecs": 8}
+# The task table's and the bus's requests are built by this package from values it validated when they were queued
+# or read (the launch message's model, the ECS event's): botocore's client-side validation would check each call
+# again. ECS keeps it: a wrongly typed RunTask setting that got past the environment's check fails at once, naming
+# its field path (ParamValidationError, a permanent failure), where ECS would answer a bare SerializationException.
+UNVALIDATED_SERVICES = frozenset({"dynamodb", "events"})
+
+# A botocore session is not thread-safe while it creates clients: one per process, clients made under a lock.
+_lock = threading.Lock()
+_session: botocore.session.Session | None = None
 
 
 def client_config(service: str) -> Config:
@@ -32,6 +46,7 @@ def client_config(service: str) -> Config:
         retries={"mode": "standard", "total_max_attempts": ATTEMPTS},
         connect_timeout=CONNECT_TIMEOUT_SECONDS,
         read_timeout=SLOW_READ_TIMEOUT_SECONDS.get(service, READ_TIMEOUT_SECONDS),
+        parameter_validation=service not in UNVALIDATED_SERVICES,
     )
 
 
@@ -42,5 +57,9 @@ def worst_call_seconds(service: str) -> float:
 
 
 def lambda_client(service: str) -> Any:
-    """Return a boto3 client for ``service`` (region and credentials from the function's environment)."""
-    return boto3.client(service, config=client_config(service))
+    """Return a botocore client for ``service`` (region and credentials from the function's environment)."""
+    global _session
+    with _lock:
+        if _session is None:
+            _session = botocore.session.get_session()
+        return _session.create_client(service, config=client_config(service))

@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ecs_event_executor.control.executor_config import ExecutorConfigError, validate_executor_config
+from ecs_event_executor.control.launch_profiles import UNKNOWN_QUEUE_POLICIES, LaunchProfile, parse_profiles
 
 # The launch configuration (AwsEcsExecutor's names).
 TASKS_TABLE_NAME = "TASKS_TABLE_NAME"
@@ -32,6 +33,14 @@ SUBNETS = "SUBNETS"
 SECURITY_GROUPS = "SECURITY_GROUPS"
 ASSIGN_PUBLIC_IP = "ASSIGN_PUBLIC_IP"
 RUN_TASK_KWARGS = "RUN_TASK_KWARGS"
+# Launch profiles (a task's Airflow queue picks one): a JSON object {name: profile} (control/launch_profiles.py).
+LAUNCH_PROFILES = "LAUNCH_PROFILES"
+# What a queue that names no profile gets: "default" (the default profile) or "refuse".
+UNKNOWN_QUEUE = "UNKNOWN_QUEUE"
+# Images a task's executor_config may name (comma-separated shell-style patterns); unset: none.
+ALLOWED_IMAGES = "ALLOWED_IMAGES"
+# The reconciler deregisters task definitions derived for an image that no launch used for this many days.
+DERIVED_TASK_DEFINITION_UNUSED_DAYS = "DERIVED_TASK_DEFINITION_UNUSED_DAYS"
 # The control plane's own.
 EVENT_BUS_NAME = "EVENT_BUS_NAME"
 PUBLISH_ALL_EVENTS = "PUBLISH_ALL_EVENTS"
@@ -98,6 +107,12 @@ class LambdaEnvironment(BaseModel):
     security_groups: tuple[str, ...] = Field((), validation_alias=SECURITY_GROUPS)
     assign_public_ip: bool = Field(False, validation_alias=ASSIGN_PUBLIC_IP)
     run_task_kwargs: dict[str, Any] = Field(default_factory=dict, validation_alias=RUN_TASK_KWARGS)
+    launch_profiles: dict[str, LaunchProfile] = Field(default_factory=dict, validation_alias=LAUNCH_PROFILES)
+    unknown_queue: str = Field("default", validation_alias=UNKNOWN_QUEUE)
+    allowed_images: tuple[str, ...] = Field((), validation_alias=ALLOWED_IMAGES)
+    derived_task_definition_unused_days: int | None = Field(
+        None, validation_alias=DERIVED_TASK_DEFINITION_UNUSED_DAYS
+    )
     event_bus_name: str | None = Field(None, validation_alias=EVENT_BUS_NAME)
     publish_all_events: bool = Field(False, validation_alias=PUBLISH_ALL_EVENTS)
     finished_ttl_seconds: int | None = Field(None, validation_alias=FINISHED_TTL_SECONDS)
@@ -148,7 +163,25 @@ class LambdaEnvironment(BaseModel):
                     )
         return value
 
-    @field_validator("subnets", "security_groups", mode="before")
+    @field_validator("launch_profiles", mode="before")
+    @classmethod
+    def _profiles(cls, raw: str) -> dict[str, LaunchProfile]:
+        try:
+            value = json.loads(raw)
+        except ValueError as exc:
+            raise ValueError(f"is not valid JSON: {exc}") from exc
+        if not isinstance(value, dict):
+            raise ValueError(f"must be a JSON object of profiles, got {type(value).__name__}")
+        return parse_profiles(value)
+
+    @field_validator("unknown_queue")
+    @classmethod
+    def _unknown_queue(cls, value: str) -> str:
+        if value.lower() not in UNKNOWN_QUEUE_POLICIES:
+            raise ValueError(f"must be default or refuse, got {value!r}")
+        return value.lower()
+
+    @field_validator("subnets", "security_groups", "allowed_images", mode="before")
     @classmethod
     def _csv(cls, raw: str) -> tuple[str, ...]:
         return tuple(v.strip() for v in raw.split(",") if v.strip())
@@ -177,6 +210,7 @@ class LambdaEnvironment(BaseModel):
         "launch_parallelism",
         "stale_after_seconds",
         "reconcile_page_size",
+        "derived_task_definition_unused_days",
         mode="before",
     )
     @classmethod

@@ -8,15 +8,22 @@ container, and the 8192 characters ECS allows for the overrides. The executor ch
 config when it is queued (``check_executor_config``), the launcher again when it builds RunTask's arguments, and
 the stack checks ``runTaskKwargs`` (the launcher's ``RUN_TASK_KWARGS``) with the same rules, so a bad value fails
 early, naming the field.
+
+One key is the control plane's own, not RunTask's: ``image`` runs the task's Airflow container on another image (a
+task definition derived from the launch profile's, registered on demand). Only images an allow-list matches are
+accepted (``image_allowed``; the executor's ``allowed_images``, the launcher's ``ALLOWED_IMAGES``; by default the
+account's own ECR repositories). Every task is tagged for cost attribution (``cost_tags``), and the tags a task's
+config adds are counted with them against ECS's limits when it is queued.
 """
 
 from __future__ import annotations
 
 import copy
+import fnmatch
 import functools
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import botocore.session
@@ -24,6 +31,7 @@ from botocore.model import ListShape, Shape, StructureShape
 from botocore.validate import ParamValidator
 
 from ecs_event_executor.control.ecs_state import ATTEMPT_ENV, LAUNCH_ID_ENV, STARTED_BY
+from ecs_event_executor.control.messages import TaskKey
 
 # The control plane's marks on the Airflow container (LAUNCH_ID_ENV, ATTEMPT_ENV): no container's override
 # environment in an executor_config may set a name with this prefix.
@@ -33,6 +41,25 @@ RESERVED_ENV_PREFIX = "AIRFLOW_ECS_EVENT_"
 OVERRIDES_MAX_CHARS = 8192
 # A launch id as long as the launch message allows: the size check at queue time counts the longest environment.
 LONGEST_LAUNCH_ID = "0" * 56
+
+
+# The control plane's own executor_config key: the image of the Airflow container for this task.
+IMAGE_KEY = "image"
+# ECS tag rules: keys at most 128 characters, values 256; letters, digits, spaces and + - = . _ : / @.
+TAG_KEY_MAX_CHARS = 128
+TAG_VALUE_MAX_CHARS = 256
+_TAG_FORBIDDEN = re.compile(r"[^\w\s+\-=.:/@]")
+# The cost-attribution tags every ECS task carries (Cost Explorer groups by them once they are activated as
+# cost allocation tags).
+COST_TAG_KEYS = {
+    "dag_id": "airflow:dag_id",
+    "task_id": "airflow:task_id",
+    "run_id": "airflow:run_id",
+    "try_number": "airflow:try_number",
+    "team": "airflow:team",
+}
+# An image reference: registry/repository[:tag][@digest], nothing a shell or a URL would add.
+_IMAGE = re.compile(r"^[a-z0-9][a-z0-9._:/@-]{0,254}$", re.IGNORECASE)
 
 
 class ExecutorConfigError(ValueError):
@@ -129,7 +156,14 @@ def validate_executor_config(config: Any, *, container_name: str | None = None) 
     for key in config:
         if key in _RESERVED_TOP_LEVEL:
             raise ExecutorConfigError(key, f"may not be overridden: {_RESERVED_TOP_LEVEL[key]}")
-    validate_run_task_parameters({"taskDefinition": _TASK_DEFINITION_STAND_IN, **config})
+    if IMAGE_KEY in config:
+        image = config[IMAGE_KEY]
+        if not isinstance(image, str) or not _IMAGE.match(image):
+            raise ExecutorConfigError(
+                IMAGE_KEY,
+                f"expected an image reference (registry/repository:tag or @digest), got {image!r:.80}",
+            )
+    validate_run_task_parameters({"taskDefinition": _TASK_DEFINITION_STAND_IN, **run_task_parameters(config)})
     overrides = config.get("overrides") or {}
     names: set[str] = set()
     for i, container in enumerate(overrides.get("containerOverrides", [])):
@@ -157,6 +191,71 @@ def validate_executor_config(config: Any, *, container_name: str | None = None) 
             "launchType", "launchType and capacityProviderStrategy are mutually exclusive"
         )
     return dict(config)
+
+
+def run_task_parameters(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the RunTask parameters of an executor_config: everything but the control plane's own keys."""
+    return {k: v for k, v in config.items() if k != IMAGE_KEY}
+
+
+def image_allowed(image: str, allowed: Sequence[str]) -> bool:
+    """Return whether ``image`` matches one of the ``allowed`` patterns (shell-style: ``*`` matches anything)."""
+    return any(fnmatch.fnmatchcase(image, pattern) for pattern in allowed)
+
+
+def account_ecr_pattern(account: str, region: str) -> str:
+    """Return the pattern of every image in one account's ECR repositories in one region (the default allow-list)."""
+    return f"{account}.dkr.ecr.{region}.amazonaws.com/*"
+
+
+def check_image(config: Mapping[str, Any] | None, allowed: Sequence[str], *, setting: str) -> str | None:
+    """Return the image a task's config names (None: the task definition's own); raise ExecutorConfigError,
+    naming ``setting``, when no pattern of ``allowed`` matches it."""
+    image = (config or {}).get(IMAGE_KEY)
+    if image is None:
+        return None
+    if not image_allowed(str(image), allowed):
+        shown = ", ".join(allowed) if allowed else "nothing"
+        raise ExecutorConfigError(
+            IMAGE_KEY, f"{str(image)[:200]!r} is not allowed by {setting} (allowed: {shown})"
+        )
+    return str(image)
+
+
+def _tag_text(value: str, limit: int) -> str:
+    cleaned = _TAG_FORBIDDEN.sub("_", value)
+    if cleaned.lower().startswith("aws:"):
+        # ECS reserves the aws: prefix for its own tags.
+        cleaned = "_" + cleaned
+    return cleaned[:limit]
+
+
+def cost_tags(key: TaskKey, team: str | None) -> list[dict[str, str]]:
+    """Return the ECS tags that attribute a task's cost: its dag, task, run, try and team, sanitized to ECS's
+    tag rules (allowed characters, lengths); no team tag for a task without a team."""
+    values = {
+        "dag_id": key.dag_id,
+        "task_id": key.task_id,
+        "run_id": key.run_id,
+        "try_number": str(key.try_number),
+        "team": team,
+    }
+    return [
+        {
+            "key": _tag_text(COST_TAG_KEYS[name], TAG_KEY_MAX_CHARS),
+            "value": _tag_text(value, TAG_VALUE_MAX_CHARS),
+        }
+        for name, value in values.items()
+        if value is not None
+    ]
+
+
+def with_cost_tags(
+    tags: Sequence[Mapping[str, str]] | None, cost: Sequence[Mapping[str, str]]
+) -> list[dict[str, str]]:
+    """Return ``tags`` with the cost tags added; a cost tag replaces a tag of the same key."""
+    ours = {t["key"] for t in cost}
+    return [dict(t) for t in tags or [] if t.get("key") not in ours] + [dict(t) for t in cost]
 
 
 def overrides_size(overrides: Mapping[str, Any]) -> int:
@@ -192,14 +291,28 @@ def check_overrides_size(overrides: Mapping[str, Any]) -> None:
 
 
 def check_executor_config(
-    config: Any, *, container_name: str, command: list[str], max_attempts: int
+    config: Any,
+    *,
+    container_name: str,
+    command: list[str],
+    max_attempts: int,
+    key: TaskKey | None = None,
+    team: str | None = None,
+    allowed_images: Sequence[str] = (),
+    images_setting: str = "the allowed images",
 ) -> dict[str, Any]:
     """Check a task's executor_config as its launch will apply it, at its longest; return it as a dict.
 
     The size budget is measured with the workload's command and the longest marks a launch can carry (the
-    longest launch id, the last attempt); the launcher's own RUN_TASK_KWARGS are its business and not counted.
+    longest launch id, the last attempt); the tags with the cost tags of ``key`` added; an image against
+    ``allowed_images`` (the refusal names ``images_setting``). The launcher's own RUN_TASK_KWARGS are its
+    business and not counted.
     """
     checked = validate_executor_config(config, container_name=container_name)
+    check_image(checked, allowed_images, setting=images_setting)
+    if key is not None:
+        tags = with_cost_tags(checked.get("tags"), cost_tags(key, team))
+        validate_run_task_parameters({"taskDefinition": _TASK_DEFINITION_STAND_IN, "tags": tags})
     overrides = copy.deepcopy(dict(checked.get("overrides") or {}))
     set_workload(
         overrides,

@@ -17,7 +17,7 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -37,8 +37,14 @@ from ecs_event_executor.control.aws_errors import (
 from ecs_event_executor.control.bus import ControlPlaneBus
 from ecs_event_executor.control.ecs_state import ATTEMPT_ENV, LAUNCH_ID_ENV, STARTED_BY
 from ecs_event_executor.control.environment import LambdaEnvironment
-from ecs_event_executor.control.executor_config import ExecutorConfigError
+from ecs_event_executor.control.executor_config import ExecutorConfigError, check_image, cost_tags
 from ecs_event_executor.control.health import HealthNotes
+from ecs_event_executor.control.launch_profiles import (
+    DEFAULT_PROFILE,
+    LaunchProfile,
+    UnknownQueue,
+    profile_for_queue,
+)
 from ecs_event_executor.control.messages import (
     AdoptRequest,
     AnyMessage,
@@ -51,8 +57,10 @@ from ecs_event_executor.control.messages import (
 )
 from ecs_event_executor.control.pacing import Pacer
 from ecs_event_executor.control.run_task import LaunchConfig, build_run_task_kwargs
+from ecs_event_executor.control.task_definitions import DerivedTaskDefinitions, RegistrationInProgress
 from ecs_event_executor.control.tasks.item import Claim, ClaimOutcome, TaskItem
 from ecs_event_executor.control.tasks.lifecycle import TaskState
+from ecs_event_executor.control.tasks.registrations import Registrations
 from ecs_event_executor.control.tasks.schema import DEFAULT_FINISHED_TTL_SECONDS
 from ecs_event_executor.control.tasks.table import LaunchIdTaken, TaskTable
 from ecs_event_executor.control.workload_guard import WorkloadRefused, check_workload_command
@@ -137,6 +145,11 @@ class LauncherSettings:
     run_task_rate: float | None = None
     # The one Airflow team this stack serves (TEAM); None: messages of any team (each acts within its own).
     team: str | None = None
+    # Launch profiles by name (LAUNCH_PROFILES; a task's queue picks one) and what an unknown queue gets.
+    profiles: Mapping[str, LaunchProfile] = field(default_factory=dict)
+    unknown_queue: str = "default"
+    # Images a task's executor_config may name (ALLOWED_IMAGES patterns); empty: none.
+    allowed_images: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> LauncherSettings:
@@ -153,7 +166,19 @@ class LauncherSettings:
             parallelism=read.launch_parallelism or DEFAULT_PARALLELISM,
             run_task_rate=read.launcher_run_task_rate,
             team=read.team,
+            profiles=read.launch_profiles,
+            unknown_queue=read.unknown_queue,
+            allowed_images=read.allowed_images,
         )
+
+    def launch_config(self, queue: str | None) -> tuple[str, LaunchConfig]:
+        """Return the profile a task on ``queue`` launches with and its configuration; UnknownQueue if refused."""
+        name = profile_for_queue(
+            queue, self.profiles, unknown=self.unknown_queue, setting=env_vars.UNKNOWN_QUEUE
+        )
+        if name == DEFAULT_PROFILE:
+            return name, self.launch
+        return name, self.launch.for_profile(self.profiles[name])
 
 
 class Launcher:
@@ -185,6 +210,12 @@ class Launcher:
         self.pacer = (
             Pacer(settings.run_task_rate, clock=clock, sleep=sleep) if settings.run_task_rate else None
         )
+        self.task_definitions = DerivedTaskDefinitions(
+            Registrations(settings.table_name, client_factory=lambda: self.table.client, clock=clock),
+            lambda: self.ecs,
+            container_name=settings.launch.container_name,
+            clock=clock,
+        )
 
     @property
     def ecs(self) -> Any:
@@ -204,9 +235,9 @@ class Launcher:
         if not messages:
             return []
         self._time_left = time_left
-        # boto3 creates clients from a shared session, which is not thread-safe: create them before the threads
+        # Clients come from one shared botocore session: create them before the threads
         # (the bus's only if it will publish).
-        _ = self.ecs, self.table.client
+        _ = self.ecs, self.table.client, self.task_definitions.registrations.client
         if self.bus.bus_name:
             _ = self.bus.client
 
@@ -306,17 +337,18 @@ class Launcher:
         attempt = item.attempt
         if request.launch_deadline and self._clock() > request.launch_deadline.timestamp():
             return self._past_deadline(item, request)
-        try:
-            kwargs = build_run_task_kwargs(
-                self.settings.launch,
-                launch_id=item.launch_id,
-                attempt=attempt,
-                command=request.command,
-                executor_config=request.executor_config,
-            )
-        except ExecutorConfigError as exc:
-            return self._fail(item, attempt, str(exc))
         retry = _Retry(item, attempt, request, receive_count)
+        try:
+            kwargs = self._run_task_kwargs(item, request)
+        except (ExecutorConfigError, UnknownQueue) as exc:
+            return self._fail(item, attempt, str(exc))
+        except RegistrationInProgress as exc:
+            return self._retry(retry, str(exc), exc.delay_seconds)
+        except (ClientError, BotoCoreError) as exc:
+            # DescribeTaskDefinition / RegisterTaskDefinition for the task's image.
+            if classify(exc) is ErrorKind.PERMANENT:
+                return self._fail(item, attempt, f"ECS refused the task's image: {error_text(exc)}")
+            return self._retry(retry, f"task definition for the image: {error_text(exc)}")
         spare = self._spare_seconds()
         if spare is not None and spare <= 0:
             return self._retry(
@@ -359,6 +391,24 @@ class Launcher:
             return self._retry(retry, f"RunTask capacity: {reason}")
         return self._fail(item, attempt, f"ECS could not place the task: {reason}")
 
+    def _run_task_kwargs(self, item: TaskItem, request: LaunchRequest) -> dict[str, Any]:
+        """Build RunTask's arguments: the queue's profile, the task's image (a derived task definition), the
+        task's executor_config and the cost tags."""
+        _, config = self.settings.launch_config(request.queue)
+        image = check_image(
+            request.executor_config, self.settings.allowed_images, setting=env_vars.ALLOWED_IMAGES
+        )
+        task_definition = self.task_definitions.resolve(config.task_definition, image) if image else None
+        return build_run_task_kwargs(
+            config,
+            launch_id=item.launch_id,
+            attempt=item.attempt,
+            command=request.command,
+            executor_config=request.executor_config,
+            tags=cost_tags(request.key, request.team),
+            task_definition=task_definition,
+        )
+
     def _spare_seconds(self) -> float | None:
         """Return how long this invocation may still wait before a RunTask (None: no limit known)."""
         if self._time_left is None:
@@ -371,7 +421,7 @@ class Launcher:
         The existing-task check comes first: a launcher that crashed after RunTask (or whose RunTask timed out)
         left a running task that only its redelivered message can record.
         """
-        existing = self.find_task(item.launch_id, item.attempt)
+        existing = self.find_task(item.launch_id, item.attempt, cluster=self._cluster_of(request))
         if existing is not None:
             return self._record(item, item.attempt, existing)
         assert request.launch_deadline is not None
@@ -388,13 +438,21 @@ class Launcher:
             self.bus.publish(bus_events.LAUNCH_FAILED, _event_detail(current or item, reason=reason))
         return Result.EXPIRED
 
-    def find_task(self, launch_id: str, attempt: int) -> dict[str, Any] | None:
+    def _cluster_of(self, request: LaunchRequest) -> str:
+        """Return the cluster the request's profile launches on (the default one for a queue it refuses)."""
+        try:
+            return self.settings.launch_config(request.queue)[1].cluster
+        except UnknownQueue:
+            return self.settings.launch.cluster
+
+    def find_task(self, launch_id: str, attempt: int, *, cluster: str | None = None) -> dict[str, Any] | None:
         """Return the ECS task an earlier delivery started for this attempt, if ECS still lists it.
 
-        Looks through the control plane's tasks (``startedBy``), running and recently stopped, for the launch
-        marks in the container environment. Costs ListTasks and DescribeTasks calls: only used past a deadline.
+        Looks through the control plane's tasks (``startedBy``) on ``cluster`` (default: the default profile's),
+        running and recently stopped, for the launch marks in the container environment. Costs ListTasks and
+        DescribeTasks calls: only used past a deadline.
         """
-        cluster = self.settings.launch.cluster
+        cluster = cluster or self.settings.launch.cluster
         marks = {LAUNCH_ID_ENV: launch_id, ATTEMPT_ENV: str(attempt)}
         for desired in ("RUNNING", "STOPPED"):
             paginator = self.ecs.get_paginator("list_tasks")

@@ -73,6 +73,8 @@ class LaunchRequest(_Message):
     launch_deadline: datetime | None = None
     # How many ECS tasks may be started for infrastructure failures (AwsEcsExecutor's max_run_task_attempts).
     max_attempts: int = Field(default=3, ge=1, le=20)
+    # The task instance's Airflow queue: it picks the launch profile (control/launch_profiles.py).
+    queue: str | None = Field(default=None, max_length=256)
 
 
 class RelaunchRequest(_Message):

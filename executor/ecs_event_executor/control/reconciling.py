@@ -12,6 +12,9 @@ lost is launched again (same attempt, same client token, so a task that did star
 but not one that is only backing off: the launcher records when its retry is due. A pass is bounded by time, not
 by a count: it reads page after page until the stale items are done or its time is up. Its cost follows the
 stale items only.
+
+With ``DERIVED_TASK_DEFINITION_UNUSED_DAYS`` set, a pass also deregisters the task definitions the launcher derived
+for per-task images that no launch used for that many days (``task_definitions.collect_unused``).
 """
 
 from __future__ import annotations
@@ -31,8 +34,10 @@ from ecs_event_executor.control.bus import ControlPlaneBus
 from ecs_event_executor.control.environment import LambdaEnvironment
 from ecs_event_executor.control.messages import RelaunchRequest
 from ecs_event_executor.control.status_tracking import StatusResult, StatusSettings, StatusTracker
+from ecs_event_executor.control.task_definitions import collect_unused, family_of
 from ecs_event_executor.control.tasks.item import TaskItem
 from ecs_event_executor.control.tasks.lifecycle import TaskState
+from ecs_event_executor.control.tasks.registrations import Registrations
 from ecs_event_executor.control.tasks.table import TaskTable
 
 log = logging.getLogger(__name__)
@@ -60,15 +65,22 @@ class ReconcilerSettings:
     page_size: int = DEFAULT_PAGE_SIZE
     # A task is lost only if DescribeTasks still answers MISSING this long after it first did (the next pass).
     missing_confirm_seconds: int = 180
+    # The families task definitions are derived from (the default and the profiles' task definitions), and how
+    # many days a derived one may go unused before it is deregistered (None: never).
+    base_families: tuple[str, ...] = ()
+    derived_unused_days: int | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ReconcilerSettings:
         """Read the reconciler's environment; a missing or bad variable raises naming it."""
         read = LambdaEnvironment.read(env)
+        definitions = [read.task_definition] + [p.task_definition for p in read.launch_profiles.values()]
         return cls(
             status=StatusSettings.from_environment(read),
             stale_after_seconds=read.stale_after_seconds or DEFAULT_STALE_AFTER_SECONDS,
             page_size=read.reconcile_page_size or DEFAULT_PAGE_SIZE,
+            base_families=tuple(dict.fromkeys(family_of(d) for d in definitions if d)),
+            derived_unused_days=read.derived_task_definition_unused_days,
         )
 
 
@@ -84,6 +96,7 @@ class ReconcileReport:
     describe_calls: int = 0
     pages: int = 0
     out_of_time: int = 0  # 1 if the pass stopped before reading every stale item
+    deregistered: int = 0  # revisions of derived task definitions no launch used for the configured days
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -131,9 +144,27 @@ class Reconciler:
                     report.out_of_time = 1
                     log.warning("reconciler pass out of time; the next pass goes on", extra=report.as_dict())
                     break
+        if self.settings.derived_unused_days and self.settings.base_families and not report.out_of_time:
+            self._collect_task_definitions(now_ms, report)
         self.table.write_heartbeat(**{f"last_{k}": v for k, v in report.as_dict().items()})
         log.info("reconciled", extra=report.as_dict())
         return report
+
+    def _collect_task_definitions(self, now_ms: int, report: ReconcileReport) -> None:
+        """Deregister derived task definitions unused for the configured days; a failure waits for the next pass."""
+        assert self.settings.derived_unused_days is not None
+        try:
+            cleanup = collect_unused(
+                self.ecs,
+                Registrations(self.table.table_name, client=self.table.client, clock=self._clock),
+                self.settings.base_families,
+                unused_days=self.settings.derived_unused_days,
+                now_ms=now_ms,
+            )
+        except Exception:
+            log.exception("derived task definition cleanup failed; the next pass tries again")
+            return
+        report.deregistered = cleanup.deregistered
 
     def _check_page(
         self, page: list[TaskItem], now_ms: int, report: ReconcileReport, pool: ThreadPoolExecutor

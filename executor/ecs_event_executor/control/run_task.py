@@ -3,14 +3,16 @@
 The launch configuration uses AwsEcsExecutor's settings (as environment variables of the launcher, read by
 ``environment.LambdaEnvironment``), so users migrate by copying values. ``executor_config`` holds RunTask
 parameters (checked by ``executor_config.py``); it is merged over the configuration the way AwsEcsExecutor merges
-it: nested dicts merge, lists replace.
+it: nested dicts merge, lists replace. A launch profile (``launch_profiles.py``) replaces parts of the configuration
+first (``LaunchConfig.for_profile``). Every task is tagged for cost attribution (its dag, task, run, try and team),
+with ECS managed tags on and the task definition's tags propagated.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ecs_event_executor.control import environment as env_vars
@@ -18,10 +20,18 @@ from ecs_event_executor.control.ecs_state import STARTED_BY
 from ecs_event_executor.control.environment import LambdaEnvironment
 from ecs_event_executor.control.executor_config import (
     check_overrides_size,
+    run_task_parameters,
     set_workload,
     validate_executor_config,
+    validate_run_task_parameters,
+    with_cost_tags,
 )
+from ecs_event_executor.control.launch_profiles import LaunchProfile
 from ecs_event_executor.control.messages import client_token
+
+# Cost attribution: ECS adds its own tags (cluster, service) and copies the task definition's tags to the task;
+# runTaskKwargs or a task's executor_config may set other values.
+COST_DEFAULTS = {"enableECSManagedTags": True, "propagateTags": "TASK_DEFINITION"}
 
 
 @dataclass(frozen=True)
@@ -59,6 +69,23 @@ class LaunchConfig:
             assign_public_ip=env.assign_public_ip,
             run_task_kwargs=env.run_task_kwargs,
         )
+
+    def for_profile(self, profile: LaunchProfile) -> LaunchConfig:
+        """Return this configuration with ``profile``'s values in place of its own; its RunTask parameters
+        merge over RUN_TASK_KWARGS, and a launch type or strategy of the profile replaces the other one."""
+        changes: dict[str, Any] = {
+            "run_task_kwargs": merge_dicts(self.run_task_kwargs, profile.run_task_overrides())
+        }
+        if profile.cluster:
+            changes["cluster"] = profile.cluster
+        if profile.task_definition:
+            changes["task_definition"] = profile.task_definition
+        if profile.launch_type or profile.capacity_provider_strategy:
+            changes["launch_type"] = profile.launch_type
+            changes["capacity_provider_strategy"] = profile.capacity_provider_strategy
+        if profile.platform_version:
+            changes["platform_version"] = profile.platform_version
+        return replace(self, **changes)
 
     def base_kwargs(self) -> dict[str, Any]:
         """Return the RunTask arguments every launch starts from (before executor_config)."""
@@ -128,14 +155,22 @@ def build_run_task_kwargs(
     attempt: int,
     command: list[str],
     executor_config: Mapping[str, Any] | None,
+    tags: list[dict[str, str]] | None = None,
+    task_definition: str | None = None,
 ) -> dict[str, Any]:
     """Return the RunTask arguments for one attempt of one launch.
 
-    Raises ExecutorConfigError for an invalid executor_config and OverridesTooLarge when the overrides exceed
-    ECS's limit (the message names the limit and the size).
+    ``tags`` (the cost tags) are added to the configured ones; ``task_definition`` (one derived for the task's
+    image) replaces the configured one. Raises ExecutorConfigError for an invalid executor_config or result
+    (naming the field) and OverridesTooLarge when the overrides exceed ECS's limit (naming the limit and size).
     """
     validate_executor_config(executor_config, container_name=config.container_name)
-    kwargs = merge_over_launch_choice(config.base_kwargs(), dict(executor_config or {}))
+    base = {**COST_DEFAULTS, **config.base_kwargs()}
+    kwargs = merge_over_launch_choice(base, run_task_parameters(executor_config or {}))
+    if task_definition is not None:
+        kwargs["taskDefinition"] = task_definition
+    if tags:
+        kwargs["tags"] = with_cost_tags(kwargs.get("tags"), tags)
     overrides = kwargs.setdefault("overrides", {})
     set_workload(
         overrides,
@@ -148,4 +183,6 @@ def build_run_task_kwargs(
     kwargs["count"] = 1
     kwargs["clientToken"] = client_token(launch_id, attempt)
     check_overrides_size(overrides)
+    # The profile's and the task's parameters together, as ECS will see them (tag count, a launch choice).
+    validate_run_task_parameters(kwargs)
     return kwargs

@@ -69,6 +69,8 @@ class StatusSettings:
     event_bus_name: str | None = None
     # Publish routine notifications (a task finished successfully) too, not only failures and relaunches.
     publish_all_events: bool = False
+    # The clusters of the launch profiles (LAUNCH_PROFILES): their tasks are ours too.
+    profile_clusters: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StatusSettings:
@@ -84,6 +86,7 @@ class StatusSettings:
             cluster=env.cluster,
             event_bus_name=env.event_bus_name,
             publish_all_events=env.publish_all_events,
+            profile_clusters=tuple(p.cluster for p in env.launch_profiles.values() if p.cluster),
         )
 
 
@@ -242,7 +245,10 @@ class StatusTracker:
         wanted = self.settings.cluster
         if not wanted or not cluster_arn:
             return True
-        return cluster_arn == wanted or cluster_arn.rsplit("/", 1)[-1] == wanted.rsplit("/", 1)[-1]
+        return any(
+            cluster_arn == one or cluster_arn.rsplit("/", 1)[-1] == one.rsplit("/", 1)[-1]
+            for one in (wanted, *self.settings.profile_clusters)
+        )
 
 
 def can_change_state(outcome: Outcome, last_status: str) -> bool:

@@ -16,7 +16,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from aws_lambda_powertools.shared.dynamodb_deserializer import TypeDeserializer
 
 from ecs_event_executor.control.messages import TaskKey
 from ecs_event_executor.control.tasks.lifecycle import ACTIVE_STATES, TERMINAL_STATES, TaskState
@@ -115,8 +115,31 @@ def expand_history(stored: Any, state: str, reason: str | None, attempt: int) ->
     return tuple(expanded)
 
 
-_SER = TypeSerializer()
-_DESER = TypeDeserializer()
+_DESER = TypeDeserializer()  # Powertools' (boto3's, without importing boto3 and s3transfer into the Lambdas)
+
+
+def _attribute(value: Any) -> dict[str, Any]:
+    """Return one Python value as a DynamoDB attribute value, by boto3's TypeSerializer rules (floats refused)."""
+    if value is None:
+        return {"NULL": True}
+    if isinstance(value, bool):
+        return {"BOOL": value}
+    if isinstance(value, int | Decimal):
+        return {"N": str(value)}
+    if isinstance(value, str):
+        return {"S": value}
+    if isinstance(value, bytes | bytearray):
+        return {"B": bytes(value)}
+    if isinstance(value, Mapping):
+        return {"M": {str(k): _attribute(v) for k, v in value.items()}}
+    if isinstance(value, list | tuple):
+        return {"L": [_attribute(v) for v in value]}
+    if isinstance(value, set | frozenset) and value:
+        if all(isinstance(v, str) for v in value):
+            return {"SS": list(value)}
+        if all(isinstance(v, int | Decimal) and not isinstance(v, bool) for v in value):
+            return {"NS": [str(v) for v in value]}
+    raise TypeError(f"cannot store {type(value).__name__} in DynamoDB: {value!r}")
 
 
 def _to_python(value: Any) -> Any:
@@ -136,7 +159,7 @@ def deserialize(raw: Mapping[str, Any]) -> dict[str, Any]:
 
 def serialize(values: Mapping[str, Any]) -> dict[str, Any]:
     """Return plain Python values as a low-level DynamoDB item."""
-    return {k: _SER.serialize(v) for k, v in values.items()}
+    return {k: _attribute(v) for k, v in values.items()}
 
 
 @dataclass(frozen=True)

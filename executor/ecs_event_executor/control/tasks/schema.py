@@ -1,7 +1,8 @@
 """The tasks table's vocabulary: attribute names, keys, indexes, retention and its CreateTable arguments.
 
-One item per launch (one queueing of one Airflow task instance try), keyed by the launch id, beside two kinds of
-side items whose keys hold a '#' (launch ids have none): the control plane's heartbeat and each launch's request.
+One item per launch (one queueing of one Airflow task instance try), keyed by the launch id, beside three kinds of
+side items whose keys hold a '#' (launch ids have none): the control plane's heartbeat, each launch's request, and
+each task definition the launcher derived for an image (``task-definition#<family>``, ``registrations.py``).
 
 Every write bumps ``rev``. A write the executor must act on (a terminal state, a relaunch, a retry reason, a new
 owner) also stamps ``changed_at`` (epoch ms), which the sparse ``by_owner_changed`` index sorts by, so an executor
@@ -71,6 +72,11 @@ class Attr:
     # Epoch ms when a launch that is backing off (throttling, capacity) comes back to the launcher.
     RETRY_AT = "retry_at"
 
+    # On a task definition registration item only (``task-definition#<family>``): the revision the launchers run,
+    # and when a launch last used it (epoch ms; the reconciler deregisters what goes unused).
+    TASK_DEFINITION_ARN = "task_definition_arn"
+    LAST_USED_AT = "last_used_at"
+
 
 # The change-feed index: partition by owner, sort by change time.
 CHANGE_INDEX = "by_owner_changed"
@@ -107,6 +113,8 @@ ACTIVE_SHARD_VALUES: tuple[str, ...] = tuple(str(i) for i in range(STALE_SHARDS)
 HEARTBEAT_KEY = "control-plane#heartbeat"
 # The launch request's side item: ``<launch id>#request`` (launch ids have no '#', so it cannot be a task item).
 REQUEST_KEY_SUFFIX = "#request"
+# A derived task definition's registration item: ``task-definition#<family>``; in no index.
+REGISTRATION_KEY_PREFIX = "task-definition#"
 # How long a launch request (its command carries the workload's token) is kept for relaunches: until its launch
 # can no longer start, its ``launch_deadline`` (the token's task_queued_timeout), plus REQUEST_EXPIRY_MARGIN_SECONDS
 # for clock skew and DynamoDB's TTL; a request without a deadline for REQUEST_RETENTION_SECONDS after it was
@@ -127,6 +135,11 @@ def active_shard(launch_id: str) -> str:
 def request_key(launch_id: str) -> str:
     """Return the key of a launch's request side item."""
     return launch_id + REQUEST_KEY_SUFFIX
+
+
+def registration_key(family: str) -> str:
+    """Return the key of a derived task definition family's registration item."""
+    return REGISTRATION_KEY_PREFIX + family
 
 
 def is_task_key(pk: str) -> bool:
