@@ -89,3 +89,19 @@ def test_a_command_the_launcher_would_refuse_fails_the_task_at_queue_time_with_t
     assert state == "failed"
     assert "EcsEventExecutor cannot run this workload" in str(info) and "entry point" in str(info)
     assert KEY not in executor.queued_tasks and KEY not in executor.running
+
+
+def test_the_tuples_queue_picks_the_launch_profile_and_an_unknown_one_fails_with_the_reason(
+    executor_env: ExecutorEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """2.11 hands the queue in the tuple, not on a workload's task instance: it still chooses the profile."""
+    monkeypatch.setenv("AIRFLOW__ECS_EVENT_EXECUTOR__LAUNCH_PROFILES", "spot,gpu")
+    monkeypatch.setenv("AIRFLOW__ECS_EVENT_EXECUTOR__UNKNOWN_QUEUE", "refuse")
+    executor = executor_env.executor()
+    typo = KEY._replace(task_id="typo")
+    executor.execute_async(KEY, COMMAND, queue="spot")
+    executor.execute_async(typo, [*COMMAND[:4], "typo", *COMMAND[5:]], queue="spto")
+    (request,) = launches(executor_env)
+    assert (request.key.task_id, request.queue) == ("load", "spot")
+    state, info = executor.event_buffer[typo]
+    assert state == "failed" and "queue 'spto' names no launch profile" in str(info)
