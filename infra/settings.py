@@ -84,6 +84,10 @@ _TASK_DEF_ARN = re.compile(
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 _KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]{1,100}$")
 _TEAM = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+# A Secrets Manager secret's complete ARN (with the 6-character suffix Secrets Manager appends to its name).
+_SECRET_ARN = re.compile(
+    r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]{1,512}-[A-Za-z0-9]{6}$"
+)
 _TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
 _LOG_GROUP = re.compile(r"^[\w#/.-]{1,512}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -109,9 +113,10 @@ def _json(value: Any) -> str:
 
 
 def _text(
-    pattern: re.Pattern[str] | None = None, hint: str = "", *, null: str = "default"
+    pattern: re.Pattern[str] | None = None, hint: str = "", *, null: str = "default", echo: bool = True
 ) -> BeforeValidator:
-    """A string setting; null or "" means the default (or, with ``null="none"``, None)."""
+    """A string setting; null or "" means the default (or, with ``null="none"``, None). ``echo=False``: an invalid
+    value is not repeated in the error (it may be the secret itself, pasted where its ARN belongs)."""
 
     def check(value: Any) -> Any:
         if value is None or value == "":
@@ -121,7 +126,8 @@ def _text(
         if not isinstance(value, str):
             raise ValueError(f"expected a string, got {_json(value)}")
         if pattern is not None and not pattern.match(value):
-            raise ValueError(f"{value!r} is not valid{': ' + hint if hint else ''}")
+            shown = repr(value) if echo else "the value"
+            raise ValueError(f"{shown} is not valid{': ' + hint if hint else ''}")
         return value
 
     return BeforeValidator(check)
@@ -308,6 +314,17 @@ class Settings(BaseModel):
     memory: Annotated[int, _integer(512, 122880)] = 2048
     container_name: Annotated[str, _text(_CONTAINER, _NAME_HINT)] = "base"
     log_stream_prefix: Annotated[str, _text(_CONTAINER, _NAME_HINT)] = "airflow"
+    # Airflow 2.11 workers talk to the metadata database: the Secrets Manager secret holding its SQLAlchemy URL,
+    # passed to the worker container as the ECS secret AIRFLOW__DATABASE__SQL_ALCHEMY_CONN (never plain text).
+    metadata_db_secret_arn: Annotated[
+        str | None,
+        _text(
+            _SECRET_ARN,
+            "a Secrets Manager secret's complete ARN (...:secret:name-AbCdEf)",
+            null="none",
+            echo=False,
+        ),
+    ] = None
     execution_api_server_url: Annotated[
         str, _text(_URL, "an http(s) URL such as https://airflow.example.com/execution/")
     ] = ""
@@ -486,6 +503,12 @@ def _compute(s: Settings) -> None:
     if s.cluster is not None and not (_CLUSTER_ARN.match(s.cluster) or _CLUSTER_NAME.match(s.cluster)):
         raise _Problem("cluster", f"{s.cluster!r} is neither an ECS cluster name nor a cluster ARN")
     if s.task_definition_arn is not None:
+        if s.metadata_db_secret_arn is not None:
+            raise _Problem(
+                "metadataDbSecretArn",
+                "is set on a new task definition; give your own task definition the secret, or unset "
+                "taskDefinitionArn",
+            )
         if s.worker_image is not None:
             raise _Problem(
                 "workerImage", "builds the image of a new task definition; unset taskDefinitionArn"

@@ -14,6 +14,7 @@ from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 from ecs_event_executor.control import environment as env_vars
 from ecs_event_executor.control.executor_config import account_ecr_pattern
@@ -24,6 +25,8 @@ from infra.python_function import log_retention
 from infra.settings import Settings
 
 EXECUTION_API_SERVER_URL_ENV = "AIRFLOW__CORE__EXECUTION_API_SERVER_URL"
+# Airflow 2.11 workers connect to the metadata database with this URL (an ECS secret, never a plain variable).
+METADATA_DB_CONN_ENV = "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"
 
 
 def stack_json(stack: Stack, value: object) -> str:
@@ -180,6 +183,7 @@ class TaskRuntime(Construct):
             essential=True,
             logging=ecs.LogDrivers.aws_logs(stream_prefix=s.log_stream_prefix, log_group=self.log_group),
             environment=environment,
+            secrets=self._worker_secrets(s),
         )
         if s.worker_image is not None:
             self._acknowledge_image_pull(task_definition)
@@ -199,6 +203,19 @@ class TaskRuntime(Construct):
         self.pass_role_arns = [self.task_role.role_arn, execution_role.role_arn]
         self.log_group_name = self.log_group.log_group_name
         self.log_group_arn = self.log_group.log_group_arn
+
+    def _worker_secrets(self, s: Settings) -> dict[str, ecs.Secret]:
+        """Return the worker's ECS secrets: Airflow 2.11's metadata database URL when configured.
+
+        ECS reads the secret with the execution role (CDK grants it secretsmanager:GetSecretValue on that secret
+        only) and sets the variable in the container: the URL, password included, is never in the task definition.
+        """
+        if s.metadata_db_secret_arn is None:
+            return {}
+        secret = secretsmanager.Secret.from_secret_complete_arn(
+            self, "MetadataDbSecret", s.metadata_db_secret_arn
+        )
+        return {METADATA_DB_CONN_ENV: ecs.Secret.from_secrets_manager(secret)}
 
     # Launch profiles ---------------------------------------------------------------------------------------
     def _profiles(self, s: Settings, stack: Stack) -> None:

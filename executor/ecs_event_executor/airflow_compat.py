@@ -1,4 +1,4 @@
-"""Everything that depends on the Airflow version's executor API, in one place (Airflow 3.1, 3.2 and 3.3).
+"""Everything that depends on the Airflow version's executor API, in one place (Airflow 2.11, 3.1, 3.2 and 3.3).
 
 - supported range: ``SUPPORTED_AIRFLOW`` (pyproject declares the same); ``check_airflow_version`` refuses others
   at import with a message saying which versions work.
@@ -11,6 +11,11 @@
 - workload token lifetime (what bounds the launch deadline when the token has no ``exp`` claim): 3.1 signs the
   token for ``[execution_api] jwt_expiration_time`` (600 s by default); 3.2+ for ``[scheduler]
   task_queued_timeout``. ``token_lifetime_option`` names the option per version.
+- Airflow 2.11: no workloads and no token. The scheduler hands ``_process_tasks`` task tuples ``(key, command,
+  queue, executor_config)`` (``execute_async`` takes one) whose command is the CLI ``airflow tasks run <dag> <task>
+  <run> --local ...``; the worker talks to the metadata database. The launch deadline follows ``[scheduler]
+  task_queued_timeout`` (after it the scheduler's stuck-in-queued check takes the task back). 2.11's BaseExecutor
+  has no ``conf`` and no ``team_name``: ``executor_conf`` / ``executor_team`` read them for every version.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from packaging.version import Version
 from ecs_event_executor.control.messages import TaskKey
 from ecs_event_executor.control.workload_guard import CALLBACK_DAG_ID as CALLBACK_DAG_ID
 from ecs_event_executor.control.workload_guard import EXECUTE_WORKLOAD_MODULE as EXECUTE_WORKLOAD_MODULE
-from ecs_event_executor.control.workload_guard import WORKLOAD_PYTHON
+from ecs_event_executor.control.workload_guard import WORKLOAD_PYTHON, check_workload_command
 
 if TYPE_CHECKING:
     from airflow.executors.base_executor import BaseExecutor
@@ -38,7 +43,8 @@ if TYPE_CHECKING:
 
 
 # The Airflow versions this executor is tested against (make test-compat); pyproject declares the same range.
-SUPPORTED_AIRFLOW_RANGE = ">=3.1,<3.4"
+# 3.0 is excluded: it is not tested (make test-compat), and its executor API differs from both 2.11 and 3.1.
+SUPPORTED_AIRFLOW_RANGE = ">=2.11,!=3.0.*,<3.4"
 SUPPORTED_AIRFLOW = SpecifierSet(SUPPORTED_AIRFLOW_RANGE)
 
 
@@ -67,6 +73,9 @@ def installed_airflow_version() -> str:
 
 def token_lifetime_option(version: Version) -> tuple[str, str]:
     """Return the (section, key) of the option that sets how long a workload token is valid on ``version``."""
+    if version.major < 3:
+        # 2.11 has no workload token: a task queued longer than task_queued_timeout is taken back by the scheduler.
+        return ("scheduler", "task_queued_timeout")
     if version < Version("3.2"):
         # 3.1's ExecuteTask.make signs with the executor's jwt_generator: valid_for = jwt_expiration_time.
         return ("execution_api", "jwt_expiration_time")
@@ -93,6 +102,25 @@ class QueuedWork:
 def workload_command(workload: Any) -> list[str]:
     """Return the container argv that runs ``workload`` with the Task SDK."""
     return [WORKLOAD_PYTHON, "-m", EXECUTE_WORKLOAD_MODULE, "--json-string", workload.model_dump_json()]
+
+
+def executor_conf(executor: BaseExecutor) -> Any:
+    """Return the configuration the executor reads: its own (3.x, per team) or Airflow's global one (2.11)."""
+    conf = getattr(executor, "conf", None)
+    if conf is None:
+        from airflow.configuration import conf
+    return conf
+
+
+def executor_team(executor: BaseExecutor) -> str | None:
+    """Return the executor's team (Airflow 3 multi-team), or None (2.11 has no teams)."""
+    team = getattr(executor, "team_name", None)
+    return team if isinstance(team, str) else None
+
+
+def is_task_tuple(workload: Any) -> bool:
+    """Tell whether ``workload`` is Airflow 2.11's ``(key, command, queue, executor_config)`` task tuple."""
+    return isinstance(workload, tuple) and len(workload) == 4 and is_task_instance_key(workload[0])
 
 
 def task_key_of(key: Any) -> TaskKey:
@@ -135,6 +163,8 @@ def is_task_instance_key(key: Any) -> bool:
 
 def workload_key(workload: Any) -> Any:
     """Return the key Airflow queued ``workload`` under (what success / fail take), or None if it has none."""
+    if is_task_tuple(workload):
+        return workload[0]
     from airflow.executors import workloads
 
     if isinstance(workload, workloads.ExecuteTask):
@@ -157,6 +187,15 @@ def take_workload(executor: BaseExecutor, workload: Any) -> QueuedWork:
 
     The description is built first: a workload that cannot be described stays queued for the caller to fail.
     """
+    if is_task_tuple(workload):
+        key, command, queue, executor_config = workload
+        if not isinstance(command, list | tuple) or not all(isinstance(arg, str) for arg in command):
+            raise ValueError(f"the task's command is not a list of strings: {type(command).__name__}")
+        task_key = task_key_of(key)
+        # The launcher's allow-list, applied at queue time too: a command it would refuse fails the task now.
+        check_workload_command(command, task_key)
+        executor.queued_tasks.pop(key, None)
+        return QueuedWork(key, task_key, list(command), executor_config, queue=queue)
     from airflow.executors import workloads
 
     if isinstance(workload, workloads.ExecuteTask):

@@ -23,6 +23,8 @@ from ecs_event_executor.airflow_compat import (
     TASK_EVENT_LOGS_HELD,
     check_airflow_version,
     drop_queued,
+    executor_conf,
+    executor_team,
     hold_task_event_log,
     installed_airflow_version,
     is_task_instance_key,
@@ -152,6 +154,8 @@ class EcsEventExecutor(BaseExecutor):
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        # Airflow 2.11's BaseExecutor has no team_name (no multi-team): None there.
+        self.team_name = executor_team(self)
         self._client_factory = client_factory
         self._clock = clock
         self._sleep = sleep
@@ -178,7 +182,9 @@ class EcsEventExecutor(BaseExecutor):
     def settings(self) -> ExecutorSettings:
         if self._settings is None:
             self._settings = load_settings(
-                self.conf, self.team_name, token_lifetime_option=token_lifetime_option(AIRFLOW_VERSION)
+                executor_conf(self),
+                self.team_name,
+                token_lifetime_option=token_lifetime_option(AIRFLOW_VERSION),
             )
         return self._settings
 
@@ -318,6 +324,16 @@ class EcsEventExecutor(BaseExecutor):
                 messages.append(request)
         if messages:
             self._send(messages)
+
+    def _process_tasks(self, task_tuples: Sequence[Any]) -> None:
+        """Airflow 2.11: send the scheduler's ``(key, command, queue, executor_config)`` tuples as launches."""
+        self._process_workloads(task_tuples)
+
+    def execute_async(
+        self, key: Any, command: Sequence[str], queue: str | None = None, executor_config: Any = None
+    ) -> None:
+        """Airflow 2.11: send one task's ``airflow tasks run`` command as a launch; never raises."""
+        self._process_workloads([(key, list(command), queue, executor_config)])
 
     def _refuse_workload(self, workload: Any, exc: Exception) -> None:
         """Fail a workload the executor cannot run, saying why (the scheduler sees the failure, not silence)."""

@@ -1,4 +1,4 @@
-"""Issue 18: the supported Airflow range, and what differs between 3.1, 3.2 and 3.3 (airflow_compat).
+"""Issue 18: the supported Airflow range, and what differs between 2.11, 3.1, 3.2 and 3.3 (airflow_compat).
 
 These run in every compat virtualenv (make test-compat), each a real install of one Airflow version; a test whose
 expectation depends on the version reads it from ``ecs_event_executor.executor.AIRFLOW_VERSION``.
@@ -22,17 +22,26 @@ from ecs_event_executor.executor import AIRFLOW_VERSION
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from tests.executor.conftest import ExecutorEnv, StandInControlPlane, queue_all, task_workload
+from tests.executor.conftest import (
+    AIRFLOW_2,
+    ExecutorEnv,
+    StandInControlPlane,
+    airflow_3_only,
+    queue_all,
+    task_workload,
+)
 
 pytestmark = pytest.mark.compat
 
 
-@pytest.mark.parametrize("version", ["3.1.0", "3.1.8", "3.2.2", "3.3.2", "3.3.0rc1", "3.3.3.dev0"])
+@pytest.mark.parametrize(
+    "version", ["2.11.0", "2.11.2", "3.1.0", "3.1.8", "3.2.2", "3.3.2", "3.3.0rc1", "3.3.3.dev0"]
+)
 def test_supported_versions_are_accepted(version: str) -> None:
     assert check_airflow_version(version) == Version(version)
 
 
-@pytest.mark.parametrize("version", ["2.10.5", "3.0.6", "3.4.0", "3.4.0rc1", "4.0.0"])
+@pytest.mark.parametrize("version", ["2.10.5", "2.9.3", "3.0.6", "3.4.0", "3.4.0rc1", "4.0.0"])
 def test_other_versions_are_refused_at_import_naming_the_range(version: str) -> None:
     with pytest.raises(UnsupportedAirflowVersion) as raised:
         check_airflow_version(version)
@@ -55,6 +64,8 @@ def test_the_installed_airflow_is_in_the_declared_range() -> None:
 
 
 def test_token_lifetime_option_follows_what_each_version_signs_with() -> None:
+    # 2.11 has no token: the scheduler takes a task back after task_queued_timeout.
+    assert token_lifetime_option(Version("2.11.2")) == ("scheduler", "task_queued_timeout")
     assert token_lifetime_option(Version("3.1.8")) == ("execution_api", "jwt_expiration_time")
     assert token_lifetime_option(Version("3.2.0")) == ("scheduler", "task_queued_timeout")
     assert token_lifetime_option(Version("3.3.2")) == ("scheduler", "task_queued_timeout")
@@ -84,10 +95,12 @@ def test_without_an_exp_claim_the_deadline_follows_the_versions_token_lifetime(
     queue_all(executor, [workload])
     (request,) = control.deliver()
     assert isinstance(request, LaunchRequest) and request.launch_deadline is not None
-    lifetime = 1200 if AIRFLOW_VERSION.release[:2] >= (3, 2) else 400
+    # 2.11 has no token at all: the scheduler takes the task back after task_queued_timeout.
+    lifetime = 1200 if AIRFLOW_2 or AIRFLOW_VERSION.release[:2] >= (3, 2) else 400
     assert request.launch_deadline == request.queued_at + timedelta(seconds=lifetime - 100)
 
 
+@airflow_3_only("workload types (2.11's unrunnable command: test_airflow_2_11.py)")
 def test_a_workload_the_executor_cannot_run_fails_with_a_reason_never_vanishes(
     executor_env: ExecutorEnv,
 ) -> None:

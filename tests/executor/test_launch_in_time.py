@@ -17,6 +17,7 @@ from ecs_event_executor.executor import AIRFLOW_VERSION, EcsEventExecutor
 from tests.executor.conftest import (
     ExecutorEnv,
     StandInControlPlane,
+    airflow_3_only,
     execute_task,
     make_ti,
     queue_all,
@@ -48,6 +49,7 @@ def test_token_expiry_reads_the_exp_claim_without_verifying() -> None:
     assert token_expiry(None) is None
 
 
+@airflow_3_only("workload token (its deadline is task_queued_timeout: test_airflow_2_11.py)")
 def test_the_launch_deadline_is_the_token_expiry_less_the_start_margin(
     executor_env: ExecutorEnv, control: StandInControlPlane, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -101,6 +103,7 @@ def _skip_without_external_executor_id() -> None:
         pytest.skip("this Airflow's workloads carry no external_executor_id (3.1): nothing is pre-assigned")
 
 
+@airflow_3_only("pre-assigned external executor id")
 def test_the_pre_assigned_external_id_is_the_launch_id(
     executor_env: ExecutorEnv, control: StandInControlPlane
 ) -> None:
@@ -113,6 +116,7 @@ def test_the_pre_assigned_external_id_is_the_launch_id(
     assert request.launch_id == pre_assigned
 
 
+@airflow_3_only("pre-assigned external executor id")
 def test_a_queued_try_whose_launch_is_not_applied_yet_is_adopted_not_requeued(
     executor_env: ExecutorEnv, control: StandInControlPlane
 ) -> None:

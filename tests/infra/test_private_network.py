@@ -11,12 +11,14 @@ import pytest
 from tests.infra.conftest import InProcessSynth, synth_in_process
 from tests.infra.helpers import function, only
 
+SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:airflow/metadata-db-AbCdEf"
 OPTIONS = {
     "namePrefix": "airflow-private",
     "natGateways": 1,
     "assignPublicIp": False,
     "vpcFlowLogs": False,
     "executionApiServerUrl": "https://airflow.example.com/execution/",
+    "metadataDbSecretArn": SECRET_ARN,
     "alarmEmail": "ops@example.com",
     "statusReservedConcurrency": 10,
     "launcherMaxConcurrency": 20,
@@ -49,6 +51,30 @@ def test_worker_container_gets_the_execution_api_server_url(private_synth: InPro
     assert container["Environment"] == [
         {"Name": "AIRFLOW__CORE__EXECUTION_API_SERVER_URL", "Value": "https://airflow.example.com/execution/"}
     ]
+
+
+def test_airflow_2_11_workers_get_the_metadata_database_url_as_an_ecs_secret_only(
+    private_synth: InProcessSynth,
+) -> None:
+    """The URL carries the database password: ECS injects it from Secrets Manager; it is no plain variable."""
+    t = private_synth.template
+    _, task_definition = only(t, "AWS::ECS::TaskDefinition")
+    (container,) = task_definition["Properties"]["ContainerDefinitions"]
+    assert container["Secrets"] == [{"Name": "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "ValueFrom": SECRET_ARN}]
+    assert all(e["Name"] != "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" for e in container.get("Environment", []))
+    # Only the execution role may read it, and only that secret.
+    readers = [
+        statement
+        for policy in t.find_resources("AWS::IAM::Policy").values()
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        if "secretsmanager:GetSecretValue" in _actions(statement)
+    ]
+    assert readers and all(statement["Resource"] == SECRET_ARN for statement in readers)
+
+
+def _actions(statement: dict[str, object]) -> list[str]:
+    actions = statement["Action"]
+    return [actions] if isinstance(actions, str) else list(actions)  # type: ignore[call-overload]
 
 
 def test_alarm_email_subscription_and_concurrency_settings(private_synth: InProcessSynth) -> None:

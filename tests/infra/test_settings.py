@@ -68,6 +68,21 @@ def test_empty_context_means_the_defaults() -> None:
         ({"runTaskKwargs": {"startedBy": "me"}}, "runTaskKwargs"),
         ({"runTaskKwargs": {"count": 2}}, "runTaskKwargs"),
         ({"executionApiServerUrl": "airflow:8080"}, "executionApiServerUrl"),
+        # A partial ARN (no 6-character suffix) would be granted nothing: ECS could not read the secret.
+        (
+            {"metadataDbSecretArn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:db"},
+            "metadataDbSecretArn",
+        ),
+        ({"metadataDbSecretArn": "postgresql://user:password@db/airflow"}, "metadataDbSecretArn"),
+        (
+            {
+                "metadataDbSecretArn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:db-AbCdEf",
+                "cluster": "airflow-prod",
+                "taskDefinitionArn": "arn:aws:ecs:eu-west-1:123456789012:task-definition/airflow:3",
+                "logGroupName": "/ecs/airflow-worker",
+            },
+            "metadataDbSecretArn",
+        ),
         (
             {"alarmEmail": "ops@example.com", "alarmTopicArn": "arn:aws:sns:eu-west-1:123456789012:t"},
             "alarmEmail",
@@ -85,6 +100,12 @@ def test_empty_context_means_the_defaults() -> None:
 def test_a_wrong_setting_fails_naming_it(overrides: dict[str, Any], named: str) -> None:
     with pytest.raises(SettingsError, match="^" + re.escape(f"ecsEventExecutor.{named}")):
         load_settings(defaults(**overrides))
+
+
+def test_a_database_url_pasted_as_the_secret_arn_is_refused_without_repeating_it() -> None:
+    with pytest.raises(SettingsError, match="metadataDbSecretArn") as refused:
+        load_settings(defaults(metadataDbSecretArn="postgresql://airflow:hunter2@db/airflow"))
+    assert "hunter2" not in str(refused.value)
 
 
 def test_existing_task_definition_family_arn_drops_the_revision() -> None:

@@ -63,7 +63,8 @@ class LaunchRequest(_Message):
     owner: str = Field(min_length=1, max_length=200)
     team: str | None = None
     key: TaskKey
-    # The container command: for Airflow 3 the ``execute_workload`` invocation carrying the workload JSON.
+    # The container command: for Airflow 3 the ``execute_workload`` invocation carrying the workload JSON; for
+    # Airflow 2.11 ``airflow tasks run <dag> <task> <run> --local ...`` (control/workload_guard.py checks both).
     command: list[str] = Field(min_length=1)
     # RunTask overrides from the task's ``executor_config`` (validated by executor_config.validate_executor_config).
     executor_config: dict[str, Any] = Field(default_factory=dict)

@@ -11,8 +11,14 @@ index, try number), or an ``ExecuteCallback`` whose callback id is the key's tas
 for callbacks). Shells, other modules, ``--json-path`` (a file the image chooses), extra arguments, other workload
 types (triggers, connection tests) and a workload for another task instance are refused with a reason.
 
-Airflow 2.11's ``airflow tasks run <dag> <task> <run> ...`` is not accepted: the executor does not support 2.11
-yet. When it does, its shape goes here, checked against the same key.
+On Airflow 2.11 the executor is handed the CLI command ``TaskInstance.command_as_list(local=True, ...)`` builds::
+
+    ["airflow", "tasks", "run", <dag_id>, <task_id>, <run_id>, "--local", ...flags]
+
+It is accepted only when dag, task and run are the message's key, ``--local`` is there (the supervised mode the
+scheduler queues; ``--raw`` skips it) and every other argument is one of the flags Airflow 2.11's scheduler passes
+(``CLI_FLAGS``, ``CLI_OPTIONS``), with ``--map-index`` equal to the key's map index. Anything else (a shell,
+``bash -c``, ``;`` / ``&&`` as arguments, ``--cfg-path``, another dag/task/run) is refused.
 
 No Airflow import: the Lambda has no Airflow. The workload JSON is read as plain JSON.
 """
@@ -20,6 +26,7 @@ No Airflow import: the Lambda has no Airflow. The workload JSON is read as plain
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -34,6 +41,25 @@ WORKLOAD_PREFIX = (WORKLOAD_PYTHON, "-m", EXECUTE_WORKLOAD_MODULE, "--json-strin
 CALLBACK_DAG_ID = "__executor_callback__"
 
 
+# Airflow 2.11: the CLI the executor runs (what TaskInstance.generate_command builds) and the arguments allowed.
+CLI_PREFIX = ("airflow", "tasks", "run")
+# Flags without a value that 2.11's scheduler and backfill pass (generate_command).
+CLI_FLAGS = frozenset(
+    {"--local", "--mark-success", "--ignore-all-dependencies", "--ignore-dependencies", "--force"}
+)
+# Options with one value, and what the value must look like. --subdir is the DAG file (argv, never a shell);
+# --pool a pool name; --pickle the DAG pickle id.
+_VALUE = re.compile(r"^[^-\x00-\x1f][^\x00-\x1f]{0,1023}$")
+CLI_OPTIONS: dict[str, re.Pattern[str]] = {
+    "--subdir": _VALUE,
+    "--pool": _VALUE,
+    "--pickle": re.compile(r"^[0-9]{1,19}$"),
+    "--job-id": re.compile(r"^[0-9]{1,19}$"),
+    "--depends-on-past": re.compile(r"^(ignore|wait)$"),
+    "--map-index": re.compile(r"^-?[0-9]{1,9}$"),
+}
+
+
 class WorkloadRefused(ValueError):
     """The command is not the Airflow workload of the message's task instance; the text says why."""
 
@@ -41,10 +67,14 @@ class WorkloadRefused(ValueError):
 def check_workload_command(command: Sequence[str], key: TaskKey) -> None:
     """Raise WorkloadRefused unless ``command`` runs the Airflow workload of ``key`` and nothing else."""
     argv = list(command)
+    if tuple(argv[: len(CLI_PREFIX)]) == CLI_PREFIX:
+        _check_cli_command(argv, key)
+        return
     if len(argv) != len(WORKLOAD_PREFIX) + 1 or tuple(argv[: len(WORKLOAD_PREFIX)]) != WORKLOAD_PREFIX:
         shown = " ".join(argv[:4])[:80]
         raise WorkloadRefused(
-            f"command: only the Airflow workload entry point is run ({' '.join(WORKLOAD_PREFIX)} <workload>), "
+            f"command: only the Airflow workload entry point is run ({' '.join(WORKLOAD_PREFIX)} <workload>, "
+            f"or on Airflow 2.11 {' '.join(CLI_PREFIX)} <dag_id> <task_id> <run_id> --local ...), "
             f"got {shown!r} ({len(argv)} arguments)"
         )
     try:
@@ -91,4 +121,54 @@ def _check_callback(callback: Any, key: TaskKey) -> None:
         raise WorkloadRefused(
             f"command: the callback workload {str(callback.get('id'))[:40]!r} is not the message's key "
             f"({key.dag_id}/{key.task_id})"
+        )
+
+
+def _check_cli_command(argv: list[str], key: TaskKey) -> None:
+    """Refuse an ``airflow tasks run`` command unless it runs ``key`` with only the flags Airflow 2.11 passes."""
+    if any(not isinstance(arg, str) for arg in argv):
+        raise WorkloadRefused("command: every argument must be a string")
+    positional = argv[len(CLI_PREFIX) : len(CLI_PREFIX) + 3]
+    if len(positional) != 3:
+        raise WorkloadRefused("command: airflow tasks run needs <dag_id> <task_id> <run_id>")
+    for field, got, wanted in zip(
+        ("dag_id", "task_id", "run_id"), positional, (key.dag_id, key.task_id, key.run_id), strict=True
+    ):
+        if got != wanted:
+            raise WorkloadRefused(
+                f"command: the command is for another task instance: {field} is {got[:60]!r}, "
+                f"the message's key has {wanted!r}"
+            )
+    seen: set[str] = set()
+    map_index: str | None = None
+    rest = argv[len(CLI_PREFIX) + 3 :]
+    i = 0
+    while i < len(rest):
+        arg = rest[i]
+        if arg in seen:
+            raise WorkloadRefused(f"command: {arg[:40]!r} is given twice")
+        seen.add(arg)
+        if arg in CLI_FLAGS:
+            i += 1
+            continue
+        pattern = CLI_OPTIONS.get(arg)
+        if pattern is None:
+            raise WorkloadRefused(
+                f"command: argument {arg[:40]!r} is not run; airflow tasks run takes only "
+                f"{', '.join(sorted(CLI_FLAGS | CLI_OPTIONS.keys()))}"
+            )
+        value = rest[i + 1] if i + 1 < len(rest) else None
+        if value is None or not pattern.match(value):
+            raise WorkloadRefused(f"command: {arg} has no valid value (got {str(value)[:40]!r})")
+        if arg == "--map-index":
+            map_index = value
+        i += 2
+    if "--local" not in seen:
+        raise WorkloadRefused(
+            "command: airflow tasks run must run supervised (--local), as the scheduler queues it"
+        )
+    if int(map_index if map_index is not None else -1) != key.map_index:
+        raise WorkloadRefused(
+            f"command: the command is for another task instance: map index {map_index or -1}, "
+            f"the message's key has {key.map_index}"
         )
