@@ -167,14 +167,7 @@ def lifecycle(
     """A burst of queued tasks until all are launched, they run, then all finish over ``churn_seconds``."""
     count = len(workloads)
     with World(kind, model) as world:
-        t0 = world.sim.now
-        world.pending = list(workloads)
-        world.start_loop()
-        launched = world.sim.run_until(
-            lambda: len(world.launched) >= count or (len(world.failed_keys) > 0 and _settled(world, count)),
-            limit=1800,
-        )
-        all_launched_after = (max(world.launched) - t0) if launched and len(world.launched) >= count else None
+        t0, all_launched_after = _burst(world, workloads, limit=1800)
         burst_loops = list(world.loops)
         # Every task reaches RUNNING (and the executor has seen it), then the feed goes quiet.
         world.run_for(model.fargate_running_after + 20)
@@ -240,19 +233,13 @@ def burst_only(kind: str, model: AwsModel, workloads: list[Any]) -> LifecycleRes
     """A burst of queued tasks until all are launched (the scale run's burst: no churn after it)."""
     count = len(workloads)
     with World(kind, model) as world:
-        t0 = world.sim.now
-        world.pending = list(workloads)
-        world.start_loop()
-        launched = world.sim.run_until(
-            lambda: len(world.launched) >= count or (len(world.failed_keys) > 0 and _settled(world, count)),
-            limit=3600 + count / model.run_task_calls_per_second,
+        t0, all_launched_after = _burst(
+            world, workloads, limit=3600 + count / model.run_task_calls_per_second
         )
         world.loop_running = False
         return LifecycleResult(
             tasks=count,
-            all_launched_after=(max(world.launched) - t0)
-            if launched and len(world.launched) >= count
-            else None,
+            all_launched_after=all_launched_after,
             run_task_calls=sum(a.requests["ecs.RunTask"] for a in world.actors),
             throttled_responses=sum(a.throttled for a in world.actors),
             failed_by_throttling=_failed_by_throttling(world),
@@ -263,6 +250,19 @@ def burst_only(kind: str, model: AwsModel, workloads: list[Any]) -> LifecycleRes
             state_latencies=[],
             unreported=0,
         )
+
+
+def _burst(world: World, workloads: list[Any], *, limit: float) -> tuple[float, float | None]:
+    """Queue ``workloads`` at once and run until all launched or settled; return the start and the time to launch all."""
+    count = len(workloads)
+    t0 = world.sim.now
+    world.pending = list(workloads)
+    world.start_loop()
+    launched = world.sim.run_until(
+        lambda: len(world.launched) >= count or (len(world.failed_keys) > 0 and _settled(world, count)),
+        limit=limit,
+    )
+    return t0, (max(world.launched) - t0) if launched and len(world.launched) >= count else None
 
 
 def _settled(world: World, count: int) -> bool:

@@ -85,6 +85,14 @@ _publish_all = _true_or_false(("true", "1", "yes"), ("false", "0", "no"))
 _public_ip = _true_or_false(("true", "enabled"), ("false", "disabled"))
 
 
+def _parse_json(raw: str) -> Any:
+    """Parse one JSON variable; the error (pydantic adds the variable's name) says why it is not JSON."""
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise ValueError(f"is not valid JSON: {exc}") from exc
+
+
 class LambdaEnvironment(BaseModel):
     """Every variable the control plane's Lambdas read, parsed; ``None`` is a variable not set (or blank).
 
@@ -149,10 +157,7 @@ class LambdaEnvironment(BaseModel):
     @classmethod
     def _json(cls, raw: Any, info: Any) -> Any:
         kind = list if info.field_name == "capacity_provider_strategy" else dict
-        try:
-            value = json.loads(raw)
-        except ValueError as exc:
-            raise ValueError(f"is not valid JSON: {exc}") from exc
+        value = _parse_json(raw)
         if not isinstance(value, kind):
             raise ValueError(f"must be a JSON {kind.__name__}, got {type(value).__name__}")
         if kind is list:
@@ -166,10 +171,7 @@ class LambdaEnvironment(BaseModel):
     @field_validator("launch_profiles", mode="before")
     @classmethod
     def _profiles(cls, raw: str) -> dict[str, LaunchProfile]:
-        try:
-            value = json.loads(raw)
-        except ValueError as exc:
-            raise ValueError(f"is not valid JSON: {exc}") from exc
+        value = _parse_json(raw)
         if not isinstance(value, dict):
             raise ValueError(f"must be a JSON object of profiles, got {type(value).__name__}")
         return parse_profiles(value)
