@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import copy
+import multiprocessing
 import re
 import statistics
 import subprocess
@@ -31,6 +34,22 @@ class SteadyResult:
     # 1,000 running + 100 newly queued (only measured at 1,000)
     queue_loop_blocking: float | None = None
     queue_loop_requests: int | None = None
+    # The scale run's (ours): what the executor holds, and its periodic safety-net read once it is due.
+    executor_bytes: int | None = None
+    safety_net: SafetyNetResult | None = None
+
+
+@dataclass
+class SafetyNetResult:
+    """Idle loops once the executor's periodic safety-net read (``_reconcile``) is due, at N tracked."""
+
+    interval: float  # seconds between two reads: reconcile_interval_seconds over the slices of 100
+    loops: int
+    reads: int  # BatchGetItem requests in those loops
+    requests_per_loop: float
+    max_requests_per_loop: int
+    cpu_per_loop: float  # median, the read's loops
+    blocking_per_loop: float
 
 
 @dataclass
@@ -67,9 +86,19 @@ class LifecycleResult:
 
 
 def steady_state(
-    kind: str, model: AwsModel, workloads: list[Any], extra: list[Any], loops: int
+    kind: str,
+    model: AwsModel,
+    workloads: list[Any],
+    extra: list[Any],
+    loops: int,
+    *,
+    scale: bool = False,
 ) -> SteadyResult:
-    """N tasks running, nothing changing: what one scheduler loop costs (and with 100 newly queued at 1,000)."""
+    """N tasks running, nothing changing: what one scheduler loop costs (and with 100 newly queued at 1,000).
+
+    ``scale`` (ours): also what the executor holds for N tracked tasks, and ``loops`` more idle loops once its
+    periodic safety-net read is due.
+    """
     with World(kind, model) as world:
         _seed_running(world, workloads)
         world.loops.clear()
@@ -91,8 +120,76 @@ def steady_state(
             loop = world.loops[before]
             result.queue_loop_blocking = loop.blocking
             result.queue_loop_requests = loop.requests
+        if scale:
+            result.executor_bytes = retained_bytes(world.executor)
+            result.safety_net = _safety_net(world, loops)
         world.loop_running = False
         return result
+
+
+def _safety_net(world: World, loops: int) -> SafetyNetResult:
+    """Run ``loops`` idle loops after one reconcile interval has passed (skipped over: nothing changes in it),
+    when the safety-net read is due: what it adds to a loop at this many tracked tasks."""
+    from ecs_event_executor.executor import RECONCILE_SLICE
+
+    interval = world.executor.settings.reconcile_interval_seconds
+    tracked = len(world.executor.tracked_launches)
+    # Skip the quiet interval rather than loop through it: the next loop starts after it, the read then due.
+    world.loop_running = False
+    world.sim.run_until(lambda: not world.sim._events, limit=world.sim.now - world.sim.start + 60)
+    world.scheduler.time = world.sim.now = world.scheduler.time + interval
+    before = len(world.loops)
+    world.start_loop()
+    world.sim.run_until(
+        lambda: len(world.loops) >= before + loops, limit=world.sim.now - world.sim.start + 600
+    )
+    measured = world.loops[before:]
+    return SafetyNetResult(
+        interval=interval / max(1, -(-tracked // RECONCILE_SLICE)),
+        loops=len(measured),
+        reads=sum(r.by_operation["dynamodb.BatchGetItem"] for r in measured),
+        requests_per_loop=statistics.mean(r.requests for r in measured),
+        max_requests_per_loop=max(r.requests for r in measured),
+        cpu_per_loop=statistics.median(r.cpu for r in measured),
+        blocking_per_loop=statistics.median(r.blocking for r in measured),
+    )
+
+
+def retained_bytes(root: Any) -> int:
+    """Return the bytes of every object reachable from ``root`` (``sys.getsizeof``, each object once).
+
+    What the executor holds for its tracked tasks: its own maps and Airflow's (running, buffers) with their keys.
+    Not followed: modules, classes, code, loggers and AWS clients (shared by the process, not per task).
+    """
+    import gc
+    import logging
+    import types
+
+    from botocore.client import BaseClient
+
+    skip = (
+        type,
+        types.ModuleType,
+        types.FunctionType,
+        types.BuiltinFunctionType,
+        types.MethodType,
+        types.CodeType,
+        types.FrameType,
+        logging.Logger,
+        logging.LoggerAdapter,
+        BaseClient,
+    )
+    seen: set[int] = set()
+    stack = [root]
+    total = 0
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or isinstance(obj, skip):
+            continue
+        seen.add(id(obj))
+        total += sys.getsizeof(obj)
+        stack.extend(gc.get_referents(obj))
+    return total
 
 
 def _seed_running(world: World, workloads: list[Any]) -> None:
@@ -236,6 +333,8 @@ def burst_only(kind: str, model: AwsModel, workloads: list[Any]) -> LifecycleRes
         t0, all_launched_after = _burst(
             world, workloads, limit=3600 + count / model.run_task_calls_per_second
         )
+        # The last invocations end (their threads' requests are counted when they join).
+        world.sim.run_until(lambda: world.launcher_idle, limit=world.sim.now - world.sim.start + 600)
         world.loop_running = False
         return LifecycleResult(
             tasks=count,
@@ -323,9 +422,20 @@ def run_all(
     scale_sizes: tuple[int, ...] = (),
     scale_bursts: tuple[int, ...] = (),
 ) -> dict[str, Any]:
+    """Run every scenario; the scale run (ours only) goes in a second process alongside the others.
+
+    Each executor and handler is charged its own thread's CPU time, so two processes on two cores measure what
+    one would; the handlers' cold imports (wall clock) are measured after both are done.
+    """
     from harness.bench.world import make_workloads
 
-    workloads = make_workloads(max([*sizes, burst, *scale_sizes, *scale_bursts]) + extra_queued)
+    scale = None
+    if scale_sizes or scale_bursts:
+        # spawn, not fork: this process has started threads (the simulated processes, the progress bar).
+        pool = concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        scale = pool.submit(run_scale, model, scale_sizes, scale_bursts, loops)
+        pool.shutdown(wait=False)
+    workloads = make_workloads(max([*sizes, burst]) + extra_queued)
     steady: dict[str, list[SteadyResult]] = {k: [] for k in KINDS}
     for n in sizes:
         for kind in KINDS:
@@ -338,15 +448,14 @@ def run_all(
     for kind in KINDS:
         progress(f"burst of {burst:,}, then churn: {kind}")
         life[kind] = lifecycle(kind, model, workloads[:burst], churn_seconds=churn_seconds)
-    # Scale (ours only: the reference's loop at 50,000 running would take minutes per simulated loop).
-    scale_steady = []
-    for n in scale_sizes:
-        progress(f"scale: steady state {n:,} running: ours")
-        scale_steady.append(steady_state("ours", model, workloads[:n], [], loops))
-    bursts = []
-    for n in scale_bursts:
-        progress(f"scale: burst of {n:,}: ours")
-        bursts.append(burst_only("ours", model, workloads[:n]))
+    scale_steady: list[SteadyResult] = []
+    bursts: list[LifecycleResult] = []
+    if scale is not None:
+        sizes_text = ", ".join(f"{n:,}" for n in (*scale_sizes, *scale_bursts))
+        progress(f"scale ({sizes_text}): ours, in its own process")
+        scale_steady, bursts = scale.result()
+        for _ in range(len(scale_sizes) + len(scale_bursts) - 1):
+            progress("scale: done")
     progress("handler import times")
     imports = {name: import_time(f"lambdas.{name}.handler") for name in ("launcher", "status")}
     return {
@@ -356,3 +465,25 @@ def run_all(
         "scale_steady": scale_steady,
         "bursts": bursts,
     }
+
+
+def run_scale(
+    model: AwsModel, sizes: tuple[int, ...], bursts: tuple[int, ...], loops: int
+) -> tuple[list[SteadyResult], list[LifecycleResult]]:
+    """The scale run (ours only; the reference's loop at 50,000 running would take about a minute of simulated
+    time per loop): steady state with the safety-net read at each of ``sizes``, a burst of each of ``bursts``.
+    Runs in a process of its own (``run_all``): it sets up the environment as ``python -m harness.bench`` does."""
+    import io
+    import logging
+    import warnings
+
+    from harness.bench.world import make_workloads, prepare_environment
+
+    prepare_environment()
+    logging.disable(logging.CRITICAL)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        workloads = make_workloads(max([*sizes, *bursts]))
+        steady = [steady_state("ours", model, workloads[:n], [], loops, scale=True) for n in sizes]
+        launched = [burst_only("ours", model, workloads[:n]) for n in bursts]
+    return steady, launched

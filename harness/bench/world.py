@@ -557,6 +557,11 @@ class World:
             if busy_until != float("inf"):
                 self._wake_poller(busy_until)
 
+    @property
+    def launcher_idle(self) -> bool:
+        """Whether no launcher invocation is running."""
+        return all(t != float("inf") for t in self._free_at)
+
     def _invoke_launcher(self, index: int, batch: list[Any]) -> None:
         from lambdas.launcher import handler as launcher_handler
 

@@ -79,6 +79,10 @@ def test_bench_runs_both_executors_and_writes_the_report(
             "2",
             "--extra-queued",
             "5",
+            "--scale-size",
+            "30",
+            "--scale-burst",
+            "25",
             "--out",
             str(tmp_path),
             "--no-progress",
@@ -96,6 +100,14 @@ def test_bench_runs_both_executors_and_writes_the_report(
     assert "p50 / p95 / p99" in text and "commit `" in text
     assert "old report" not in text and text.endswith("| a kept row |\n")
     assert (tmp_path / "bench.png").stat().st_size > 10_000
+    # The scale run (tiny here): its steady state with the reference computed, memory, safety net and burst.
+    assert "| 30 | 1 (max 1) |" in text and "(computed)" in text
+    assert "memory the executor holds for 30 tracked tasks" in text
+    assert "safety-net read at 30 tracked: how often" in text and "1 BatchGetItem in 2 loops" in text
+    assert (
+        "| burst of 25: RunTask calls (throttled answers) / tasks failed by throttling | 25 (0) / 0 |" in text
+    )
+    assert "(burst of 5: 100%, 0 failed; burst of 25: " in text
 
 
 def test_the_emulator_answers_each_request_once() -> None:
@@ -122,3 +134,75 @@ def test_the_emulator_answers_each_request_once() -> None:
 
     assert item is not None and item["n"] == {"N": "1"}  # 2 when moto applied the same request twice
     assert sim.system.requests["dynamodb.UpdateItem"] == 1
+
+
+def test_the_narrowed_index_query_answers_as_moto_does() -> None:
+    """The emulator's short cut for index Queries (no sort of the whole table) must not change the answer or its
+    order, ties on the index's sort key included."""
+    import boto3
+    from ecs_event_executor.control.tasks.schema import table_definition
+    from moto import mock_aws
+
+    from harness.bench.emulator import fast_moto_projection
+
+    definition = table_definition("narrow")
+    query = {
+        "TableName": "narrow",
+        "IndexName": "by_owner_changed",
+        "KeyConditionExpression": "#o = :o AND changed_at >= :since",
+        "ExpressionAttributeNames": {"#o": "owner"},
+        "ExpressionAttributeValues": {":o": {"S": "me"}, ":since": {"N": "5"}},
+    }
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(**definition)
+        for i in range(40):
+            client.put_item(
+                TableName="narrow",
+                Item={
+                    "pk": {"S": f"launch-{(i * 7) % 40:02d}"},
+                    "owner": {"S": "me" if i % 3 else "other"},
+                    "changed_at": {"N": str(i % 10)},  # ties: several items per changed_at
+                    "state": {"S": "RUNNING"},
+                },
+            )
+        expected = [client.query(**query, ScanIndexForward=f)["Items"] for f in (True, False)]
+        with fast_moto_projection():
+            answered = [client.query(**query, ScanIndexForward=f)["Items"] for f in (True, False)]
+
+    assert expected[0] and answered == expected
+
+
+def test_retained_bytes_counts_what_an_object_holds_not_shared_clients_or_code() -> None:
+    import boto3
+
+    from harness.bench.scenarios import retained_bytes
+
+    client = boto3.client("sqs", region_name="us-east-1")
+
+    class Holder:
+        def __init__(self, n: int) -> None:
+            self.client = client  # shared by the process: not counted
+            self.tracked = {f"launch-{i}": ("dag", f"task-{i}", i) for i in range(n)}
+
+    small, large = retained_bytes(Holder(10)), retained_bytes(Holder(1_010))
+    assert small < 10_000  # the client (megabytes of service model) is not followed
+    assert 100 * 1_000 < large - small < 1_000 * 1_000  # about 100-1,000 B for each entry added
+
+
+def test_the_reference_at_an_unrun_size_is_computed_from_its_describe_tasks_per_100() -> None:
+    from collections import Counter
+
+    from harness.bench.model import AwsModel
+    from harness.bench.report import reference_at
+    from harness.bench.scenarios import SteadyResult
+
+    measured = [
+        SteadyResult(100, 2, 2, 0.2, 0.01, Counter({"ecs.DescribeTasks": 5, "sqs.X": 5})),
+        # 5 loops at 10,000: 100 DescribeTasks and 2 others each
+        SteadyResult(10_000, 102, 102, 11.0, 1.0, Counter({"ecs.DescribeTasks": 500, "sqs.X": 10})),
+    ]
+
+    requests, blocking = reference_at(measured, 50_000, AwsModel())
+
+    assert requests == 502 and blocking == 55.0
