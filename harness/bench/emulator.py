@@ -57,7 +57,8 @@ class ModelError(Exception):
 
 
 class EcsModel:
-    """RunTask / DescribeTasks / StopTask over an in-memory task table; transitions come from the bench world."""
+    """RunTask / DescribeTasks / ListTasks / StopTask over an in-memory task table; transitions come from the
+    bench world."""
 
     def __init__(self, sim: Sim) -> None:
         self.sim = sim
@@ -103,6 +104,23 @@ class EcsModel:
         tasks = [self.tasks[a] for a in arns if a in self.tasks]
         failures = [{"arn": a, "reason": "MISSING"} for a in arns if a not in self.tasks]
         return {"tasks": tasks, "failures": failures}
+
+    def list_tasks(self, params: dict[str, Any]) -> dict[str, Any]:
+        """ListTasks by ``startedBy`` and ``desiredStatus`` (RUNNING by default), 100 ARNs a page as AWS does."""
+        desired = params.get("desiredStatus", "RUNNING")
+        started_by = params.get("startedBy")
+        arns = [
+            arn
+            for arn, task in self.tasks.items()
+            if task["desiredStatus"] == desired
+            and (started_by is None or task.get("startedBy") == started_by)
+        ]
+        start = int(params.get("nextToken") or 0)
+        size = min(100, int(params.get("maxResults") or 100))
+        page: dict[str, Any] = {"taskArns": arns[start : start + size]}
+        if start + size < len(arns):
+            page["nextToken"] = str(start + size)
+        return page
 
     def stop_task(self, params: dict[str, Any]) -> dict[str, Any]:
         task = self.tasks.get(params.get("task", ""))
@@ -459,6 +477,7 @@ class Emulator:
             handler = {
                 "RunTask": self.ecs.run_task,
                 "DescribeTasks": self.ecs.describe_tasks,
+                "ListTasks": self.ecs.list_tasks,
                 "StopTask": self.ecs.stop_task,
             }.get(operation)
             if handler is None:

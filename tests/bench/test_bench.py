@@ -206,3 +206,29 @@ def test_the_reference_at_an_unrun_size_is_computed_from_its_describe_tasks_per_
     requests, blocking = reference_at(measured, 50_000, AwsModel())
 
     assert requests == 502 and blocking == 55.0
+
+
+def test_the_ecs_model_lists_tasks_by_started_by_and_desired_status_100_a_page() -> None:
+    """The launcher's past-deadline check pages through ListTasks: the model must answer it as ECS does."""
+    from ecs_event_executor.control.tasks.schema import table_definition
+    from moto import mock_aws
+
+    from harness.bench.emulator import Emulator
+    from harness.bench.model import AwsModel
+
+    with mock_aws():
+        emulator = Emulator(Sim(start=0.0), AwsModel(), table_definition("unused"))
+        for i in range(130):
+            emulator.ecs.run_task({"taskDefinition": "td", "startedBy": "ours" if i % 13 else "someone-else"})
+        stopped = list(emulator.ecs.tasks)[1]  # one of ours
+        emulator.ecs.transition(stopped, "STOPPED", desired="STOPPED", quiet=True)
+        ecs = emulator.client("ecs")
+        with emulator.free():
+            pages = list(ecs.get_paginator("list_tasks").paginate(cluster="airflow", startedBy="ours"))
+            stopped_pages = list(
+                ecs.get_paginator("list_tasks").paginate(cluster="airflow", desiredStatus="STOPPED")
+            )
+
+    listed = [arn for page in pages for arn in page["taskArns"]]
+    assert len(pages) == 2 and len(listed) == 120 - 1  # 10 started by another, 1 stopped (it was ours)
+    assert stopped not in listed and [p["taskArns"] for p in stopped_pages] == [[stopped]]
