@@ -200,7 +200,10 @@ class LocalStack:
         """Start the handlers' pollers and the local ECS runner in their own process."""
         assert self.resources is not None
         self.airflow_env = self._airflow_env()
-        (self.state_dir / "container_env.json").write_text(json.dumps(self.airflow_env))
+        # Owner-only: the runner's container environment holds the database URL and the API's signing secret.
+        container_env = self.state_dir / "container_env.json"
+        container_env.touch(mode=0o600)
+        container_env.write_text(json.dumps(self.airflow_env))
         ready = self.state_dir / "control_plane.ready"
         ready.unlink(missing_ok=True)
         faults = self.options.faults

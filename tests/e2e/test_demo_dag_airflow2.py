@@ -102,3 +102,6 @@ def test_the_database_address_is_in_no_log(stack: LocalStack) -> None:
         assert all(url not in e["message"] for e in events), stream["logStreamName"]
     printed = "\n".join(stack.cli_environment_lines(reveal_secrets=False))
     assert url not in printed
+    # The runner's container environment has it, readable by the owner only.
+    container_env = stack.state_dir / "container_env.json"
+    assert url in container_env.read_text() and container_env.stat().st_mode & 0o077 == 0
