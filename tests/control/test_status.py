@@ -7,10 +7,10 @@ from typing import Any
 
 import boto3
 import pytest
-from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from botocore.awsrequest import AWSResponse
 from ecs_event_executor.control import bus
 from ecs_event_executor.control.messages import parse_message
+from ecs_event_executor.control.sqs_batch import BatchFailed
 from ecs_event_executor.control.tasks.item import TaskItem
 from ecs_event_executor.control.tasks.lifecycle import TaskState
 from ecs_event_executor.control.tasks.table import TaskTable
@@ -317,7 +317,7 @@ def test_a_batch_whose_every_event_failed_fails_the_invocation(control_plane: Co
     launch_id, task = launch(control_plane)
     table = status_handler.tracker().table
     table.client.meta.events.register("before-call.dynamodb.UpdateItem", throttle_updates_of({launch_id}))
-    with pytest.raises(BatchProcessingError):
+    with pytest.raises(BatchFailed):
         status_handler.handler(
             status_batch([task_event(task, last_status="RUNNING", version=3)]), LambdaContextStub()
         )
