@@ -7,6 +7,7 @@ reported as a batch item failure, and the invocation itself never fails.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -133,6 +134,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> PartialBatchRespon
         time_left=lambda: context.get_remaining_time_in_millis() / 1000,
     )
     failed: list[SqsRecord] = []
+    # One INFO line per batch (what each launch did is on its task item, and at DEBUG in the log).
+    summary = Counter(o.value if isinstance(o, Result) else type(o).__name__ for o in outcomes)
     for record, outcome in zip(batch, outcomes, strict=True):
         try:
             done = settle(record, outcome)
@@ -145,4 +148,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> PartialBatchRespon
             done = False
         if not done:
             failed.append(record)
+    logger.info(
+        "launch batch", extra={"messages": len(batch), "handed_back": len(failed), "outcomes": summary}
+    )
     return response(failed)

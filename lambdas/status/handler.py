@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -83,5 +84,15 @@ def handler(event: dict[str, Any], context: LambdaContext) -> PartialBatchRespon
         # An event the rule invoked this function with directly, before the rule targeted the queue (Lambda's
         # asynchronous retries may deliver it after an upgrade): applied, and an error raised for a retry.
         return {"result": apply(event).value}
-    # A failed event is handed back alone; a batch whose every event failed raises BatchFailed.
-    return process(records(event), apply_record)
+    batch = records(event)
+    # One INFO line per batch (what each event did is on its task item, and at DEBUG in the log); a failed event
+    # logs its own WARNING.
+    summary: Counter[str] = Counter()
+    try:
+        # A failed event is handed back alone; a batch whose every event failed raises BatchFailed.
+        return process(batch, lambda record: summary.update([apply_record(record)]))
+    finally:
+        logger.info(
+            "status batch",
+            extra={"events": len(batch), "failed": len(batch) - summary.total(), "results": summary},
+        )

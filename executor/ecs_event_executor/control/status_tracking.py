@@ -161,7 +161,9 @@ class StatusTracker:
         elif detail.last_status == "STOPPED" and self._finished_already(launch_id, attempt):
             return StatusResult.STALE
         result, item = self.table.apply_ecs_event(launch_id, attempt, snap)
-        log.info(
+        # DEBUG: the item records what the event did and the handler logs one INFO line per batch (log ingestion
+        # per event line cost more than the event's write; docs/bench.md).
+        log.debug(
             "ecs event",
             extra={
                 "launch_id": launch_id,
