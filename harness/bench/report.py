@@ -62,13 +62,12 @@ def cost_per_million(
     if imports is None:
         return cost
     invocations = result.launcher_invocations + result.status_invocations
-    log_bytes = (
-        invocations * model.log_bytes_per_invocation
-        + (result.launcher_records + result.status_records) * model.log_bytes_per_info_line
+    log_bytes = invocations * (
+        model.log_bytes_per_invocation + model.log_bytes_per_metrics_blob + model.log_bytes_per_info_line
     )
     cost.logs = log_bytes / 1e9 * p.cloudwatch_logs_per_gb * 1_000_000 * per_task
     init_gb_s = sum(
-        (imports[name][0] + model.runtime_start_seconds)
+        (model.lambda_cpu_seconds(imports[name][0], memory) + model.runtime_start_seconds)
         * memory
         / 1024
         * count
@@ -192,9 +191,11 @@ def render(
         f"${c_ref.eventbridge:,.2f} |",
         f"| ECS API ({ref.requests['ecs.DescribeTasks'] + ref.requests['ecs.RunTask']:,} requests for the reference) "
         "| free | free |",
-        f"| Lambda log ingestion (INFO: {model.log_bytes_per_invocation} B per invocation + "
-        f"{model.log_bytes_per_info_line} B per launch and per event; modelled) | ${c_ours.logs:,.2f} | - |",
-        f"| Lambda INIT (1 cold start per {model.invocations_per_cold_start:,} invocations, cold import + "
+        f"| Lambda log ingestion (INFO, per invocation: {model.log_bytes_per_invocation} B START/END/REPORT + "
+        f"{model.log_bytes_per_metrics_blob} B metrics + a {model.log_bytes_per_info_line} B batch summary; "
+        f"modelled) | ${c_ours.logs:,.2f} | - |",
+        f"| Lambda INIT (1 cold start per {model.invocations_per_cold_start:,} invocations, cold import at the "
+        f"function's CPU share + "
         f"{model.runtime_start_seconds:g} s; modelled) | ${c_ours.init:,.2f} | - |",
         f"| reconciler (every {model.reconcile_every_minutes} min, {model.reconciler_pass_seconds:g} s at "
         f"{model.reconciler_memory_mb} MB; at {model.tasks_per_month:,} tasks a month) | ${c_ours.reconciler:,.2f} | - |",
