@@ -91,14 +91,14 @@ def test_event_before_the_launcher_recorded_the_task(
     original = launcher.table.record_launched
 
     def record_after_event(
-        launch_id: str, attempt: int, *, task_arn: str, cluster_arn: str | None, checked_at: int | None = None
+        launch_id: str, attempt: int, *, task_arn: str, **kwargs: Any
     ) -> tuple[bool, TaskItem | None]:
         task = control_plane.client("ecs").describe_tasks(
             cluster=control_plane.ecs.cluster, tasks=[task_arn]
         )["tasks"][0]
         events.append(task)
         assert send(task_event(task, last_status="RUNNING", version=3)) == "Applied"
-        return original(launch_id, attempt, task_arn=task_arn, cluster_arn=cluster_arn, checked_at=checked_at)
+        return original(launch_id, attempt, task_arn=task_arn, **kwargs)
 
     monkeypatch.setattr(launcher.table, "record_launched", record_after_event)
     launcher_handler.handler(body_event([request.to_json()], control_plane.queue_arn), LambdaContextStub())

@@ -473,6 +473,8 @@ class Launcher:
             task_arn=task_arn,
             cluster_arn=task.get("clusterArn"),
             checked_at=item.checked_at,
+            # The recorded item is only read for the routine notification below.
+            returns=self.bus.publishes(routine=True),
         )
         if not recorded and current is not None and current.state in (TaskState.CANCELLED, TaskState.EXPIRED):
             # Revoked, or handed back to Airflow, while RunTask was in flight: the task must not run.
