@@ -272,7 +272,7 @@ def test_status_function_memory_is_what_the_benchmark_models(template: Template)
     from harness.bench.model import AwsModel
 
     assert function(template, STATUS)["Properties"]["MemorySize"] == AwsModel().status_memory_mb == 256
-    assert function(template, LAUNCHER)["Properties"]["MemorySize"] == AwsModel().launcher_memory_mb
+    assert function(template, LAUNCHER)["Properties"]["MemorySize"] == AwsModel().launcher_memory_mb == 128
 
 
 def test_functions_trace_log_with_retention_and_use_the_runtime_layer(template: Template) -> None:
