@@ -17,7 +17,9 @@ AIRFLOW_PIN_2.11 := 2.11.2
 AIRFLOW_PIN_3.1 := 3.1.8
 AIRFLOW_PIN_3.2 := 3.2.2
 AIRFLOW_PIN_3.3 := 3.3.2
+# 2.11 refuses SQLite beside a parallel executor: its local mode (make demo AIRFLOW=2.11) runs an embedded PostgreSQL.
 # 3.x moved the standard operators into a provider; 2.11 ships them in core.
+AIRFLOW_LOCK_EXTRA_2.11 := psycopg2-binary pgserver
 AIRFLOW_LOCK_EXTRA_3.1 := apache-airflow-providers-standard
 AIRFLOW_LOCK_EXTRA_3.2 := apache-airflow-providers-standard
 AIRFLOW_LOCK_EXTRA_3.3 := apache-airflow-providers-standard
@@ -45,7 +47,8 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy executor lambdas infra app.py harness tests
 
-unit: setup
+# tests/e2e/test_demo_dag_airflow2.py runs the demo on the Airflow 2.11 virtualenv: made here, before pytest starts.
+unit: setup $(COMPAT)/airflow-2.11/.installed
 	$(BIN)/pytest -q -n 2 --dist loadfile
 
 test: lint typecheck unit
@@ -80,8 +83,9 @@ compat-lock:
 		$(COMPAT)/lock-$(AIRFLOW)/bin/pip freeze; } > requirements/airflow-$(AIRFLOW).lock
 	rm -rf $(COMPAT)/lock-$(AIRFLOW)
 
-demo: setup
-	$(PY) -m harness.local demo
+# make demo AIRFLOW=2.11 (or 3.1, 3.2, 3.3): the demo on that Airflow's virtualenv (made from its lock if missing).
+demo: setup $(if $(AIRFLOW),$(COMPAT)/airflow-$(AIRFLOW)/.installed)
+	$(PY) -m harness.local demo $(if $(AIRFLOW),--airflow-venv $(COMPAT)/airflow-$(AIRFLOW))
 
 bench: setup
 	$(PY) -m harness.bench

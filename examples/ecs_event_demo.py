@@ -9,7 +9,10 @@ from __future__ import annotations
 import os
 from datetime import datetime
 
-from airflow.sdk import dag, task
+try:
+    from airflow.sdk import dag, task
+except ImportError:  # Airflow 2.11: the same decorators, before the Task SDK
+    from airflow.decorators import dag, task  # type: ignore[no-redef,unused-ignore]
 
 DAG_ID = "ecs_event_demo"
 # An executor_config is RunTask overrides: here, one more environment variable for the Airflow container.

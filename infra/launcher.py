@@ -28,10 +28,11 @@ MAX_BATCHING_WINDOW = Duration.seconds(1)
 # (visibility backoff) and malformed messages are sent to the DLQ by the launcher itself, with the reason.
 MAX_RECEIVE_COUNT = 50
 # Most of an invocation is waiting (for the pacer's RunTask tokens: ~2.5 s per batch of 10 in a burst), and Lambda
-# bills waiting by memory: 256 MB halves that cost against 512 MB. The CPU share halves too; a batch's CPU (about
-# 10 x 50 ms at this share, make bench) still fits inside the pacer's waits. A cold start takes longer (the
-# imports run at a seventh of a vCPU), once per execution environment.
-MEMORY_MB = 256
+# bills waiting by memory: 128 MB, the smallest size, halves that cost against 256 MB. The CPU share halves too; a
+# batch's CPU (about 10 x 70 ms at this share, make bench) still fits inside the pacer's waits, and the process
+# peaks near 60 MB (the handler and its four clients). A cold start takes longer (the imports run at a
+# fourteenth of a vCPU: a few seconds), once per execution environment.
+MEMORY_MB = 128
 
 
 def queue_visibility_timeout(function_timeout: Duration, batching_window: Duration) -> Duration:

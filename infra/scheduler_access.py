@@ -1,4 +1,5 @@
-"""The managed policy for the Airflow scheduler's role: enqueue launches, read task state, read task logs."""
+"""The managed policies for Airflow's roles: the scheduler's (enqueue launches, read task state and logs) and the
+API server's (read one launch's record and its container logs: nothing that launches)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,11 @@ SCHEDULER_TABLE_ACTIONS = (
 )
 SCHEDULER_KEY_ACTIONS = ("kms:GenerateDataKey", "kms:Decrypt")
 SCHEDULER_LOG_ACTIONS = ("logs:GetLogEvents", "logs:FilterLogEvents", "logs:DescribeLogStreams")
+# What the log reader (ecs_event_executor.log_config, EcsEventExecutor.try_log) calls: one GetItem for the launch's
+# record, GetLogEvents per container stream. A test holds the policy to this list.
+LOG_READER_TABLE_ACTIONS = ("dynamodb:GetItem",)
+LOG_READER_LOG_ACTIONS = ("logs:GetLogEvents",)
+LOG_READER_KEY_ACTIONS = ("kms:Decrypt",)
 
 
 class SchedulerAccess(Construct):
@@ -59,6 +65,52 @@ class SchedulerAccess(Construct):
                 iam.PolicyStatement(
                     sid="UseTheControlPlaneKey",
                     actions=list(SCHEDULER_KEY_ACTIONS),
+                    resources=[encryption_key_arn],
+                )
+            )
+        nag.acknowledge_wildcard_resource(
+            self.policy,
+            log_group_arn,
+            "The existing task log group's ARN: the trailing :* is how IAM names the group's log streams, "
+            "which GetLogEvents reads; no other log group is covered.",
+        )
+
+
+class LogReaderAccess(Construct):
+    """A managed policy for the Airflow API server's role: it serves task logs and never launches anything.
+
+    The scheduler's policy would work there too (the launch queue's policy refuses senders outside
+    ``schedulerRoleArns``), but a role that only reads cannot be turned into a launcher by a policy edit elsewhere.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        table_arn: str,
+        log_group_arn: str,
+        encryption_key_arn: str | None = None,
+    ) -> None:
+        super().__init__(scope, id_)
+        self.policy = iam.ManagedPolicy(
+            self,
+            "Policy",
+            description="Airflow API server reading ECS event executor task logs: one launch record, its log streams",
+            statements=[
+                iam.PolicyStatement(
+                    sid="ReadLaunchRecord", actions=list(LOG_READER_TABLE_ACTIONS), resources=[table_arn]
+                ),
+                iam.PolicyStatement(
+                    sid="ReadTaskLogs", actions=list(LOG_READER_LOG_ACTIONS), resources=[log_group_arn]
+                ),
+            ],
+        )
+        if encryption_key_arn is not None:
+            self.policy.add_statements(
+                iam.PolicyStatement(
+                    sid="DecryptTheTable",
+                    actions=list(LOG_READER_KEY_ACTIONS),
                     resources=[encryption_key_arn],
                 )
             )

@@ -15,7 +15,7 @@ from infra.launcher import LauncherFunction
 from infra.observability import Monitoring
 from infra.reconciler import LOST_METRIC, ReconcilerFunction
 from infra.reconciler import METRICS as RECONCILER_METRICS
-from infra.scheduler_access import SchedulerAccess
+from infra.scheduler_access import LogReaderAccess, SchedulerAccess
 from infra.settings import Settings
 from infra.status import StatusFunction
 from infra.task_runtime import TaskRuntime
@@ -141,6 +141,13 @@ class EcsEventExecutorStack(Stack):
             log_group_arn=self.runtime.log_group_arn,
             encryption_key_arn=settings.kms_key_arn,
         )
+        self.log_reader_access = LogReaderAccess(
+            self,
+            "LogReaderAccess",
+            table_arn=self.tasks.table.table_arn,
+            log_group_arn=self.runtime.log_group_arn,
+            encryption_key_arn=settings.kms_key_arn,
+        )
         self.monitoring = Monitoring(
             self,
             "Monitoring",
@@ -188,6 +195,10 @@ class EcsEventExecutorStack(Stack):
             "SchedulerPolicyArn": (
                 "Managed policy to attach to the Airflow scheduler's role",
                 self.scheduler_access.policy.managed_policy_arn,
+            ),
+            "LogReaderPolicyArn": (
+                "Managed policy to attach to the Airflow API server's role (reads task logs; cannot launch)",
+                self.log_reader_access.policy.managed_policy_arn,
             ),
             # What `ecs-event-executor replay-dlq --dlq-url ... --to-queue ...` takes after a fix.
             "LaunchDeadLetterQueueUrl": (

@@ -72,17 +72,19 @@ class AwsModel:
     # The stack's memory sizes (infra/launcher.py MEMORY_MB, infra/status.py MEMORY_MB).
     # Lambda gives a function CPU in proportion to its memory, one full vCPU at 1,769 MB: the handlers' measured
     # CPU time is stretched by that share.
-    launcher_memory_mb: int = 256
+    launcher_memory_mb: int = 128
     status_memory_mb: int = 256
     lambda_full_vcpu_mb: int = 1769
     launcher_max_concurrency: int = 5  # the stack's default SQS event source maximum concurrency
     launcher_batch_size: int = 10
     launcher_batching_window: float = 1.0
     # What the run's requests do not show, modelled (every figure printed with the cost):
-    # Lambda writes START, END and REPORT for every invocation (about 400 bytes together), and the stack's log
-    # level is INFO: the launcher logs one line per launch, the status function one per event applied (Powertools
-    # JSON with the Lambda context, about 450 bytes each).
+    # Lambda writes START, END and REPORT for every invocation (about 400 bytes together); Powertools Metrics prints
+    # one EMF blob of the invocation's counts (about 250 bytes); at the stack's INFO level each handler logs one
+    # summary line per batch (Powertools JSON with the Lambda context, about 450 bytes; what each launch or event
+    # did is at DEBUG). Warnings and errors (retries, failures) are per message and not modelled: the run has none.
     log_bytes_per_invocation: int = 400
+    log_bytes_per_metrics_blob: int = 250
     log_bytes_per_info_line: int = 450
     # Lambda bills the INIT phase (since August 2025): one cold start per this many invocations, each as long as
     # the handler's measured cold import plus the runtime's own start.

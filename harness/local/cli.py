@@ -1,7 +1,8 @@
 """Command line of the local mode: ``up`` (run until Ctrl-C), ``demo`` (run the example DAG, or yours, and check it).
 
-Both take ``--dags-folder`` (the DAGs Airflow and the local workers run) and ``--airflow-config SECTION.KEY=VALUE``
-(an Airflow setting for every Airflow process and every worker).
+Both take ``--dags-folder`` (the DAGs Airflow and the local workers run), ``--airflow-config SECTION.KEY=VALUE``
+(an Airflow setting for every Airflow process and every worker) and ``--airflow-venv PATH`` (another Airflow, e.g.
+``.compat/airflow-2.11``; ``make demo AIRFLOW=2.11`` makes and passes it).
 """
 
 from __future__ import annotations
@@ -238,6 +239,7 @@ def stack_options(args: argparse.Namespace, faults: Faults | None = None) -> Sta
         faults=faults or Faults(),
         airflow_config=args.airflow_config,
         use_template=not args.contract_only,
+        airflow_venv=args.airflow_venv,
     )
 
 
@@ -257,9 +259,17 @@ def demo(args: argparse.Namespace) -> int:
         step("starting moto_server and creating the stack's resources")
         resources = stack.start_aws()
         step(f"resources from the {resources.template_origin}; local AWS at {resources.endpoint}")
+        if stack.airflow2:
+            step(f"Airflow {stack.airflow_version}: starting its metadata database (embedded PostgreSQL)")
+            stack.start_database()
         stack.start_control_plane()
         step("control plane running: launcher and status handlers, local ECS runner")
-        step("starting Airflow (db migrate, api-server, dag-processor, scheduler, triggerer)")
+        components = (
+            "db migrate, webserver, scheduler, triggerer"
+            if stack.airflow2
+            else "db migrate, api-server, dag-processor, scheduler, triggerer"
+        )
+        step(f"starting Airflow {stack.airflow_version} ({components})")
         stack.start_airflow()
         ok = True
         for dag_id, expected in dags:
@@ -354,6 +364,13 @@ def main(argv: list[str] | None = None) -> int:
             metavar="SECTION.KEY=VALUE",
             help="an Airflow setting for every Airflow process and worker (repeatable; "
             "AIRFLOW__SECTION__KEY=VALUE also works)",
+        )
+        p.add_argument(
+            "--airflow-venv",
+            type=_existing_dir,
+            default=None,
+            help="the virtualenv of the Airflow to run, with the executor installed (default: this one's); "
+            "e.g. .compat/airflow-2.11 (make demo AIRFLOW=2.11 makes it)",
         )
         p.add_argument("--concurrency", type=int, default=2, help="local ECS tasks at a time (default 2)")
         p.add_argument(

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ecs_event_executor.control.ecs_state import ATTEMPT_ENV, LAUNCH_ID_ENV, STARTED_BY
+from ecs_event_executor.control.workload_guard import CLI_PREFIX
 
 from harness.aws_shapes import ecs_container, ecs_task_detail, task_state_change
 
@@ -179,7 +180,21 @@ class LocalTask:
 
 
 def workload_ti(command: list[str]) -> dict[str, Any]:
-    """Return the task instance fields of an Airflow workload command (for the journal), if it is one."""
+    """Return the task instance fields of an Airflow workload command (for the journal), if it is one.
+
+    Airflow 2.11's ``airflow tasks run <dag> <task> <run> --local ...`` names no try number (None here).
+    """
+    if command[:3] == list(CLI_PREFIX) and len(command) >= 6:
+        ti: dict[str, Any] = {
+            "dag_id": command[3],
+            "task_id": command[4],
+            "run_id": command[5],
+            "map_index": -1,
+            "try_number": None,
+        }
+        with contextlib.suppress(ValueError, IndexError):
+            ti["map_index"] = int(command[command.index("--map-index", 6) + 1])
+        return ti
     try:
         payload = json.loads(command[command.index("--json-string") + 1])
         ti = payload.get("ti", {})

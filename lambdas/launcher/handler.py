@@ -7,12 +7,11 @@ reported as a batch item failure, and the invocation itself never fails.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse, PartialItemFailures
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from ecs_event_executor.control import environment as env_vars
 from ecs_event_executor.control.aws_clients import lambda_client
@@ -26,6 +25,7 @@ from ecs_event_executor.control.launching import (
     RetryLater,
 )
 from ecs_event_executor.control.messages import MalformedMessage
+from ecs_event_executor.control.sqs_batch import PartialBatchResponse, SqsRecord, records, response
 
 logger = Logger(service="ecs-event-launcher")
 metrics = Metrics(
@@ -58,7 +58,7 @@ def reset() -> None:
     _sqs = None
 
 
-def _queue_url(record: SQSRecord) -> str:
+def _queue_url(record: SqsRecord) -> str:
     configured = os.environ.get(env_vars.LAUNCH_QUEUE_URL)
     if configured:
         return configured
@@ -70,7 +70,7 @@ def _count(name: str) -> None:
     metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
 
 
-def settle(record: SQSRecord, outcome: Outcome) -> bool:
+def settle(record: SqsRecord, outcome: Outcome) -> bool:
     """Finish one message after it was applied; return whether it is done (deleted from the queue).
 
     Poison goes to the DLQ with its reason; a launch to retry comes back after the delay it asked for.
@@ -101,7 +101,7 @@ def settle(record: SQSRecord, outcome: Outcome) -> bool:
             "launch retried later",
             extra={"reason": outcome.reason, "delay": outcome.delay_seconds, "message_id": record.message_id},
         )
-        receives = int(record.attributes.approximate_receive_count or 1)
+        receives = record.receive_count
         queue_url = _queue_url(record)
         if receives >= RECYCLE_AFTER_RECEIVES and not queue_url.endswith(".fifo"):
             # A fresh copy starts at receive count 0: a launch that waits out hours of throttling is retried
@@ -127,14 +127,16 @@ def settle(record: SQSRecord, outcome: Outcome) -> bool:
 
 @metrics.log_metrics
 @logger.inject_lambda_context
-def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    records = [SQSRecord(raw) for raw in event.get("Records", [])]
+def handler(event: dict[str, Any], context: LambdaContext) -> PartialBatchResponse:
+    batch = records(event)
     outcomes = launcher().handle_many(
-        [(r.body, int(r.attributes.approximate_receive_count or 1)) for r in records],
+        [(r.body, r.receive_count) for r in batch],
         time_left=lambda: context.get_remaining_time_in_millis() / 1000,
     )
-    failures: list[PartialItemFailures] = []
-    for record, outcome in zip(records, outcomes, strict=True):
+    failed: list[SqsRecord] = []
+    # One INFO line per batch (what each launch did is on its task item, and at DEBUG in the log).
+    summary = Counter(o.value if isinstance(o, Result) else type(o).__name__ for o in outcomes)
+    for record, outcome in zip(batch, outcomes, strict=True):
         try:
             done = settle(record, outcome)
         except Exception as exc:
@@ -145,5 +147,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailure
             )
             done = False
         if not done:
-            failures.append({"itemIdentifier": record.message_id})
-    return {"batchItemFailures": failures}
+            failed.append(record)
+    logger.info(
+        "launch batch", extra={"messages": len(batch), "handed_back": len(failed), "outcomes": summary}
+    )
+    return response(failed)

@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from ecs_event_executor.control import environment as env_vars
 from ecs_event_executor.control.health import HealthNotes
+from ecs_event_executor.control.sqs_batch import PartialBatchResponse, SqsRecord, process, records
 from ecs_event_executor.control.status_tracking import StatusResult, StatusSettings, StatusTracker
 
 logger = Logger(service="ecs-event-status")
@@ -29,7 +28,6 @@ metrics = Metrics(
     namespace=os.environ.get(env_vars.POWERTOOLS_METRICS_NAMESPACE, env_vars.DEFAULT_METRICS_NAMESPACE),
     service="status",
 )
-processor = BatchProcessor(event_type=EventType.SQS)
 
 _tracker: StatusTracker | None = None
 
@@ -59,7 +57,7 @@ def apply(event: Any) -> StatusResult:
     return result
 
 
-def apply_record(record: SQSRecord) -> str:
+def apply_record(record: SqsRecord) -> str:
     """Apply the ECS event one SQS message carries (a body that is not JSON is malformed, like a bad event)."""
     try:
         event = json.loads(record.body)
@@ -73,7 +71,7 @@ def apply_record(record: SQSRecord) -> str:
             extra={
                 "error": f"{type(exc).__name__}: {exc}",
                 "message_id": record.message_id,
-                "receive_count": record.attributes.approximate_receive_count,
+                "receive_count": record.receive_count,
             },
         )
         raise
@@ -81,11 +79,20 @@ def apply_record(record: SQSRecord) -> str:
 
 @metrics.log_metrics
 @logger.inject_lambda_context
-def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse | dict[str, str]:
+def handler(event: dict[str, Any], context: LambdaContext) -> PartialBatchResponse | dict[str, str]:
     if "Records" not in event and "detail-type" in event:
         # An event the rule invoked this function with directly, before the rule targeted the queue (Lambda's
         # asynchronous retries may deliver it after an upgrade): applied, and an error raised for a retry.
         return {"result": apply(event).value}
-    return process_partial_response(
-        event=event, record_handler=apply_record, processor=processor, context=context
-    )
+    batch = records(event)
+    # One INFO line per batch (what each event did is on its task item, and at DEBUG in the log); a failed event
+    # logs its own WARNING.
+    summary: Counter[str] = Counter()
+    try:
+        # A failed event is handed back alone; a batch whose every event failed raises BatchFailed.
+        return process(batch, lambda record: summary.update([apply_record(record)]))
+    finally:
+        logger.info(
+            "status batch",
+            extra={"events": len(batch), "failed": len(batch) - summary.total(), "results": summary},
+        )

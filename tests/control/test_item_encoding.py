@@ -51,11 +51,12 @@ def test_the_handlers_import_neither_boto3_nor_s3transfer(handler: str) -> None:
     assert out.stdout.strip() == "[]"
 
 
-def test_only_the_ecs_client_keeps_botocore_parameter_validation() -> None:
-    """RunTask's settings are named by field path when wrong (ParamValidationError); table and bus requests are
-    built from values already validated, so botocore does not check each one again."""
+def test_the_control_planes_clients_skip_botocore_parameter_validation() -> None:
+    """Table, bus and ECS requests are built from values already validated (RunTask's against botocore's ECS model
+    by build_run_task_kwargs, naming the field: test_a_parameter_botocore_refuses_fails_the_launch_with_the_field_path),
+    so botocore does not check each one again."""
     from ecs_event_executor.control.aws_clients import client_config
 
-    assert client_config("ecs").parameter_validation is True
+    assert client_config("ecs").parameter_validation is False
     assert client_config("dynamodb").parameter_validation is False
     assert client_config("events").parameter_validation is False

@@ -7,10 +7,10 @@ from typing import Any
 
 import boto3
 import pytest
-from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from botocore.awsrequest import AWSResponse
 from ecs_event_executor.control import bus
 from ecs_event_executor.control.messages import parse_message
+from ecs_event_executor.control.sqs_batch import BatchFailed
 from ecs_event_executor.control.tasks.item import TaskItem
 from ecs_event_executor.control.tasks.lifecycle import TaskState
 from ecs_event_executor.control.tasks.table import TaskTable
@@ -91,14 +91,14 @@ def test_event_before_the_launcher_recorded_the_task(
     original = launcher.table.record_launched
 
     def record_after_event(
-        launch_id: str, attempt: int, *, task_arn: str, cluster_arn: str | None, checked_at: int | None = None
+        launch_id: str, attempt: int, *, task_arn: str, **kwargs: Any
     ) -> tuple[bool, TaskItem | None]:
         task = control_plane.client("ecs").describe_tasks(
             cluster=control_plane.ecs.cluster, tasks=[task_arn]
         )["tasks"][0]
         events.append(task)
         assert send(task_event(task, last_status="RUNNING", version=3)) == "Applied"
-        return original(launch_id, attempt, task_arn=task_arn, cluster_arn=cluster_arn, checked_at=checked_at)
+        return original(launch_id, attempt, task_arn=task_arn, **kwargs)
 
     monkeypatch.setattr(launcher.table, "record_launched", record_after_event)
     launcher_handler.handler(body_event([request.to_json()], control_plane.queue_arn), LambdaContextStub())
@@ -317,7 +317,7 @@ def test_a_batch_whose_every_event_failed_fails_the_invocation(control_plane: Co
     launch_id, task = launch(control_plane)
     table = status_handler.tracker().table
     table.client.meta.events.register("before-call.dynamodb.UpdateItem", throttle_updates_of({launch_id}))
-    with pytest.raises(BatchProcessingError):
+    with pytest.raises(BatchFailed):
         status_handler.handler(
             status_batch([task_event(task, last_status="RUNNING", version=3)]), LambdaContextStub()
         )

@@ -17,7 +17,7 @@ from harness.local.cli import (
 )
 from harness.local.runner import Faults
 from harness.local.stack import LocalStack, StackOptions
-from tests.e2e.conftest import ecs_tasks_per_try, processes_started_per_try
+from tests.e2e.conftest import container_log, ecs_tasks_per_try, processes_started_per_try
 
 pytestmark = pytest.mark.e2e
 
@@ -46,7 +46,7 @@ def test_example_dag_outcomes_with_duplicated_deliveries_and_shuffled_events(sta
     assert per_try and set(per_try.values()) == {1}, per_try
     assert set(processes_started_per_try(stack, run_id).values()) == {1}
     # The executor_config override reached the container (transform checks it) and the log is in CloudWatch.
-    assert "DEMO_STAGE = transform" in _container_log(stack, run_id, "transform")
+    assert "DEMO_STAGE = transform" in container_log(stack, run_id, "transform")
     # queue="spot" ran with the spot profile's capacity provider; the image a task named, on a task definition
     # derived from the stack's; the others on the default profile and the stack's own image.
     items = latest_items(stack.items(), DAG_ID, run_id)
@@ -57,14 +57,3 @@ def test_example_dag_outcomes_with_duplicated_deliveries_and_shuffled_events(sta
     ), table
     assert facts["extract"][:2] == ("default", "FARGATE"), table
     assert not facts["extract"][2].endswith("airflow-gpu:demo"), table
-
-
-def _container_log(stack: LocalStack, run_id: str, task_id: str) -> str:
-    assert stack.resources is not None
-    item = next(i for i in stack.items() if i.key and i.key.run_id == run_id and i.key.task_id == task_id)
-    assert item.task_arn
-    stream = f"{stack.resources.log_stream_prefix}/{stack.resources.container_name}/{item.task_arn.rsplit('/', 1)[-1]}"
-    events = stack.client("logs").get_log_events(
-        logGroupName=stack.resources.log_group, logStreamName=stream, startFromHead=True
-    )["events"]
-    return "\n".join(e["message"] for e in events)

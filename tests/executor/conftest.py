@@ -220,7 +220,7 @@ def execute_task(ti: Any) -> Any:
     """Return the ExecuteTask workload of a (not persisted) TaskInstance, as the scheduler builds it (2.11: its
     task tuple, whose ``.ti`` is the TaskInstance)."""
     if AIRFLOW_2:
-        queued = TaskTuple((ti.key, ti.command_as_list(local=True), "default", ti.executor_config))
+        queued = TaskTuple((ti.key, ti.command_as_list(local=True), ti.queue, ti.executor_config))
         queued.ti = ti
         return queued
     from airflow.executors import workloads

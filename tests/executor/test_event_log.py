@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import gc
 
+import pytest
 import sqlalchemy as sa
 from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
 from airflow.models.log import Log
 from sqlalchemy.orm import Session
 
 from tests.executor.conftest import ExecutorEnv, queue_all, task_workload
+
+pytestmark = pytest.mark.compat
 
 
 def test_refused_executor_config_event_is_saved_by_the_scheduler(executor_env: ExecutorEnv) -> None:

@@ -21,6 +21,8 @@ from tests.support.ecs_events import task_event
 from tests.support.handlers import deliver, launch
 from tests.support.requests import launch_request
 
+pytestmark = pytest.mark.compat
+
 
 class Clock:
     def __init__(self) -> None:

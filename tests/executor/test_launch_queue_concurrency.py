@@ -5,11 +5,14 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pytest
 from botocore.exceptions import ClientError
 from ecs_event_executor.control.aws_errors import ErrorKind
 from ecs_event_executor.launch_queue import LaunchQueue, OutgoingMessage
 
 from tests.support.requests import launch_request
+
+pytestmark = pytest.mark.compat
 
 QUEUE_URL = "https://sqs.eu-west-1.amazonaws.com/123456789012/airflow-launch"
 

@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 from ecs_event_executor.control.messages import LaunchRequest, parse_message
 
-from tests.executor.conftest import ExecutorEnv, make_ti, queue_all
+from tests.executor.conftest import ExecutorEnv, execute_task, make_ti, queue_all
+
+pytestmark = pytest.mark.compat
 
 # The executor_env queue's account (moto's) and region: their ECR repositories are allowed by default.
 ACCOUNT_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/airflow-gpu:1"
 
 
 def workload(run_id: str, *, queue: str = "default", executor_config: Any = None) -> Any:
-    from airflow.executors.workloads import BundleInfo, ExecuteTask
-
     ti = make_ti(run_id, executor_config=executor_config)
     ti.queue = queue
-    return ExecuteTask.make(ti, dag_rel_path=Path("example.py"), bundle_info=BundleInfo(name="dags-folder"))
+    return execute_task(ti)
 
 
 def launches(env: ExecutorEnv) -> list[LaunchRequest]:

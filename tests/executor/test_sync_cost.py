@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from ecs_event_executor.control.messages import LaunchRequest, parse_message
 from ecs_event_executor.control.tasks.item import EcsSnapshot
 from ecs_event_executor.control.tasks.lifecycle import TaskState
 
 from tests.executor.conftest import ExecutorEnv, queue_all, task_workload
+
+pytestmark = pytest.mark.compat
 
 RUNNING_TASKS = 1000
 

@@ -13,7 +13,9 @@ import pytest
 
 from harness import REPO_ROOT
 from harness.local import cli
-from harness.local.stack import EXAMPLES
+from harness.local.postgres import sqlalchemy_url
+from harness.local.runner import workload_ti
+from harness.local.stack import EXAMPLES, LocalStack, StackOptions
 
 NODE_BANNER = "end-of-life"
 
@@ -54,6 +56,68 @@ def test_the_default_dags_folder_is_the_examples() -> None:
         cli.main(["up"])
     assert seen["args"].dags_folder == EXAMPLES
     assert seen["args"].airflow_config == {}
+
+
+def test_airflow_venv_reaches_the_stack_options_and_defaults_to_this_one(tmp_path: Path) -> None:
+    seen: dict[str, Any] = {}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cli, "demo", lambda args: seen.setdefault("args", args) and 0)
+        patch.setattr(cli, "stop_on_sigterm", lambda: None)
+        cli.main(["demo", "--airflow-venv", str(tmp_path)])
+        assert cli.stack_options(seen.pop("args")).airflow_venv == tmp_path.resolve()
+        cli.main(["demo"])
+        assert cli.stack_options(seen["args"]).airflow_venv is None
+
+
+def test_the_runner_journals_the_task_instance_of_an_airflow_2_command() -> None:
+    command = [
+        "airflow",
+        "tasks",
+        "run",
+        "d",
+        "t",
+        "r",
+        "--local",
+        "--map-index",
+        "2",
+        "--subdir",
+        "/dags/x.py",
+    ]
+    assert workload_ti(command) == {
+        "dag_id": "d",
+        "task_id": "t",
+        "run_id": "r",
+        "map_index": 2,
+        "try_number": None,
+    }
+    assert workload_ti(command[:7])["map_index"] == -1
+    assert workload_ti([*command[:7], "--map-index"])["map_index"] == -1  # malformed: no index, no error
+    assert workload_ti(["sh", "-c", "true"]) == {}
+
+
+def test_the_printed_cli_environment_masks_the_database_url_and_the_signing_secrets(tmp_path: Path) -> None:
+    stack = LocalStack(StackOptions(state_dir=tmp_path))
+    secrets = {
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql+psycopg2://postgres:@/airflow?host=/tmp/pg",
+        "AIRFLOW__API_AUTH__JWT_SECRET": "jwt-secret-value",
+        "AIRFLOW__WEBSERVER__SECRET_KEY": "session-secret-value",
+    }
+    stack.airflow_env = {"AIRFLOW_HOME": "/home", **secrets}
+    printed = "\n".join(stack.cli_environment_lines(reveal_secrets=False))
+    assert "AIRFLOW_HOME=/home" in printed
+    for name, value in secrets.items():
+        assert f"{name}=" in printed and value not in printed, name
+    # The file the CLI sources has them (owner-only).
+    written = stack.write_cli_environment()
+    assert all(value in written.read_text() for value in secrets.values())
+    assert written.stat().st_mode & 0o077 == 0
+
+
+def test_the_embedded_postgres_url_names_airflows_driver() -> None:
+    url = sqlalchemy_url("postgresql://postgres:@/airflow?host=/tmp/pg")
+    assert url == "postgresql+psycopg2://postgres:@/airflow?host=/tmp/pg"
+    with pytest.raises(ValueError):
+        sqlalchemy_url("sqlite:///x.db")
 
 
 @pytest.mark.parametrize("value", ["parallelism=8", "core=8", "=8", "core.parallelism", "a.b.c=1"])

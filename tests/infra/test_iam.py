@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk.assertions import Template
+from aws_cdk.assertions import Match, Template
 
-from infra.scheduler_access import SCHEDULER_LOG_ACTIONS, SCHEDULER_QUEUE_ACTIONS, SCHEDULER_TABLE_ACTIONS
+from infra.scheduler_access import (
+    LOG_READER_LOG_ACTIONS,
+    LOG_READER_TABLE_ACTIONS,
+    SCHEDULER_LOG_ACTIONS,
+    SCHEDULER_QUEUE_ACTIONS,
+    SCHEDULER_TABLE_ACTIONS,
+)
 from tests.infra.conftest import InProcessSynth
 from tests.infra.helpers import actions_of, logical_id, only, role_statements, statement_with
 
@@ -181,10 +187,25 @@ def test_reconciler_on_an_existing_cluster_describes_its_tasks(existing_synth: I
     }
 
 
-def _scheduler_statements(template: Template) -> list[dict[str, Any]]:
-    _, policy = only(template, "AWS::IAM::ManagedPolicy")
-    statements: list[dict[str, Any]] = policy["Properties"]["PolicyDocument"]["Statement"]
+def _managed_policy_statements(template: Template, description_starts: str) -> list[dict[str, Any]]:
+    found = [
+        p
+        for p in template.find_resources("AWS::IAM::ManagedPolicy").values()
+        if p["Properties"]["Description"].startswith(description_starts)
+    ]
+    assert len(found) == 1, (
+        f"expected one managed policy described {description_starts!r}, found {len(found)}"
+    )
+    statements: list[dict[str, Any]] = found[0]["Properties"]["PolicyDocument"]["Statement"]
     return statements
+
+
+def _scheduler_statements(template: Template) -> list[dict[str, Any]]:
+    return _managed_policy_statements(template, "Airflow scheduler")
+
+
+def _log_reader_statements(template: Template) -> list[dict[str, Any]]:
+    return _managed_policy_statements(template, "Airflow API server")
 
 
 def test_scheduler_policy_allows_nothing_beyond_send_table_reads_and_log_reads(template: Template) -> None:
@@ -220,4 +241,26 @@ def test_scheduler_policy_resources_are_the_queue_the_table_and_the_task_log_gro
 def test_scheduler_policy_for_existing_resources_names_them(existing_synth: InProcessSynth) -> None:
     statements = _scheduler_statements(existing_synth.template)
     logs = statement_with(statements, "logs:FilterLogEvents")
+    assert _sub(logs["Resource"]) == "arn:aws:logs:eu-west-1:123456789012:log-group:/ecs/airflow-worker:*"
+
+
+def test_log_reader_policy_reads_one_record_and_the_task_logs_and_cannot_launch(template: Template) -> None:
+    statements = _log_reader_statements(template)
+    assert all(s["Effect"] == "Allow" and "NotAction" not in s and "NotResource" not in s for s in statements)
+    assert actions_of(statements) == {"dynamodb:GetItem", "logs:GetLogEvents"}
+    assert set(LOG_READER_TABLE_ACTIONS + LOG_READER_LOG_ACTIONS) == actions_of(statements)
+    table = logical_id(template, "AWS::DynamoDB::Table")
+    assert statement_with(statements, "dynamodb:GetItem")["Resource"] == {"Fn::GetAtt": [table, "Arn"]}
+    task_logs = only(template, "AWS::ECS::TaskDefinition")[1]["Properties"]["ContainerDefinitions"][0]
+    log_group = task_logs["LogConfiguration"]["Options"]["awslogs-group"]["Ref"]
+    assert statement_with(statements, "logs:GetLogEvents")["Resource"] == {"Fn::GetAtt": [log_group, "Arn"]}
+    reader_policy = logical_id(
+        template, "AWS::IAM::ManagedPolicy", {"Description": Match.string_like_regexp("^Airflow API server")}
+    )
+    assert template.to_json()["Outputs"]["LogReaderPolicyArn"]["Value"] == {"Ref": reader_policy}
+
+
+def test_log_reader_policy_for_existing_resources_names_them(existing_synth: InProcessSynth) -> None:
+    statements = _log_reader_statements(existing_synth.template)
+    logs = statement_with(statements, "logs:GetLogEvents")
     assert _sub(logs["Resource"]) == "arn:aws:logs:eu-west-1:123456789012:log-group:/ecs/airflow-worker:*"

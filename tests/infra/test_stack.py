@@ -272,7 +272,7 @@ def test_status_function_memory_is_what_the_benchmark_models(template: Template)
     from harness.bench.model import AwsModel
 
     assert function(template, STATUS)["Properties"]["MemorySize"] == AwsModel().status_memory_mb == 256
-    assert function(template, LAUNCHER)["Properties"]["MemorySize"] == AwsModel().launcher_memory_mb
+    assert function(template, LAUNCHER)["Properties"]["MemorySize"] == AwsModel().launcher_memory_mb == 128
 
 
 def test_functions_trace_log_with_retention_and_use_the_runtime_layer(template: Template) -> None:
@@ -341,16 +341,17 @@ def test_alarms_topic_and_dashboard(template: Template) -> None:
     _, dashboard = only(template, "AWS::CloudWatch::Dashboard")
     # Dashboard names are account-wide: the region in the name lets the same prefix deploy in two regions.
     assert {"Ref": "AWS::Region"} in dashboard["Properties"]["DashboardName"]["Fn::Join"][1]
-    _, policy = only(template, "AWS::IAM::ManagedPolicy")
-    assert (
-        "ManagedPolicyName" not in policy["Properties"]
-    )  # IAM names are global too: let CloudFormation pick
+    policies = template.find_resources("AWS::IAM::ManagedPolicy").values()
+    assert len(policies) == 2  # the scheduler's and the API server's
+    # IAM names are global too: let CloudFormation pick
+    assert all("ManagedPolicyName" not in policy["Properties"] for policy in policies)
 
 
 def test_outputs_include_ready_to_paste_airflow_settings(template: Template) -> None:
     outputs = template.to_json()["Outputs"]
     for name in (
         "QueueUrl", "TableName", "Region", "Cluster", "TaskDefinition", "LogGroup", "EventBusName", "SchedulerPolicyArn",
+        "LogReaderPolicyArn",
     ):  # fmt: skip
         assert name in outputs
     # replay-dlq's arguments after a fix: each DLQ and the queue it goes back to.

@@ -23,7 +23,8 @@ deployed by the construct of the same name in ``infra/``.
 
 What the services share: ``run_task`` (RunTask arguments and ``executor_config`` checks), ``pacing`` (the RunTask
 rate), ``aws_errors`` (which AWS failures to retry), ``aws_clients`` (the Lambdas' AWS clients: retries and
-timeouts inside the function timeout), ``task_definitions`` (task definitions derived for a task's image:
+timeouts inside the function timeout), ``sqs_batch`` (the SQS event source's batches in, partial batch responses
+out, for the launcher and status handlers), ``task_definitions`` (task definitions derived for a task's image:
 registered once by the launcher, deregistered when unused by the reconciler). ``workload_guard`` is the launcher's
 allow-list: a launch runs
 only the Airflow workload of the message's own task instance (docs/security.md).

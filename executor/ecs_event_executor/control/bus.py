@@ -51,6 +51,10 @@ class ControlPlaneBus:
             self._client = lambda_client("events")
         return self._client
 
+    def publishes(self, *, routine: bool = False) -> bool:
+        """Return whether ``publish`` would send a notification (a routine one only with ``publish_all``)."""
+        return bool(self.bus_name) and (self.publish_all or not routine)
+
     def publish(
         self, detail_type: str, detail: Mapping[str, Any], *, required: bool = False, routine: bool = False
     ) -> None:

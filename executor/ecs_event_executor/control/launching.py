@@ -473,6 +473,8 @@ class Launcher:
             task_arn=task_arn,
             cluster_arn=task.get("clusterArn"),
             checked_at=item.checked_at,
+            # The recorded item is only read for the routine notification below.
+            returns=self.bus.publishes(routine=True),
         )
         if not recorded and current is not None and current.state in (TaskState.CANCELLED, TaskState.EXPIRED):
             # Revoked, or handed back to Airflow, while RunTask was in flight: the task must not run.
@@ -482,7 +484,9 @@ class Launcher:
                 current.reason or "cancelled",
             )
             return Result.CANCELLED
-        log.info("launched", extra={"launch_id": item.launch_id, "attempt": attempt, "task_arn": task_arn})
+        # DEBUG: the item holds the task ARN and the handler logs one INFO line per batch; at INFO a line per
+        # launch would cost more log ingestion than the launch's own Lambda time (docs/bench.md).
+        log.debug("launched", extra={"launch_id": item.launch_id, "attempt": attempt, "task_arn": task_arn})
         self.bus.publish(
             bus_events.TASK_LAUNCHED, _event_detail(current or item, task_arn=task_arn), routine=True
         )

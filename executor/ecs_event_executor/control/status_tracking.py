@@ -160,8 +160,12 @@ class StatusTracker:
             snap = special
         elif detail.last_status == "STOPPED" and self._finished_already(launch_id, attempt):
             return StatusResult.STALE
-        result, item = self.table.apply_ecs_event(launch_id, attempt, snap)
-        log.info(
+        # The written item is only read for the notification of a finished task (its Airflow key).
+        notify = snap.state.terminal and self.bus.publishes(routine=snap.state is TaskState.SUCCEEDED)
+        result, item = self.table.apply_ecs_event(launch_id, attempt, snap, returns=notify)
+        # DEBUG: the item records what the event did and the handler logs one INFO line per batch (log ingestion
+        # per event line cost more than the event's write; docs/bench.md).
+        log.debug(
             "ecs event",
             extra={
                 "launch_id": launch_id,
@@ -175,7 +179,9 @@ class StatusTracker:
             return StatusResult.UNKNOWN_TASK
         if result is EventOutcome.STALE:
             return StatusResult.STALE
-        if snap.state.terminal and item is not None:
+        if snap.state.terminal:
+            if not notify or item is None:
+                return StatusResult.FINISHED
             detail_out: dict[str, Any] = {
                 "launch_id": launch_id,
                 "attempt": attempt,

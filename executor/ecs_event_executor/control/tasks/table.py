@@ -97,13 +97,17 @@ class TaskTable(TaskReads):
         update.set(Attr.FINISHED_AT, now).set(Attr.EXPIRES_AT, now // 1000 + self.finished_ttl_seconds)
         return update.remove(Attr.ACTIVE, Attr.CHECKED_AT, Attr.MISSING_SINCE, Attr.RETRY_AT)
 
-    def _write(self, launch_id: str, update: Update) -> tuple[bool, TaskItem | None]:
-        """Run one conditional UpdateItem; return (written, the item after, or as it was when the condition failed)."""
+    def _write(self, launch_id: str, update: Update, *, returns: bool = True) -> tuple[bool, TaskItem | None]:
+        """Run one conditional UpdateItem; return (written, the item after, or as it was when the condition failed).
+
+        With ``returns`` False a written item is not sent back (None): the caller has no use for it, and
+        DynamoDB's answer, its parsing and its deserializing are the larger part of the write's CPU.
+        """
         try:
             resp = self.client.update_item(
                 TableName=self.table_name,
                 Key={Attr.PK: {"S": launch_id}},
-                ReturnValues="ALL_NEW",
+                ReturnValues="ALL_NEW" if returns else "NONE",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 **update.arguments(),
             )
@@ -112,7 +116,7 @@ class TaskTable(TaskReads):
                 raise
             old = exc.response.get("Item")
             return False, (TaskItem.from_raw(old) if old else self.get(launch_id))
-        return True, TaskItem.from_raw(resp["Attributes"])
+        return True, (TaskItem.from_raw(resp["Attributes"]) if returns else None)
 
     # ------------------------------------------------------------ the launcher
 
@@ -253,9 +257,11 @@ class TaskTable(TaskReads):
         task_arn: str,
         cluster_arn: str | None,
         checked_at: int | None = None,
+        returns: bool = True,
     ) -> tuple[bool, TaskItem | None]:
         """Record the ECS task RunTask returned. Returns (recorded, item); not recorded when the launch was
-        cancelled meanwhile (the caller then stops the task) or an event already recorded it.
+        cancelled meanwhile (the caller then stops the task) or an event already recorded it. With ``returns``
+        False a recorded item is not read back (None); one not recorded always is.
 
         ``checked_at`` is the item's as the caller read it (None: unknown). A launch recorded more than
         LAUNCH_RECHECK_GRACE_MS after it re-stamps it, so the reconciler does not ask ECS about a task
@@ -278,7 +284,7 @@ class TaskTable(TaskReads):
             update.state_in(sources_of(TaskState.PENDING, only={TaskState.LAUNCHING})),
             update.equals(Attr.ATTEMPT, attempt),
         )
-        written, item = self._write(launch_id, update)
+        written, item = self._write(launch_id, update, returns=returns)
         if written or item is None or item.state in _NOT_STARTED or item.attempt != attempt:
             return written, item
         # An ECS event for this attempt arrived before RunTask returned: it holds a later state; add the ARN only.
@@ -286,7 +292,7 @@ class TaskTable(TaskReads):
         update.set_if_absent(Attr.TASK_ARN, task_arn).set_if_absent(Attr.LAUNCHED_AT, now)
         if recheck:
             update.set(Attr.CHECKED_AT, now)
-        return self._write(launch_id, update.require(update.equals(Attr.ATTEMPT, attempt)))
+        return self._write(launch_id, update.require(update.equals(Attr.ATTEMPT, attempt)), returns=returns)
 
     def release_lease(
         self, launch_id: str, attempt: int, *, reason: str, retry_in_seconds: float | None = None
@@ -345,9 +351,13 @@ class TaskTable(TaskReads):
     # ------------------------------------------------------ the status handler
 
     def apply_ecs_event(
-        self, launch_id: str, attempt: int, snap: EcsSnapshot
+        self, launch_id: str, attempt: int, snap: EcsSnapshot, *, returns: bool = True
     ) -> tuple[EventOutcome, TaskItem | None]:
-        """Apply one ECS event to the item, in ``detail.version`` order, for the attempt that started the task."""
+        """Apply one ECS event to the item, in ``detail.version`` order, for the attempt that started the task.
+
+        Returns what the write did and the item: as written (None with ``returns`` False), or as it was when the
+        event was stale.
+        """
         now = self._now_ms()
         # Only an outcome goes to the executor's feed; PENDING and RUNNING are for operators and the reconciler.
         update = self._change(now, feed=snap.state.terminal).set(Attr.STATE, snap.state.value)
@@ -376,7 +386,7 @@ class TaskTable(TaskReads):
             # An event of another ECS task (one whose marks name this launch) never replaces the attempt's task.
             update.either(update.absent(Attr.TASK_ARN), update.equals(Attr.TASK_ARN, snap.task_arn)),
         )
-        written, item = self._write(launch_id, update)
+        written, item = self._write(launch_id, update, returns=returns)
         if written:
             return EventOutcome.APPLIED, item
         return (EventOutcome.UNKNOWN if item is None else EventOutcome.STALE), item
