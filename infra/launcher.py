@@ -31,8 +31,8 @@ MAX_RECEIVE_COUNT = 50
 # bills waiting by memory: 128 MB, the smallest size, halves that cost against 256 MB. The CPU share halves too; a
 # batch's CPU (about 10 x 70 ms at this share, make bench) still fits inside the pacer's waits, and the process
 # peaks near 60 MB (the handler and its four clients). A cold start takes longer (the imports run at a
-# fourteenth of a vCPU: a few seconds), once per execution environment.
-MEMORY_MB = 128
+# fourteenth of a vCPU: a few seconds), once per execution environment. The stack setting launcherMemoryMb (default
+# 128) trades that back: 256 halves a cold start for about $0.40 more per million tasks (make bench).
 
 
 def queue_visibility_timeout(function_timeout: Duration, batching_window: Duration) -> Duration:
@@ -90,7 +90,7 @@ class LauncherFunction(Construct):
             description="Starts one ECS task per launch-queue message (Airflow ECS event executor)",
             layer=layer,
             timeout=LAUNCHER_TIMEOUT,
-            memory_size=MEMORY_MB,
+            memory_size=settings.launcher_memory_mb,
             log_retention=log_retention(settings.log_retention_days),
             environment={
                 env_vars.LAUNCH_QUEUE_URL: self.queue.queue_url,

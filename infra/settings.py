@@ -341,6 +341,9 @@ class Settings(BaseModel):
     )
     # Control plane.
     launcher_max_concurrency: Annotated[int, _integer(MIN_ESM_CONCURRENCY, MAX_ESM_CONCURRENCY)] = 5
+    # The launcher's memory (Lambda's range): 128 bills its pacer waits least; more memory buys CPU (Lambda gives
+    # CPU in proportion), i.e. shorter cold starts, for a bigger bill (infra/launcher.py says why 128).
+    launcher_memory_mb: Annotated[int, _integer(128, 10240)] = 128
     # The account's RunTask rate in this region (Fargate: 20 calls per second); the launchers share it.
     run_task_calls_per_second: Annotated[int, _integer(1, 1000)] = 20
     # At least 2: it also caps the status queue's event source, whose maximum concurrency is 2 or more.

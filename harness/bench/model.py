@@ -69,7 +69,7 @@ class AwsModel:
     fargate_running_after: float = 30.0  # PROVISIONING -> RUNNING
     deprovision_seconds: float = 2.0  # STOPPING (exit code known) -> DEPROVISIONING
     stopped_after_exit: float = 7.0  # STOPPING -> STOPPED
-    # The stack's memory sizes (infra/launcher.py MEMORY_MB, infra/status.py MEMORY_MB).
+    # The stack's memory sizes (the launcherMemoryMb setting's default, infra/status.py MEMORY_MB).
     # Lambda gives a function CPU in proportion to its memory, one full vCPU at 1,769 MB: the handlers' measured
     # CPU time is stretched by that share.
     launcher_memory_mb: int = 128

@@ -43,7 +43,9 @@ def test_log_retention_maps_days_to_cloudwatch_values() -> None:
 
 
 def test_synthesize_template_returns_plain_definitions_for_the_local_mode() -> None:
-    template = synthesize_template({"namePrefix": "local", "launcherMaxConcurrency": 3})
+    template = synthesize_template(
+        {"namePrefix": "local", "launcherMaxConcurrency": 3, "launcherMemoryMb": 256}
+    )
     resources = template["Resources"].values()
     table = next(r for r in resources if r["Type"] == "AWS::DynamoDB::Table")["Properties"]
     assert table["GlobalSecondaryIndexes"][0]["IndexName"] == CHANGE_INDEX
@@ -56,3 +58,5 @@ def test_synthesize_template_returns_plain_definitions_for_the_local_mode() -> N
     assert [rule["ScheduleExpression"] for rule in rules if "EventPattern" not in rule] == ["rate(5 minutes)"]
     names = {r["Properties"].get("FunctionName") for r in resources if r["Type"] == "AWS::Lambda::Function"}
     assert names == {"local-launcher", "local-status", "local-reconciler"}
+    launcher = next(r for r in resources if r["Properties"].get("FunctionName") == "local-launcher")
+    assert launcher["Properties"]["MemorySize"] == 256

@@ -22,6 +22,7 @@ def test_cdk_json_defaults_are_a_new_public_vpc_new_cluster_and_new_task_definit
     assert settings.nat_gateways == 0 and settings.assign_public_ip
     assert settings.launch_type == "FARGATE" and settings.container_name == "base"
     assert settings.launcher_max_concurrency == 5
+    assert settings.launcher_memory_mb == 128
     assert settings.queue_retention_seconds == 7200
 
 
@@ -35,6 +36,7 @@ def test_empty_context_means_the_defaults() -> None:
         ({"namePrefix": "Airflow_ECS"}, "namePrefix"),
         ({"launcherMaxConcurrency": 1}, "launcherMaxConcurrency"),
         ({"launcherMaxConcurrency": "5"}, "launcherMaxConcurrency"),
+        ({"launcherMemoryMb": 64}, "launcherMemoryMb"),
         ({"runTaskCallsPerSecond": 0}, "runTaskCallsPerSecond"),
         ({"runTaskCallsPerSecond": 2, "launcherMaxConcurrency": 5}, "runTaskCallsPerSecond"),
         ({"retryHorizonSeconds": 30 * 24 * 3600}, "retryHorizonSeconds"),
