@@ -25,6 +25,15 @@ LOG_READER_LOG_ACTIONS = ("logs:GetLogEvents",)
 LOG_READER_KEY_ACTIONS = ("kms:Decrypt",)
 
 
+def _acknowledge_the_log_group(policy: iam.ManagedPolicy, log_group_arn: str) -> None:
+    nag.acknowledge_wildcard_resource(
+        policy,
+        log_group_arn,
+        "The existing task log group's ARN: the trailing :* is how IAM names the group's log streams, "
+        "which GetLogEvents reads; no other log group is covered.",
+    )
+
+
 class SchedulerAccess(Construct):
     """A managed policy to attach to the scheduler's role (its ARN is a stack output)."""
 
@@ -68,12 +77,7 @@ class SchedulerAccess(Construct):
                     resources=[encryption_key_arn],
                 )
             )
-        nag.acknowledge_wildcard_resource(
-            self.policy,
-            log_group_arn,
-            "The existing task log group's ARN: the trailing :* is how IAM names the group's log streams, "
-            "which GetLogEvents reads; no other log group is covered.",
-        )
+        _acknowledge_the_log_group(self.policy, log_group_arn)
 
 
 class LogReaderAccess(Construct):
@@ -114,9 +118,4 @@ class LogReaderAccess(Construct):
                     resources=[encryption_key_arn],
                 )
             )
-        nag.acknowledge_wildcard_resource(
-            self.policy,
-            log_group_arn,
-            "The existing task log group's ARN: the trailing :* is how IAM names the group's log streams, "
-            "which GetLogEvents reads; no other log group is covered.",
-        )
+        _acknowledge_the_log_group(self.policy, log_group_arn)
