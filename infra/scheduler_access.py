@@ -25,13 +25,30 @@ LOG_READER_LOG_ACTIONS = ("logs:GetLogEvents",)
 LOG_READER_KEY_ACTIONS = ("kms:Decrypt",)
 
 
-def _acknowledge_the_log_group(policy: iam.ManagedPolicy, log_group_arn: str) -> None:
+def _airflow_role_policy(
+    scope: Construct,
+    *,
+    description: str,
+    statements: list[iam.PolicyStatement],
+    log_group_arn: str,
+    encryption_key_arn: str | None,
+    key_sid: str,
+    key_actions: tuple[str, ...],
+) -> iam.ManagedPolicy:
+    """Return a managed policy for one of Airflow's roles: ``statements``, plus ``key_actions`` on the stack's
+    customer-managed key when there is one; every such policy reads the task log group."""
+    policy = iam.ManagedPolicy(scope, "Policy", description=description, statements=statements)
+    if encryption_key_arn is not None:
+        policy.add_statements(
+            iam.PolicyStatement(sid=key_sid, actions=list(key_actions), resources=[encryption_key_arn])
+        )
     nag.acknowledge_wildcard_resource(
         policy,
         log_group_arn,
         "The existing task log group's ARN: the trailing :* is how IAM names the group's log streams, "
         "which GetLogEvents reads; no other log group is covered.",
     )
+    return policy
 
 
 class SchedulerAccess(Construct):
@@ -49,9 +66,8 @@ class SchedulerAccess(Construct):
         encryption_key_arn: str | None = None,
     ) -> None:
         super().__init__(scope, id_)
-        self.policy = iam.ManagedPolicy(
+        self.policy = _airflow_role_policy(
             self,
-            "Policy",
             description="Airflow scheduler running the ECS event executor: send launches, read task state and logs",
             statements=[
                 iam.PolicyStatement(
@@ -67,17 +83,12 @@ class SchedulerAccess(Construct):
                     sid="ReadTaskLogs", actions=list(SCHEDULER_LOG_ACTIONS), resources=[log_group_arn]
                 ),
             ],
-        )
-        if encryption_key_arn is not None:
+            log_group_arn=log_group_arn,
+            encryption_key_arn=encryption_key_arn,
             # The stack's customer-managed key: SendMessage to the launch queue, reads of the table.
-            self.policy.add_statements(
-                iam.PolicyStatement(
-                    sid="UseTheControlPlaneKey",
-                    actions=list(SCHEDULER_KEY_ACTIONS),
-                    resources=[encryption_key_arn],
-                )
-            )
-        _acknowledge_the_log_group(self.policy, log_group_arn)
+            key_sid="UseTheControlPlaneKey",
+            key_actions=SCHEDULER_KEY_ACTIONS,
+        )
 
 
 class LogReaderAccess(Construct):
@@ -97,9 +108,8 @@ class LogReaderAccess(Construct):
         encryption_key_arn: str | None = None,
     ) -> None:
         super().__init__(scope, id_)
-        self.policy = iam.ManagedPolicy(
+        self.policy = _airflow_role_policy(
             self,
-            "Policy",
             description="Airflow API server reading ECS event executor task logs: one launch record, its log streams",
             statements=[
                 iam.PolicyStatement(
@@ -109,13 +119,8 @@ class LogReaderAccess(Construct):
                     sid="ReadTaskLogs", actions=list(LOG_READER_LOG_ACTIONS), resources=[log_group_arn]
                 ),
             ],
+            log_group_arn=log_group_arn,
+            encryption_key_arn=encryption_key_arn,
+            key_sid="DecryptTheTable",
+            key_actions=LOG_READER_KEY_ACTIONS,
         )
-        if encryption_key_arn is not None:
-            self.policy.add_statements(
-                iam.PolicyStatement(
-                    sid="DecryptTheTable",
-                    actions=list(LOG_READER_KEY_ACTIONS),
-                    resources=[encryption_key_arn],
-                )
-            )
-        _acknowledge_the_log_group(self.policy, log_group_arn)
