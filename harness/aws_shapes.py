@@ -4,6 +4,8 @@
   ``detail`` built from a RunTask/DescribeTasks task description, and the EventBridge envelope around a detail.
 - Lambda's SQS event: ``Records`` with body, attributes, message id and receipt handle, from ReceiveMessage output.
 - EventBridge's ``InputPath`` on a target, which moto does not apply.
+- Lambda's record of an asynchronous invocation that failed after its retries (what an on-failure destination
+  receives).
 - A Lambda context with the attributes Powertools reads.
 
 The three emulators (local mode, bench, tests) differ in where a task comes from and how time passes, not in these
@@ -206,6 +208,35 @@ def received_sqs_event(
 
 
 # ------------------------------------------------------------------------------------------------ Lambda
+
+
+def lambda_failure_record(
+    function_name: str,
+    event: Any,
+    error: BaseException | None,
+    *,
+    invoke_count: int = 3,
+    condition: str = "RetriesExhausted",
+    at: Moment | None = None,
+) -> dict[str, Any]:
+    """Return the record Lambda sends an on-failure destination for an asynchronous invocation that failed
+    (the documented "invocation record": request context, the event as ``requestPayload``, the error)."""
+    return {
+        "version": "1.0",
+        "timestamp": iso(at),
+        "requestContext": {
+            "requestId": str(uuid.uuid4()),
+            "functionArn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function_name}:$LATEST",
+            "condition": condition,
+            "approximateInvokeCount": invoke_count,
+        },
+        "requestPayload": event,
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+        "responsePayload": {
+            "errorMessage": str(error) if error is not None else "",
+            "errorType": type(error).__name__ if error is not None else "Error",
+        },
+    }
 
 
 @dataclass

@@ -20,8 +20,8 @@ from infra.settings import Settings
 PERIOD = Duration.minutes(1)
 # A launch waiting longer than this is being throttled or the launcher is failing; half the retry horizon at most.
 OLDEST_LAUNCH_AGE_SECONDS = 900
-# An ECS event normally waits well under a second; one older than this is being retried (the status Lambda fails
-# or is throttled): Airflow hears of finished tasks late.
+# An ECS event normally reaches the status function well under a second after it happened; one older than this
+# is being retried by Lambda (the function fails or is throttled): Airflow hears of finished tasks late.
 OLDEST_STATUS_EVENT_AGE_SECONDS = 300
 
 
@@ -35,7 +35,7 @@ class Monitoring(Construct):
         *,
         settings: Settings,
         launch_queue: sqs.IQueue,
-        status_queue: sqs.IQueue,
+        status_function: lambda_.IFunction,
         dead_letter_queues: Sequence[tuple[str, sqs.IQueue]],
         functions: Sequence[tuple[str, lambda_.IFunction]],
         lost_tasks: cloudwatch.IMetric,
@@ -88,12 +88,14 @@ class Monitoring(Construct):
             f"A launch request has waited more than {oldest} s: RunTask is throttled or capacity is short.",
         )
         alarm(
-            "status-queue-oldest-message",
-            status_queue.metric_approximate_age_of_oldest_message(period=PERIOD, statistic="Maximum"),
-            OLDEST_STATUS_EVENT_AGE_SECONDS,
-            f"An ECS event has waited more than {OLDEST_STATUS_EVENT_AGE_SECONDS} s in the status queue: the status "
-            "Lambda is failing or throttled (its errors, its EventsFailed metric), so Airflow hears of task "
-            "states late; after 5 receives an event moves to the ecs-events DLQ.",
+            "status-event-age",
+            # Lambda's AsyncEventAge (ms): how long an asynchronously invoked event waited before this attempt.
+            status_function.metric("AsyncEventAge", period=PERIOD, statistic="Maximum"),
+            OLDEST_STATUS_EVENT_AGE_SECONDS * 1000,
+            f"An ECS event waited more than {OLDEST_STATUS_EVENT_AGE_SECONDS} s before the status Lambda ran it: "
+            "the function is failing or throttled (its errors, its EventsFailed metric), so Airflow hears of task "
+            "states late; after Lambda's 2 retries an event moves to the status-failed-events queue, which the "
+            "reconciler replays.",
         )
         alarm(
             "reconciler-lost-tasks",
@@ -122,16 +124,12 @@ class Monitoring(Construct):
                 width=12,
             ),
             cloudwatch.GraphWidget(
-                title="Status queue (ECS events)",
+                title="ECS events (status Lambda, asynchronous)",
                 left=[
-                    status_queue.metric_number_of_messages_sent(period=PERIOD, statistic="Sum"),
-                    status_queue.metric_approximate_number_of_messages_visible(
-                        period=PERIOD, statistic="Maximum"
-                    ),
+                    status_function.metric("AsyncEventsReceived", period=PERIOD, statistic="Sum"),
+                    status_function.metric("AsyncEventsDropped", period=PERIOD, statistic="Sum"),
                 ],
-                right=[
-                    status_queue.metric_approximate_age_of_oldest_message(period=PERIOD, statistic="Maximum")
-                ],
+                right=[status_function.metric("AsyncEventAge", period=PERIOD, statistic="Maximum")],
                 width=12,
             ),
             cloudwatch.GraphWidget(

@@ -15,6 +15,11 @@ from infra import bundling, nag
 from infra.settings import LOG_RETENTION_DAYS
 
 METRICS_NAMESPACE = env_vars.DEFAULT_METRICS_NAMESPACE
+# Lambda's advanced logging controls: JSON lines (Powertools Logger's own), the application's level, and the
+# platform's START/END/REPORT lines filtered out by Lambda before ingestion (WARN keeps its timeouts and
+# out-of-memory lines). Ingestion was billed per invocation for those lines alone (docs/bench.md).
+APPLICATION_LOG_LEVEL = "INFO"
+SYSTEM_LOG_LEVEL = lambda_.SystemLogLevel.WARN
 
 
 def log_retention(days: int) -> logs.RetentionDays:
@@ -72,11 +77,14 @@ class PythonFunction(Construct):
             timeout=timeout,
             memory_size=memory_size,
             tracing=lambda_.Tracing.ACTIVE,
+            logging_format=lambda_.LoggingFormat.JSON,
+            system_log_level_v2=SYSTEM_LOG_LEVEL,
+            application_log_level_v2=lambda_.ApplicationLogLevel[APPLICATION_LOG_LEVEL],
             reserved_concurrent_executions=reserved_concurrency,
             environment={
                 env_vars.POWERTOOLS_SERVICE_NAME: function_name,
                 env_vars.POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
-                env_vars.POWERTOOLS_LOG_LEVEL: "INFO",
+                env_vars.POWERTOOLS_LOG_LEVEL: APPLICATION_LOG_LEVEL,
                 **environment,
             },
         )

@@ -346,7 +346,8 @@ class Settings(BaseModel):
     launcher_memory_mb: Annotated[int, _integer(128, 10240)] = 128
     # The account's RunTask rate in this region (Fargate: 20 calls per second); the launchers share it.
     run_task_calls_per_second: Annotated[int, _integer(1, 1000)] = 20
-    # At least 2: it also caps the status queue's event source, whose maximum concurrency is 2 or more.
+    # The status function's reserved concurrency (unset: none). A throttled ECS event is retried by Lambda for up to
+    # 6 hours, then kept in the failed-events queue for the reconciler.
     status_reserved_concurrency: Annotated[int | None, _integer(2, 1000)] = None
     retry_horizon_seconds: Annotated[
         int, _integer(60, MAX_QUEUE_RETENTION_SECONDS - QUEUE_RETENTION_MARGIN_SECONDS)

@@ -100,7 +100,11 @@ class EcsEventExecutorStack(Stack):
             "Reconciler",
             settings=settings,
             layer=self.layer,
-            environment={**common, **self.runtime.cleanup_environment()},
+            environment={
+                **common,
+                **self.runtime.cleanup_environment(),
+                env_vars.FAILED_EVENTS_QUEUE_URL: self.status.failed_events_queue.queue_url,
+            },
         )
         # Relaunch requests (from the status handler, and from the reconciler for lost launch messages).
         self.relaunch_rule = self.control_bus.route_relaunch_requests(self.launcher.queue)
@@ -127,6 +131,12 @@ class EcsEventExecutorStack(Stack):
         )
         self.tasks.grant_stale_index_query(self.reconciler.function)
         self.runtime.grant_describe_tasks(self.reconciler.function)
+        # The status function's failed events: the reconciler replays them (receive, then delete once applied).
+        self.status.failed_events_queue.grant(
+            self.reconciler.function, "sqs:ReceiveMessage", "sqs:DeleteMessage"
+        )
+        if self.encryption_key is not None:
+            self.encryption_key.grant_decrypt(self.reconciler.function)
         self.runtime.grant_derived_cleanup(self.reconciler.function)
         self.control_bus.bus.grant_put_events_to(self.launcher.function)
         self.control_bus.bus.grant_put_events_to(self.status.function)
@@ -153,10 +163,11 @@ class EcsEventExecutorStack(Stack):
             "Monitoring",
             settings=settings,
             launch_queue=self.launcher.queue,
-            status_queue=self.status.queue,
+            status_function=self.status.function,
             dead_letter_queues=[
                 ("launch", self.launcher.dead_letter_queue),
                 ("ecs-events", self.status.dead_letter_queue),
+                ("status-failed-events", self.status.failed_events_queue),
                 ("relaunch", self.control_bus.dead_letter_queue),
             ],
             functions=[
@@ -205,10 +216,13 @@ class EcsEventExecutorStack(Stack):
                 "Launch DLQ (replay to QueueUrl)",
                 self.launcher.dead_letter_queue.queue_url,
             ),
-            "StatusQueueUrl": ("Status queue: the ECS rule's target", self.status.queue.queue_url),
             "StatusDeadLetterQueueUrl": (
-                "ECS-events DLQ (replay to StatusQueueUrl)",
+                "ECS-events DLQ: events EventBridge could not deliver (replay-dlq applies them)",
                 self.status.dead_letter_queue.queue_url,
+            ),
+            "StatusFailedEventsQueueUrl": (
+                "ECS events whose status invocation failed (the reconciler replays them; so does replay-dlq)",
+                self.status.failed_events_queue.queue_url,
             ),
         }
         for name, (description, value) in values.items():

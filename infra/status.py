@@ -1,4 +1,4 @@
-"""The ECS event rule, the status queue and the status Lambda that moves task items along ECS's lifecycle."""
+"""The ECS event rule, the status Lambda that moves task items along ECS's lifecycle, and its failed-events queue."""
 
 from __future__ import annotations
 
@@ -9,33 +9,27 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_lambda_event_sources as event_sources
-from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_lambda_destinations as destinations
 from constructs import Construct
-from ecs_event_executor.control.ecs_state import STARTED_BY, STATUS_EVENT_LAST_STATUSES
+from ecs_event_executor.control.ecs_state import STARTED_BY, status_event_filter
 
 from infra import nag
-from infra.launcher import queue_visibility_timeout
 from infra.python_function import PythonFunction, log_retention
 from infra.queues import DEAD_LETTER_RETENTION, secure_queue
 from infra.settings import Settings
 
 STATUS_TIMEOUT = Duration.seconds(30)
-# The rule puts each event on the status queue. A direct Lambda target would be an asynchronous invocation whose
-# retries and dead-letter queue cover only delivering the event: a function error (throttled table, a timeout, a
-# bug) would be retried twice and then discarded. Through the queue, a failed event comes back after the visibility
-# timeout and, after MAX_RECEIVE_COUNT receives, waits in the dead-letter queue (alarmed) for ``replay-dlq``.
-# EventBridge itself retries putting an event on the queue for this long, then sends it to the same DLQ.
+# The rule invokes the status function asynchronously, one event per invocation (no queue: an event is one Lambda
+# request, not a SendMessage, a share of a ReceiveMessage and of a DeleteMessageBatch). Two layers of retries:
+# - delivery (EventBridge -> Lambda: throttled by the API, the function missing or not permitted): EventBridge
+#   retries for MAX_EVENT_AGE, then puts the event on the target DLQ (alarmed; ``replay-dlq`` after the fix);
+# - the function failed (a throttled table, a timeout, a bug): Lambda retries ASYNC_RETRY_ATTEMPTS times, then
+#   sends its record of the invocation (the event and the error) to the on-failure destination, a queue the
+#   reconciler replays on each pass (control/failed_events.py). Throttled invocations (reserved concurrency)
+#   are retried by Lambda for up to MAX_EVENT_AGE and end in the same queue. Nothing is discarded.
 MAX_EVENT_AGE = Duration.hours(6)
 RETRY_ATTEMPTS = 185
-# Latency matters (container exit -> Airflow state): no batching window. The pollers long-poll, so a lone event
-# is handed over as soon as it arrives; under load a batch takes what is there, up to 10 events.
-BATCH_SIZE = 10
-MAX_BATCHING_WINDOW = Duration.seconds(0)
-# Five receives at a 180 s visibility timeout: about 15 minutes of retries, longer than a throttling episode that
-# botocore's own retries did not absorb, short enough that a persistent failure reaches the DLQ alarm well before
-# the reconciler's verdict on the task. Events apply in detail.version order, so a late or replayed one is safe.
-MAX_RECEIVE_COUNT = 5
+ASYNC_RETRY_ATTEMPTS = 2
 # One conditional write per event, mostly waiting on DynamoDB: 256 MB (a seventh of a vCPU) keeps its warm CPU
 # per event low and costs less per event than 512 MB (measured by `make bench`; see docs/bench.md).
 MEMORY_MB = 256
@@ -43,22 +37,20 @@ MEMORY_MB = 256
 
 def ecs_task_events(cluster_arns: Sequence[str]) -> events.EventPattern:
     """Return the pattern of "ECS Task State Change" events of the clusters' tasks that this control plane started,
-    at the steps that can change a task item (RUNNING, STOPPING, STOPPED): each delivery is a queue message."""
+    at the steps that can end a task item (``ecs_state.status_event_filter``): each match is one invocation."""
     return events.EventPattern(
         source=["aws.ecs"],
         detail_type=["ECS Task State Change"],
-        detail={
-            "clusterArn": list(cluster_arns),
-            "startedBy": [STARTED_BY],
-            "lastStatus": list(STATUS_EVENT_LAST_STATUSES),
-        },
+        detail={"clusterArn": list(cluster_arns), "startedBy": [STARTED_BY], **status_event_filter()},
     )
 
 
 class StatusFunction(Construct):
     """Deploy ``lambdas/status`` (the ``control.status_tracking`` service) behind the ECS task-state rule.
 
-    ECS task-state rule (default bus) -> status queue (redrive to a DLQ) -> status Lambda (partial batches).
+    ECS task-state rule (default bus) -> status Lambda (asynchronous invoke, one event each; target DLQ for
+    delivery failures) -> on a function error, Lambda's two retries -> the failed-events queue (the on-failure
+    destination), replayed by the reconciler.
     """
 
     def __init__(
@@ -73,7 +65,6 @@ class StatusFunction(Construct):
         encryption_key: kms.IKey | None = None,
     ) -> None:
         super().__init__(scope, id_)
-        reserved = settings.status_reserved_concurrency
         # ECS events carry the container overrides, so the workload command and its token: the stack's key
         # encrypts both queues if set.
         self.dead_letter_queue = secure_queue(
@@ -82,17 +73,18 @@ class StatusFunction(Construct):
         nag.acknowledge(
             self.dead_letter_queue,
             "AwsSolutions-SQS3",
-            "This is the status queue's dead-letter queue (ECS events whose handling failed 5 times, or that "
-            "EventBridge could not put on the queue); its depth raises an alarm.",
+            "This is the ECS rule's target dead-letter queue (ECS events EventBridge could not deliver to the "
+            "status function for 6 hours); its depth raises an alarm and `replay-dlq` applies them.",
         )
-        self.queue = secure_queue(
-            self,
-            "Queue",
-            encryption_key=encryption_key,
-            visibility_timeout=queue_visibility_timeout(STATUS_TIMEOUT, MAX_BATCHING_WINDOW),
-            dead_letter_queue=sqs.DeadLetterQueue(
-                queue=self.dead_letter_queue, max_receive_count=MAX_RECEIVE_COUNT
-            ),
+        self.failed_events_queue = secure_queue(
+            self, "FailedEventsQueue", retention_period=DEAD_LETTER_RETENTION, encryption_key=encryption_key
+        )
+        nag.acknowledge(
+            self.failed_events_queue,
+            "AwsSolutions-SQS3",
+            "This is the status function's on-failure destination (ECS events whose invocation failed after "
+            "Lambda's retries), itself a dead-letter store: the reconciler replays it on each pass and its "
+            "depth raises an alarm.",
         )
         self.handler = PythonFunction(
             self,
@@ -104,30 +96,25 @@ class StatusFunction(Construct):
             timeout=STATUS_TIMEOUT,
             memory_size=MEMORY_MB,
             log_retention=log_retention(settings.log_retention_days),
-            reserved_concurrency=reserved,
+            reserved_concurrency=settings.status_reserved_concurrency,
             environment=environment,
         )
         self.function = self.handler.function
-        self.function.add_event_source(
-            event_sources.SqsEventSource(
-                self.queue,
-                batch_size=BATCH_SIZE,
-                max_batching_window=MAX_BATCHING_WINDOW,
-                report_batch_item_failures=True,
-                # With reserved concurrency, the pollers must not invoke more than it: a throttled invocation's
-                # events would count receives towards the DLQ.
-                max_concurrency=reserved,
-            )
+        # The destination grants the function's role SendMessage (and the key's GenerateDataKey) on the queue.
+        self.function.configure_async_invoke(
+            retry_attempts=ASYNC_RETRY_ATTEMPTS,
+            max_event_age=MAX_EVENT_AGE,
+            on_failure=destinations.SqsDestination(self.failed_events_queue),
         )
-        # The target adds the queue policy: only EventBridge, for this rule (aws:SourceArn), may send.
+        # The target adds the function's resource policy (only EventBridge, for this rule) and the DLQ's policy.
         self.rule = events.Rule(
             self,
             "EcsTaskStateRule",
             description="ECS task state changes of tasks the Airflow ECS event executor started on its cluster",
             event_pattern=ecs_task_events(cluster_arns),
             targets=[
-                targets.SqsQueue(
-                    self.queue,
+                targets.LambdaFunction(
+                    self.function,
                     retry_attempts=RETRY_ATTEMPTS,
                     max_event_age=MAX_EVENT_AGE,
                     dead_letter_queue=self.dead_letter_queue,

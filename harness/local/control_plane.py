@@ -1,10 +1,13 @@
 """The local control plane: the Lambda handlers, unchanged, fed by pollers that stand in for AWS's plumbing.
 
-- An SQS event source mapping (the launch queue -> launcher, the status queue -> status Lambda): a poller receives
-  up to BatchSize messages, hands them to the function in Lambda's SQS event shape, deletes the ones that
-  succeeded and leaves the reported batch item failures to the visibility timeout (the launcher's backoff, or the
-  queue's; after maxReceiveCount receives SQS's redrive moves a message to the DLQ). moto delivers the ECS rule's
-  events to the status queue, as EventBridge does.
+- An SQS event source mapping (the launch queue -> launcher): a poller receives up to BatchSize messages, hands
+  them to the function in Lambda's SQS event shape, deletes the ones that succeeded and leaves the reported batch
+  item failures to the visibility timeout (the launcher's backoff; after maxReceiveCount receives SQS's redrive
+  moves a message to the DLQ).
+- A rule with a Lambda target (the ECS rule -> status Lambda): moto delivers the matched events to a capture
+  queue; a poller invokes the function with each event, one at a time, as Lambda's asynchronous invoke does: on
+  an error it retries (the function's MaximumRetryAttempts), then sends Lambda's invocation record to the
+  on-failure destination queue, which the reconciler replays.
 - A rule with an SQS target and InputPath: a bridge applies the path (moto ignores it, see resources.py).
 
 It runs in its own process (``python -m harness.local control-plane``): the handlers read their settings
@@ -27,8 +30,8 @@ from typing import Any
 import boto3
 from ecs_event_executor.control import environment as env_vars
 
-from harness.aws_shapes import LambdaContext, apply_input_path, received_sqs_event
-from harness.local.resources import Bridge, LocalResources, QueueFeed, Schedule
+from harness.aws_shapes import LambdaContext, apply_input_path, lambda_failure_record, received_sqs_event
+from harness.local.resources import AsyncInvoke, Bridge, LocalResources, QueueFeed, Schedule
 from harness.local.runner import Faults, LocalEcsRunner, append_jsonl
 
 log = logging.getLogger(__name__)
@@ -94,6 +97,7 @@ class ControlPlane:
         self.pollers += [
             Poller(f"schedule-{s.function}", self._schedule_step(s)) for s in resources.schedules
         ]
+        self.pollers += [Poller(f"invoke-{i.function}", self._invoke_step(i)) for i in resources.invokes]
         self.runner = LocalEcsRunner(
             lambda service: session.client(service, endpoint_url=resources.endpoint),
             cluster_arn=resources.cluster_arn,
@@ -188,6 +192,38 @@ class ControlPlane:
                 self._sqs.delete_message(QueueUrl=bridge.queue_url, ReceiptHandle=message["ReceiptHandle"])
 
         return step
+
+    def _invoke_step(self, invoke: AsyncInvoke) -> Callable[[], None]:
+        handler = self.handlers[invoke.function]
+
+        def step() -> None:
+            messages = self._sqs.receive_message(
+                QueueUrl=invoke.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+            ).get("Messages", [])
+            for message in messages:
+                event = json.loads(message["Body"])
+                record = self._invoke_async(invoke, handler, event)
+                if record is not None and invoke.on_failure_queue_url:
+                    self._sqs.send_message(
+                        QueueUrl=invoke.on_failure_queue_url, MessageBody=json.dumps(record)
+                    )
+                self._sqs.delete_message(QueueUrl=invoke.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+        return step
+
+    def _invoke_async(
+        self, invoke: AsyncInvoke, handler: Callable[..., Any], event: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Invoke once plus the retries; return Lambda's on-failure record if every attempt failed, else None."""
+        error: Exception | None = None
+        for _ in range(1 + invoke.retry_attempts):
+            try:
+                handler(event, _context(invoke.function))
+                return None
+            except Exception as exc:
+                error = exc
+        log.warning("%s failed on an event after its retries: %s", invoke.function, error)
+        return lambda_failure_record(invoke.function, event, error, invoke_count=1 + invoke.retry_attempts)
 
     def _schedule_step(self, schedule: Schedule) -> Callable[[], None]:
         handler = self.handlers[schedule.function]

@@ -3,8 +3,10 @@
 Only the resource types the control plane's data path uses are created (network, cluster, task definition, log
 groups, queues, table, buses, rules); IAM, alarms and dashboards have no local meaning. Lambda functions are not
 created: their Handler and Environment are resolved, and the control-plane process runs them in-process, fed by
-its pollers as each SQS event source mapping names them (the launch queue and the status queue, which the ECS
-rule targets: the same path as in AWS). A scheduled rule's Lambda target (the reconciler) is invoked on its rate.
+its pollers as each SQS event source mapping names them (the launch queue). A rule with a Lambda target (the ECS
+rule -> the status function) gets a capture queue that moto delivers the matched events to; the control plane
+invokes the function with each, asynchronously as Lambda does: its retries, then its on-failure destination (the
+function's EventInvokeConfig). A scheduled rule's Lambda target (the reconciler) is invoked on its rate.
 """
 
 from __future__ import annotations
@@ -69,6 +71,16 @@ class Bridge:
 
 
 @dataclass
+class AsyncInvoke:
+    """A rule's Lambda target: events captured on a queue, invoked one at a time with Lambda's async retries."""
+
+    function: str
+    queue_url: str  # where moto delivers the rule's matched events
+    retry_attempts: int  # the function's EventInvokeConfig (Lambda's default: 2)
+    on_failure_queue_url: str  # its on-failure destination ("" if none: a failed event would be dropped)
+
+
+@dataclass
 class Schedule:
     """A scheduled rule with a Lambda target (the reconciler): the control plane invokes the function itself."""
 
@@ -104,6 +116,7 @@ class LocalResources:
     bridges: list[Bridge] = field(default_factory=list)
     airflow_env: dict[str, str] = field(default_factory=dict)
     schedules: list[Schedule] = field(default_factory=list)
+    invokes: list[AsyncInvoke] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
@@ -115,6 +128,7 @@ class LocalResources:
         raw["feeds"] = [QueueFeed(**f) for f in raw["feeds"]]
         raw["bridges"] = [Bridge(**b) for b in raw["bridges"]]
         raw["schedules"] = [Schedule(**s) for s in raw.get("schedules", [])]
+        raw["invokes"] = [AsyncInvoke(**i) for i in raw.get("invokes", [])]
         return cls(**raw)
 
     def save(self, path: Path) -> None:
@@ -302,6 +316,11 @@ def create_resources(endpoint: str, template: dict[str, Any], *, origin: str) ->
     result_feeds: list[QueueFeed] = []
     bridges: list[Bridge] = []
     schedules: list[Schedule] = []
+    invokes: list[AsyncInvoke] = []
+    invoke_configs = {
+        resolve(props["FunctionName"]): props
+        for _, props in _of_type(template, "AWS::Lambda::EventInvokeConfig")
+    }
     for logical, props in _of_type(template, "AWS::Events::Rule"):
         if "ScheduleExpression" in props:
             # moto does not fire scheduled rules: the control plane invokes their Lambda targets on the rate.
@@ -326,6 +345,23 @@ def create_resources(endpoint: str, template: dict[str, Any], *, origin: str) ->
                 bridges.append(Bridge(url, queue_by_arn[arn], target["InputPath"]))
             elif arn in queue_by_arn:
                 target_arn = arn
+            elif isinstance(arn, str) and arn.startswith("lambda:"):
+                # moto cannot invoke a function it does not run: it delivers to a capture queue instead, and the
+                # control plane invokes the function as Lambda's asynchronous invoke does.
+                function = arn.split(":", 1)[1]
+                url, target_arn = create_queue(f"{logical}-invoke"[:80], {"VisibilityTimeout": "60"})
+                config = invoke_configs.get(function, {})
+                destination = config.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
+                invokes.append(
+                    AsyncInvoke(
+                        function=function,
+                        queue_url=url,
+                        retry_attempts=int(config.get("MaximumRetryAttempts", 2)),
+                        on_failure_queue_url=queue_by_arn.get(resolve(destination), "")
+                        if destination
+                        else "",
+                    )
+                )
             else:
                 log.info("rule %s: target %s has no local meaning; skipped", logical, arn)
                 continue
@@ -386,6 +422,7 @@ def create_resources(endpoint: str, template: dict[str, Any], *, origin: str) ->
         bridges=bridges,
         airflow_env=airflow_env,
         schedules=schedules,
+        invokes=invokes,
     )
 
 

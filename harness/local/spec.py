@@ -15,7 +15,7 @@ from typing import Any
 
 from ecs_event_executor.control import bus
 from ecs_event_executor.control import environment as env_vars
-from ecs_event_executor.control.ecs_state import STARTED_BY, STATUS_EVENT_LAST_STATUSES
+from ecs_event_executor.control.ecs_state import STARTED_BY, status_event_filter
 from ecs_event_executor.control.tasks.schema import table_definition
 
 from harness import REPO_ROOT
@@ -144,17 +144,7 @@ def contract_template() -> dict[str, Any]:
                     ],
                 },
             },
-            "StatusDeadLetterQueue": {"Type": "AWS::SQS::Queue", "Properties": {}},
-            "StatusQueue": {
-                "Type": "AWS::SQS::Queue",
-                "Properties": {
-                    "VisibilityTimeout": 180,
-                    "RedrivePolicy": {
-                        "deadLetterTargetArn": {"Fn::GetAtt": ["StatusDeadLetterQueue", "Arn"]},
-                        "maxReceiveCount": 5,
-                    },
-                },
-            },
+            "StatusFailedEventsQueue": {"Type": "AWS::SQS::Queue", "Properties": {}},
             "EcsTaskStateRule": {
                 "Type": "AWS::Events::Rule",
                 "Properties": {
@@ -164,10 +154,21 @@ def contract_template() -> dict[str, Any]:
                         "detail": {
                             "clusterArn": [{"Fn::GetAtt": ["Cluster", "Arn"]}],
                             "startedBy": [STARTED_BY],
-                            "lastStatus": list(STATUS_EVENT_LAST_STATUSES),
+                            **status_event_filter(),
                         },
                     },
-                    "Targets": [{"Id": "Target0", "Arn": {"Fn::GetAtt": ["StatusQueue", "Arn"]}}],
+                    "Targets": [{"Id": "Target0", "Arn": {"Fn::GetAtt": ["StatusHandlerFunction", "Arn"]}}],
+                },
+            },
+            "StatusEventInvokeConfig": {
+                "Type": "AWS::Lambda::EventInvokeConfig",
+                "Properties": {
+                    "FunctionName": {"Ref": "StatusHandlerFunction"},
+                    "Qualifier": "$LATEST",
+                    "MaximumRetryAttempts": 2,
+                    "DestinationConfig": {
+                        "OnFailure": {"Destination": {"Fn::GetAtt": ["StatusFailedEventsQueue", "Arn"]}}
+                    },
                 },
             },
             "LauncherHandlerFunction": {
@@ -190,15 +191,6 @@ def contract_template() -> dict[str, Any]:
                     "BatchSize": 10,
                     "EventSourceArn": {"Fn::GetAtt": ["LauncherQueue", "Arn"]},
                     "FunctionName": {"Ref": "LauncherHandlerFunction"},
-                    "FunctionResponseTypes": ["ReportBatchItemFailures"],
-                },
-            },
-            "StatusEventSource": {
-                "Type": "AWS::Lambda::EventSourceMapping",
-                "Properties": {
-                    "BatchSize": 10,
-                    "EventSourceArn": {"Fn::GetAtt": ["StatusQueue", "Arn"]},
-                    "FunctionName": {"Ref": "StatusHandlerFunction"},
                     "FunctionResponseTypes": ["ReportBatchItemFailures"],
                 },
             },

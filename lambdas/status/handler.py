@@ -1,18 +1,18 @@
-"""Status Lambda: batches of ECS "Task State Change" events from the status queue in, conditional writes out.
+"""Status Lambda: one ECS "Task State Change" event in (the rule invokes it asynchronously), a conditional write out.
 
-The ECS rule puts each event on an SQS queue; an event source mapping hands them here in batches with partial
-batch responses. An event whose write fails (throttling past botocore's retries, a failed relaunch publish, a bug)
-is reported as a batch item failure: SQS delivers it again after the visibility timeout and, after the queue's
-maxReceiveCount receives, moves it to the dead-letter queue (alarmed; ``replay-dlq --to-queue`` after the fix).
-It never fails its batch-mates. A malformed event cannot become valid by retrying: it is acknowledged and counted
-(``EventsMalformed``), with its reason in the log.
+Each invocation is one event, so one bad event never fails another. An event whose write fails (throttling past
+botocore's retries, a failed relaunch publish, a bug, a timeout) raises: Lambda retries it twice, then sends its
+record of the invocation (the event and the error) to the function's on-failure destination, the failed-events
+queue, which the reconciler replays on each pass (``control.failed_events``). A malformed event cannot become
+valid by retrying: it is acknowledged and counted (``EventsMalformed``), with its reason in the log.
+
+Log ingestion is billed per byte: a routine event prints nothing at INFO (what it did is on its task item, and
+at DEBUG in the log); a failure logs a WARNING, and only the metrics operators alarm on are emitted (EMF).
 """
 
 from __future__ import annotations
 
-import json
 import os
-from collections import Counter
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -20,7 +20,6 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from ecs_event_executor.control import environment as env_vars
 from ecs_event_executor.control.health import HealthNotes
-from ecs_event_executor.control.sqs_batch import PartialBatchResponse, SqsRecord, process, records
 from ecs_event_executor.control.status_tracking import StatusResult, StatusSettings, StatusTracker
 
 logger = Logger(service="ecs-event-status")
@@ -28,6 +27,10 @@ metrics = Metrics(
     namespace=os.environ.get(env_vars.POWERTOOLS_METRICS_NAMESPACE, env_vars.DEFAULT_METRICS_NAMESPACE),
     service="status",
 )
+# The results worth a metric: what an operator alarms on or investigates. The routine ones (applied, finished,
+# stale, skipped, not ours) are Lambda's own Invocations; an EMF line for each would cost more log bytes than
+# the event's write (docs/bench.md).
+ALARMED_RESULTS = frozenset({StatusResult.MALFORMED, StatusResult.UNKNOWN_TASK, StatusResult.RELAUNCHED})
 
 _tracker: StatusTracker | None = None
 
@@ -47,52 +50,29 @@ def reset() -> None:
 
 
 def apply(event: Any) -> StatusResult:
-    """Apply one ECS event and count what it did; raise on a failure worth retrying."""
+    """Apply one ECS event and count what operators watch; raise on a failure worth retrying."""
     try:
         result = tracker().handle(event)
-    except Exception:
-        metrics.add_metric(name="EventsFailed", unit=MetricUnit.Count, value=1)
-        raise
-    metrics.add_metric(name=f"Events{result.value}", unit=MetricUnit.Count, value=1)
-    return result
-
-
-def apply_record(record: SqsRecord) -> str:
-    """Apply the ECS event one SQS message carries (a body that is not JSON is malformed, like a bad event)."""
-    try:
-        event = json.loads(record.body)
-    except ValueError:
-        event = record.body
-    try:
-        return apply(event).value
     except Exception as exc:
+        metrics.add_metric(name="EventsFailed", unit=MetricUnit.Count, value=1)
         logger.warning(
-            "ECS event failed; SQS delivers it again",
+            "ECS event failed; Lambda retries it, then the reconciler replays it",
             extra={
                 "error": f"{type(exc).__name__}: {exc}",
-                "message_id": record.message_id,
-                "receive_count": record.receive_count,
+                "event_id": event.get("id") if isinstance(event, dict) else None,
             },
         )
         raise
+    if result in ALARMED_RESULTS:
+        metrics.add_metric(name=f"Events{result.value}", unit=MetricUnit.Count, value=1)
+    return result
 
 
-@metrics.log_metrics
 @logger.inject_lambda_context
-def handler(event: dict[str, Any], context: LambdaContext) -> PartialBatchResponse | dict[str, str]:
-    if "Records" not in event and "detail-type" in event:
-        # An event the rule invoked this function with directly, before the rule targeted the queue (Lambda's
-        # asynchronous retries may deliver it after an upgrade): applied, and an error raised for a retry.
-        return {"result": apply(event).value}
-    batch = records(event)
-    # One INFO line per batch (what each event did is on its task item, and at DEBUG in the log); a failed event
-    # logs its own WARNING.
-    summary: Counter[str] = Counter()
+def handler(event: dict[str, Any], context: LambdaContext | Any) -> dict[str, str]:
     try:
-        # A failed event is handed back alone; a batch whose every event failed raises BatchFailed.
-        return process(batch, lambda record: summary.update([apply_record(record)]))
+        return {"result": apply(event).value}
     finally:
-        logger.info(
-            "status batch",
-            extra={"events": len(batch), "failed": len(batch) - summary.total(), "results": summary},
-        )
+        # Only when there is something to say: Powertools' log_metrics would warn on every routine event.
+        if metrics.metric_set:
+            metrics.flush_metrics()

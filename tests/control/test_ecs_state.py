@@ -5,17 +5,22 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from ecs_event_executor.control.ecs_state import (
+    STARTED_BY,
     Container,
     Failure,
     Outcome,
     TaskStateChange,
+    is_status_event,
     map_ecs_task,
     map_event,
+    status_event_filter,
 )
 from ecs_event_executor.control.tasks.lifecycle import TaskState
+from moto.events.models import EventPattern
 
 # Events copied from the AWS documentation (sources: tests/fixtures/ecs_events/SOURCES.md).
 EVENTS = Path(__file__).resolve().parents[1] / "fixtures" / "ecs_events"
@@ -309,3 +314,51 @@ def test_a_sidecar_reason_is_not_the_airflow_container_reason() -> None:
     containers = [Container(name="base", exitCode=1), Container(name="proxy", exitCode=137, reason=OOM)]
     result = outcome("STOPPED", "STOPPED", stop_code="EssentialContainerExited", containers=containers)
     assert OOM not in (result.reason or "")
+
+
+# ---------------------------------------------------------------------------------------- the rule's pattern
+
+
+def rule_pattern(cluster_arn: str) -> EventPattern:
+    """Return the ECS rule's pattern (infra/status.py builds the same; tests/infra asserts the template's) in
+    moto's implementation of EventBridge's pattern matching."""
+    pattern = {
+        "source": ["aws.ecs"],
+        "detail-type": ["ECS Task State Change"],
+        "detail": {"clusterArn": [cluster_arn], "startedBy": [STARTED_BY], **status_event_filter()},
+    }
+    return EventPattern.load(json.dumps(pattern))
+
+
+def doc_event(name: str, **detail: Any) -> dict[str, Any]:
+    """Return a documentation event, started by this control plane, with ``detail`` fields replaced."""
+    event = json.loads((EVENTS / name).read_text())
+    event["detail"] |= {"startedBy": STARTED_BY, **detail}
+    return cast(dict[str, Any], event)
+
+
+@pytest.mark.parametrize(
+    ("name", "detail", "delivered"),
+    [
+        ("fargate_task_running.json", {}, False),  # plain RUNNING: Airflow hears it from the worker
+        ("ec2_task_running_sidecar_stopped.json", {}, False),
+        ("spot_interruption_warning_termination_notice_partial.json", {}, True),  # RUNNING, desired STOPPED
+        ("fargate_task_running.json", {"lastStatus": "STOPPING", "desiredStatus": "STOPPED"}, True),
+        ("fargate_task_running.json", {"lastStatus": "STOPPED", "desiredStatus": "STOPPED"}, True),
+        ("fargate_task_running.json", {"lastStatus": "DEPROVISIONING", "desiredStatus": "STOPPED"}, False),
+        ("fargate_task_running.json", {"lastStatus": "PENDING"}, False),
+        ("fargate_task_running.json", {"lastStatus": "STOPPED", "startedBy": "someone-else"}, False),
+    ],
+)
+def test_the_rule_delivers_only_the_steps_that_can_end_a_task(
+    name: str, detail: dict[str, Any], delivered: bool
+) -> None:
+    event = doc_event(name, **detail)
+    cluster = event["detail"]["clusterArn"]
+    assert rule_pattern(cluster).matches_event(cast(Any, event)) is delivered
+    if event["detail"]["startedBy"] == STARTED_BY:  # the pure test the harnesses use says the same
+        assert (
+            is_status_event(event["detail"]["lastStatus"], event["detail"].get("desiredStatus")) is delivered
+        )
+    # Another cluster's task is never delivered.
+    assert not rule_pattern(cluster + "-other").matches_event(cast(Any, event))

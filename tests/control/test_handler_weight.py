@@ -20,7 +20,7 @@ from lambdas.launcher import handler as launcher_handler
 from tests.conftest import ControlPlane
 from tests.support.aws import LambdaContextStub, body_event
 from tests.support.ecs_events import task_event
-from tests.support.handlers import launch, status_batch
+from tests.support.handlers import invoke_status, launch
 from tests.support.requests import launch_request
 
 # Loaded by a cold start but used by neither handler: Powertools' batch package (asyncio, every event data class)
@@ -62,20 +62,22 @@ def test_the_launcher_logs_one_info_line_per_batch(
     assert tuple(vars(summary)[k] for k in ("messages", "handed_back", "outcomes")) == (3, 0, {"Launched": 3})
 
 
-def test_the_status_function_logs_one_info_line_per_batch(
-    control_plane: ControlPlane, caplog: pytest.LogCaptureFixture
+def test_the_status_function_prints_nothing_for_a_routine_event(
+    control_plane: ControlPlane, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Log ingestion is billed per byte and per event: a routine event writes no INFO line and no EMF metrics
+    (Lambda's own Invocations counts it); its failure would log a WARNING and EventsFailed."""
     from lambdas.status import handler as status_handler
 
     tasks = [launch(control_plane)[1] for _ in range(3)]
     caplog.set_level(logging.INFO)
     caplog.clear()
-    status_handler.handler(
-        status_batch([task_event(t, last_status="RUNNING", version=3) for t in tasks]), LambdaContextStub()
-    )
-    [summary] = info_lines(caplog)
-    assert summary.getMessage() == "status batch"
-    assert tuple(vars(summary)[k] for k in ("events", "failed", "results")) == (3, 0, {"Applied": 3})
+    capsys.readouterr()
+    for t in tasks:
+        invoke_status(task_event(t, last_status="STOPPING", version=4, exit_code=0))
+    assert info_lines(caplog) == []
+    assert capsys.readouterr().out == ""
+    assert status_handler.metrics.metric_set == {}
 
 
 class ReturnValuesSeen:

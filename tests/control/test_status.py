@@ -8,9 +8,9 @@ from typing import Any
 import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
+from botocore.exceptions import ClientError
 from ecs_event_executor.control import bus
 from ecs_event_executor.control.messages import parse_message
-from ecs_event_executor.control.sqs_batch import BatchFailed
 from ecs_event_executor.control.tasks.item import TaskItem
 from ecs_event_executor.control.tasks.lifecycle import TaskState
 from ecs_event_executor.control.tasks.table import TaskTable
@@ -20,7 +20,7 @@ from lambdas.status import handler as status_handler
 from tests.conftest import ControlPlane
 from tests.support.aws import REGION, LambdaContextStub, apply_input_path_detail, body_event
 from tests.support.ecs_events import task_event
-from tests.support.handlers import STATUS_QUEUE_ARN, launch, send, status_batch
+from tests.support.handlers import deliver, invoke_status, launch, send
 from tests.support.requests import launch_request
 
 
@@ -291,50 +291,40 @@ def throttle_updates_of(launch_ids: set[str]) -> Any:
     return hook
 
 
-def test_a_failed_event_is_reported_alone_and_its_batch_mates_land(control_plane: ControlPlane) -> None:
-    """Partial batch response: only the event whose write failed goes back to the queue for a retry."""
+def test_a_failed_event_raises_so_lambda_retries_it_and_other_events_land(
+    control_plane: ControlPlane,
+) -> None:
+    """One event per invocation: the event whose write failed raises (Lambda retries it, then the on-failure
+    destination keeps it for the reconciler); the other events' invocations are not touched by it."""
     launched = [launch(control_plane, task_id=f"t{i}") for i in range(3)]
     table = status_handler.tracker().table
     table.client.meta.events.register(
         "before-call.dynamodb.UpdateItem", throttle_updates_of({launched[1][0]})
     )
-    batch = status_batch(
-        [
-            task_event(
-                task, last_status="STOPPED", version=5, exit_code=0, stop_code="EssentialContainerExited"
-            )
-            for _, task in launched
-        ]
-    )
-    response = status_handler.handler(batch, LambdaContextStub())
-    assert response == {"batchItemFailures": [{"itemIdentifier": batch["Records"][1]["messageId"]}]}
+    events = [
+        task_event(task, last_status="STOPPED", version=5, exit_code=0, stop_code="EssentialContainerExited")
+        for _, task in launched
+    ]
+    assert deliver(events) == [1]
+    with pytest.raises(ClientError, match="ProvisionedThroughputExceeded"):
+        invoke_status(events[1])
     states = [state(control_plane, launch_id).state for launch_id, _ in launched]
     assert states == [TaskState.SUCCEEDED, TaskState.PENDING, TaskState.SUCCEEDED]
 
 
-def test_a_batch_whose_every_event_failed_fails_the_invocation(control_plane: ControlPlane) -> None:
-    """All failed: the invocation errors (the function's error alarm), and SQS delivers every message again."""
-    launch_id, task = launch(control_plane)
-    table = status_handler.tracker().table
-    table.client.meta.events.register("before-call.dynamodb.UpdateItem", throttle_updates_of({launch_id}))
-    with pytest.raises(BatchFailed):
-        status_handler.handler(
-            status_batch([task_event(task, last_status="RUNNING", version=3)]), LambdaContextStub()
-        )
-    assert state(control_plane, launch_id).state is TaskState.PENDING
-
-
-def test_a_body_that_is_not_an_event_is_acknowledged_as_malformed(control_plane: ControlPlane) -> None:
-    """Retrying cannot fix a malformed body: it is acknowledged (counted as Malformed), never redelivered."""
+def test_a_malformed_event_is_acknowledged_not_retried(control_plane: ControlPlane) -> None:
+    """Retrying cannot fix a malformed event: the invocation succeeds (counted as Malformed), never retried."""
     _, task = launch(control_plane)
-    batch = body_event(["not json", json.dumps({"detail-type": "x"})], STATUS_QUEUE_ARN)
-    assert status_handler.handler(batch, LambdaContextStub()) == {"batchItemFailures": []}
-    assert send(task_event(task, last_status="RUNNING", version=3)) == "Applied"
+    assert invoke_status({"detail-type": "x"}) == {"result": "Malformed"}
+    assert invoke_status("not an event") == {"result": "Malformed"}
+    assert send(task_event(task, last_status="STOPPING", version=4, exit_code=0)) == "Finished"
 
 
-def test_an_event_invoked_directly_is_still_applied(control_plane: ControlPlane) -> None:
-    """Before the rule targeted the queue it invoked the function: such an event still lands after an upgrade."""
+def test_an_event_invoked_directly_is_applied(control_plane: ControlPlane) -> None:
+    """The rule invokes the function with the event itself (EventBridge's asynchronous invoke)."""
     launch_id, task = launch(control_plane)
-    event = task_event(task, last_status="RUNNING", version=3)
-    assert status_handler.handler(event, LambdaContextStub()) == {"result": "Applied"}
+    event = task_event(
+        task, last_status="RUNNING", desired_status="STOPPED", version=3, stop_code="SpotInterruption"
+    )
+    assert invoke_status(event) == {"result": "Applied"}
     assert state(control_plane, launch_id).state is TaskState.RUNNING

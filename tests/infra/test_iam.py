@@ -25,14 +25,6 @@ OWN_LOGS_AND_TRACES = {
     "xray:PutTraceSegments",
     "xray:PutTelemetryRecords",
 }
-# What Lambda's SQS event source needs of the function's role.
-SQS_CONSUME = {
-    "sqs:ReceiveMessage",
-    "sqs:DeleteMessage",
-    "sqs:ChangeMessageVisibility",
-    "sqs:GetQueueAttributes",
-    "sqs:GetQueueUrl",
-}
 
 
 def _sub(value: Any) -> str:
@@ -112,18 +104,18 @@ def test_launcher_sends_only_to_its_dead_letter_queue_and_publishes_only_to_the_
 
 def test_status_handler_may_only_read_and_update_items_and_publish_to_the_bus(template: Template) -> None:
     # StatusTracker reads the item (get: relaunch decisions) and applies events with conditional update_item;
-    # it never creates an item, so no PutItem. Its event source consumes the status queue (no SendMessage:
-    # failed events reach the DLQ by the queue's redrive).
+    # it never creates an item, so no PutItem. EventBridge invokes it (no event source to consume); Lambda sends
+    # a failed invocation's record to the on-failure destination with the function's role: CDK's SqsDestination
+    # grants SendMessage there (with the read-only GetQueueAttributes and GetQueueUrl of that queue).
     statements = role_statements(template, STATUS)
-    assert actions_of(statements) == OWN_LOGS_AND_TRACES | SQS_CONSUME | {
+    assert actions_of(statements) == OWN_LOGS_AND_TRACES | {
         "dynamodb:GetItem", "dynamodb:UpdateItem", "events:PutEvents",
+        "sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl",
     }  # fmt: skip
     status_fn = logical_id(template, "AWS::Lambda::Function", {"FunctionName": STATUS})
-    _, mapping = only(template, "AWS::Lambda::EventSourceMapping", {"FunctionName": {"Ref": status_fn}})
-    assert (
-        statement_with(statements, "sqs:ReceiveMessage")["Resource"]
-        == mapping["Properties"]["EventSourceArn"]
-    )
+    _, config = only(template, "AWS::Lambda::EventInvokeConfig", {"FunctionName": {"Ref": status_fn}})
+    send = statement_with(statements, "sqs:SendMessage")
+    assert send["Resource"] == config["Properties"]["DestinationConfig"]["OnFailure"]["Destination"]
     table = logical_id(template, "AWS::DynamoDB::Table")
     items = statement_with(statements, "dynamodb:UpdateItem")
     assert sorted(items["Action"]) == ["dynamodb:GetItem", "dynamodb:UpdateItem"]
@@ -138,6 +130,7 @@ def test_reconciler_may_do_exactly_its_job(template: Template) -> None:
         "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem", "dynamodb:Query",
         "dynamodb:DeleteItem", "ecs:DescribeTasks", "events:PutEvents",
         "ecs:ListTaskDefinitionFamilies", "ecs:ListTaskDefinitions", "ecs:DeregisterTaskDefinition",
+        "sqs:ReceiveMessage", "sqs:DeleteMessage",  # the status function's failed events, replayed
     }  # fmt: skip
 
 

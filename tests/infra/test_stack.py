@@ -13,7 +13,6 @@ from ecs_event_executor.control.run_task import LaunchConfig
 from ecs_event_executor.control.status_tracking import StatusSettings
 from ecs_event_executor.control.tasks.schema import Attr, table_definition
 
-from infra import status
 from infra.launcher import LAUNCHER_TIMEOUT, MAX_RECEIVE_COUNT
 from tests.infra.helpers import function, logical_id, only
 
@@ -28,16 +27,17 @@ def launch_queue_id(template: Template) -> str:
     return str(queue_ref["Ref"])
 
 
-def status_queue_id(template: Template) -> str:
-    """Return the queue the status function's event source reads."""
+def failed_events_queue_id(template: Template) -> str:
+    """Return the queue the status function's asynchronous invocations fail to (its on-failure destination)."""
     status_fn = logical_id(template, "AWS::Lambda::Function", {"FunctionName": STATUS})
-    _, mapping = only(template, "AWS::Lambda::EventSourceMapping", {"FunctionName": {"Ref": status_fn}})
-    return str(mapping["Properties"]["EventSourceArn"]["Fn::GetAtt"][0])
+    _, config = only(template, "AWS::Lambda::EventInvokeConfig", {"FunctionName": {"Ref": status_fn}})
+    return str(config["Properties"]["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][0])
 
 
 def test_every_queue_is_encrypted_and_refuses_plain_http(template: Template) -> None:
     queues = template.find_resources("AWS::SQS::Queue")
-    assert len(queues) == 5  # launch queue, status queue, their DLQs, the relaunch target's DLQ
+    # launch queue and its DLQ, the ECS rule's target DLQ, the status function's failed events, the relaunch DLQ
+    assert len(queues) == 5
     for queue in queues.values():
         assert queue["Properties"]["SqsManagedSseEnabled"] is True
     policies = template.find_resources("AWS::SQS::QueuePolicy").values()
@@ -83,69 +83,79 @@ def test_ecs_rule_matches_only_this_clusters_tasks_started_by_the_control_plane(
         "detail": {
             "clusterArn": [{"Fn::GetAtt": [cluster, "Arn"]}],
             "startedBy": [STARTED_BY],
-            # Only the steps that can change a task item (each delivery is a queue message); STOPPING carries
-            # the exit code of a container that exited, so the task finishes there.
-            "lastStatus": ["RUNNING", "STOPPING", "STOPPED"],
+            # Only the steps that can end a task item (each match is an invocation): STOPPING carries the exit
+            # code of a container that exited, so the task finishes there; a RUNNING event only when ECS is
+            # stopping the task (the Spot warning).
+            "$or": [
+                {"lastStatus": ["STOPPING", "STOPPED"]},
+                {"lastStatus": ["RUNNING"], "desiredStatus": ["STOPPED"]},
+            ],
         },
     }
 
 
-def test_ecs_rule_targets_the_status_queue_not_the_function(template: Template) -> None:
-    """A direct Lambda target is an async invoke: a failing function's event would be discarded after 2 retries."""
-    _, rule = only(template, "AWS::Events::Rule", {"EventPattern": {"source": ["aws.ecs"]}})
-    (target,) = rule["Properties"]["Targets"]
-    queue = status_queue_id(template)
-    assert target["Arn"] == {"Fn::GetAtt": [queue, "Arn"]}
-    assert "InputPath" not in target and "Input" not in target  # the whole event, as the handler reads it
-    assert target["RetryPolicy"]["MaximumRetryAttempts"] > 0
-    redrive = template.find_resources("AWS::SQS::Queue")[queue]["Properties"]["RedrivePolicy"]
-    assert target["DeadLetterConfig"]["Arn"] == redrive["deadLetterTargetArn"]
-
-
-def test_status_queue_feeds_the_function_with_partial_batches_and_no_batching_delay(
+def test_ecs_rule_invokes_the_status_function_with_retries_and_a_target_dead_letter_queue(
     template: Template,
 ) -> None:
+    """Delivery failures (EventBridge -> Lambda) are retried for 6 hours, then wait in an alarmed DLQ."""
     status_fn = logical_id(template, "AWS::Lambda::Function", {"FunctionName": STATUS})
-    _, mapping = only(template, "AWS::Lambda::EventSourceMapping", {"FunctionName": {"Ref": status_fn}})
-    props = mapping["Properties"]
-    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    assert props["BatchSize"] == 10
-    assert props.get("MaximumBatchingWindowInSeconds", 0) == 0  # latency: hand over what is there at once
-    assert "ScalingConfig" not in props  # no reserved concurrency by default: no cap either
-
-
-def test_status_queue_redrives_to_an_alarmed_dead_letter_queue(template: Template) -> None:
+    _, rule = only(template, "AWS::Events::Rule", {"EventPattern": {"source": ["aws.ecs"]}})
+    (target,) = rule["Properties"]["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": [status_fn, "Arn"]}
+    assert "InputPath" not in target and "Input" not in target  # the whole event, as the handler reads it
+    assert target["RetryPolicy"] == {"MaximumRetryAttempts": 185, "MaximumEventAgeInSeconds": 6 * 3600}
+    dlq = target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0]
     queues = template.find_resources("AWS::SQS::Queue")
-    queue = queues[status_queue_id(template)]["Properties"]
-    assert queue["RedrivePolicy"]["maxReceiveCount"] == status.MAX_RECEIVE_COUNT == 5
-    assert queue["VisibilityTimeout"] >= 6 * status.STATUS_TIMEOUT.to_seconds()
-    status_fn = function(template, STATUS)["Properties"]
-    assert status_fn["Timeout"] == status.STATUS_TIMEOUT.to_seconds()
-    dlq = queue["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
     assert queues[dlq]["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
     _, alarm = only(template, "AWS::CloudWatch::Alarm", {"AlarmName": "airflow-ecs-ecs-events-dlq-not-empty"})
-    props = alarm["Properties"]
-    assert props["MetricName"] == "ApproximateNumberOfMessagesVisible"
-    assert props["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [dlq, "QueueName"]}}]
-    assert (props["Threshold"], props["ComparisonOperator"]) == (0, "GreaterThanThreshold")
-    _, age = only(
-        template, "AWS::CloudWatch::Alarm", {"AlarmName": "airflow-ecs-status-queue-oldest-message"}
-    )
-    assert age["Properties"]["Dimensions"] == [
-        {"Name": "QueueName", "Value": {"Fn::GetAtt": [status_queue_id(template), "QueueName"]}}
+    assert alarm["Properties"]["Dimensions"] == [
+        {"Name": "QueueName", "Value": {"Fn::GetAtt": [dlq, "QueueName"]}}
     ]
+    # Only EventBridge, for this rule, may invoke the function.
+    rule_id = logical_id(template, "AWS::Events::Rule", {"EventPattern": {"source": ["aws.ecs"]}})
+    _, permission = only(
+        template, "AWS::Lambda::Permission", {"FunctionName": {"Fn::GetAtt": [status_fn, "Arn"]}}
+    )
+    assert permission["Properties"]["Principal"] == "events.amazonaws.com"
+    assert permission["Properties"]["SourceArn"] == {"Fn::GetAtt": [rule_id, "Arn"]}
+    assert not template.find_resources(
+        "AWS::Lambda::EventSourceMapping", {"Properties": {"FunctionName": {"Ref": status_fn}}}
+    )
 
 
-def test_only_the_ecs_rule_may_send_to_the_status_queue(template: Template) -> None:
-    rule = logical_id(template, "AWS::Events::Rule", {"EventPattern": {"source": ["aws.ecs"]}})
-    queue = status_queue_id(template)
-    _, policy = only(template, "AWS::SQS::QueuePolicy", {"Queues": [{"Ref": queue}]})
-    allows = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]
-    (allow,) = allows
-    assert allow["Principal"] == {"Service": "events.amazonaws.com"}
-    assert "sqs:SendMessage" in allow["Action"]
-    assert allow["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": [rule, "Arn"]}}}
-    assert allow["Resource"] == {"Fn::GetAtt": [queue, "Arn"]}
+def test_a_failed_status_invocation_lands_in_an_alarmed_queue_the_reconciler_replays(
+    template: Template,
+) -> None:
+    """Function errors: Lambda retries twice, then sends its record to the on-failure destination, a queue
+    (encrypted, TLS-only: see the first test) whose depth raises an alarm and which the reconciler consumes."""
+    status_fn = logical_id(template, "AWS::Lambda::Function", {"FunctionName": STATUS})
+    _, config = only(template, "AWS::Lambda::EventInvokeConfig", {"FunctionName": {"Ref": status_fn}})
+    props = config["Properties"]
+    assert (props["MaximumRetryAttempts"], props["MaximumEventAgeInSeconds"]) == (2, 6 * 3600)
+    assert props["Qualifier"] == "$LATEST"
+    queue = failed_events_queue_id(template)
+    queues = template.find_resources("AWS::SQS::Queue")
+    assert queues[queue]["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
+    _, alarm = only(
+        template, "AWS::CloudWatch::Alarm", {"AlarmName": "airflow-ecs-status-failed-events-dlq-not-empty"}
+    )
+    assert alarm["Properties"]["Dimensions"] == [
+        {"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}
+    ]
+    reconciler = function(template, RECONCILER)["Properties"]
+    assert reconciler["Environment"]["Variables"]["FAILED_EVENTS_QUEUE_URL"] == {"Ref": queue}
+    _, age = only(template, "AWS::CloudWatch::Alarm", {"AlarmName": "airflow-ecs-status-event-age"})
+    assert age["Properties"]["MetricName"] == "AsyncEventAge"
+    assert age["Properties"]["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": status_fn}}]
+
+
+def test_every_function_logs_json_without_the_platform_lines(template: Template) -> None:
+    """Lambda's advanced logging controls: START/END/REPORT are not ingested (system level WARN)."""
+    for name in (LAUNCHER, STATUS, RECONCILER):
+        logging_config = function(template, name)["Properties"]["LoggingConfig"]
+        assert logging_config["LogFormat"] == "JSON"
+        assert logging_config["SystemLogLevel"] == "WARN"
+        assert logging_config["ApplicationLogLevel"] == "INFO"
 
 
 def test_relaunch_requests_on_the_project_bus_go_to_the_launch_queue_as_their_detail(
@@ -327,9 +337,10 @@ def test_alarms_topic_and_dashboard(template: Template) -> None:
     alarms = template.find_resources("AWS::CloudWatch::Alarm")
     metrics = sorted(a["Properties"]["MetricName"] for a in alarms.values())
     assert metrics == sorted(
-        ["ApproximateNumberOfMessagesVisible"] * 3
+        ["ApproximateNumberOfMessagesVisible"] * 4  # the DLQs and the status function's failed events
         + ["Errors"] * 3
-        + ["ApproximateAgeOfOldestMessage"] * 2  # the launch queue and the status queue
+        + ["ApproximateAgeOfOldestMessage"]  # the launch queue
+        + ["AsyncEventAge"]  # the ECS events the status function has not applied yet
         + ["ReconciledLost"]
     )
     topic_id, topic = only(template, "AWS::SNS::Topic")
@@ -354,13 +365,14 @@ def test_outputs_include_ready_to_paste_airflow_settings(template: Template) -> 
         "LogReaderPolicyArn",
     ):  # fmt: skip
         assert name in outputs
-    # replay-dlq's arguments after a fix: each DLQ and the queue it goes back to.
-    assert outputs["StatusQueueUrl"]["Value"] == {"Ref": status_queue_id(template)}
-    status_dlq = template.find_resources("AWS::SQS::Queue")[status_queue_id(template)]["Properties"][
-        "RedrivePolicy"
-    ]
+    # replay-dlq's arguments after a fix: each DLQ and the queue it goes back to (the rule's target DLQ goes to
+    # the failed-events queue, which the reconciler replays).
+    assert "StatusQueueUrl" not in outputs
+    assert outputs["StatusFailedEventsQueueUrl"]["Value"] == {"Ref": failed_events_queue_id(template)}
+    _, rule = only(template, "AWS::Events::Rule", {"EventPattern": {"source": ["aws.ecs"]}})
+    (target,) = rule["Properties"]["Targets"]
     assert outputs["StatusDeadLetterQueueUrl"]["Value"] == {
-        "Ref": status_dlq["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        "Ref": target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0]
     }
     assert "LaunchDeadLetterQueueUrl" in outputs
     lines = {}

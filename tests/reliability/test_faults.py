@@ -16,10 +16,10 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.config import Config
-from ecs_event_executor.cli import main as cli_main
 from ecs_event_executor.control import bus as bus_events
 from ecs_event_executor.control.bus import ControlPlaneBus
-from ecs_event_executor.control.ecs_state import LAUNCH_ID_ENV, STATUS_EVENT_LAST_STATUSES, TaskStateChange
+from ecs_event_executor.control.ecs_state import LAUNCH_ID_ENV, TaskStateChange, is_status_event
+from ecs_event_executor.control.failed_events import FailedEvents
 from ecs_event_executor.control.launching import Launcher, LauncherSettings, RetryLater
 from ecs_event_executor.control.messages import LaunchRequest, RelaunchRequest
 from ecs_event_executor.control.reconciling import Reconciler, ReconcilerSettings
@@ -28,7 +28,8 @@ from ecs_event_executor.control.tasks.item import TaskItem
 from ecs_event_executor.control.tasks.lifecycle import TaskState
 from ecs_event_executor.control.tasks.table import TaskTable
 
-from infra.status import MAX_RECEIVE_COUNT as STATUS_MAX_RECEIVE_COUNT
+from harness.aws_shapes import lambda_failure_record
+from infra.status import ASYNC_RETRY_ATTEMPTS as STATUS_ASYNC_RETRY_ATTEMPTS
 from lambdas.launcher import handler as launcher_handler
 from lambdas.status import handler as status_handler
 from tests.conftest import ControlPlane
@@ -39,7 +40,6 @@ from tests.support.aws import (
     ClientTokenSemantics,
     LambdaContextStub,
     body_event,
-    sqs_event,
 )
 from tests.support.ecs_world import SCENARIOS, EcsWorld
 from tests.support.requests import launch_request, requests_for
@@ -394,68 +394,62 @@ def test_r4_throttling_and_capacity_never_fail_a_task(
 
 
 @dataclass
-class StatusQueueRun:
-    """What R7's status queue saw: deliveries (an event handed to the function), failed ones, dead letters."""
+class AsyncInvokeRun:
+    """What R7's asynchronous invocations did: attempts (Lambda's retries included), failed attempts, events
+    sent to the on-failure destination, and the reconciler's replays of them."""
 
-    deliveries: int = 0
+    invocations: int = 0
     failed: int = 0
-    redelivered: int = 0
-    dead_lettered: int = 0
+    retried: int = 0
+    to_destination: int = 0
     replayed: int = 0
+    replay_passes: int = 0
     wrong_before_replay: int = 0
     wrong: list[tuple[str, str, str | None]] = field(default_factory=list)
 
 
-def drain_status_queue(cp: ControlPlane, queue_url: str, queue_arn: str, run: StatusQueueRun) -> None:
-    """Play Lambda's SQS event source until the queue is empty: batches of up to 10 to the real handler; the
-    messages it did not report failed are deleted; the others stay (visible again at once: the visibility timeout
-    is 0 here) and SQS's redrive moves a message to the DLQ on the receive after its 5th."""
-    sqs = cp.client("sqs")
-    while True:
-        messages = sqs.receive_message(
-            QueueUrl=queue_url, MaxNumberOfMessages=10, AttributeNames=["All"], VisibilityTimeout=0
-        ).get("Messages", [])
-        if not messages:
-            return
-        run.deliveries += len(messages)
-        run.redelivered += sum(int(m["Attributes"]["ApproximateReceiveCount"]) > 1 for m in messages)
+def invoke_async(
+    event: dict[str, Any], run: AsyncInvokeRun, on_failure: Callable[[str], None] | None
+) -> None:
+    """Play Lambda's asynchronous invoke of the status function (the ECS rule's target): the event, then up to
+    ASYNC_RETRY_ATTEMPTS retries on a function error, then Lambda's invocation record to the on-failure
+    destination (``on_failure``; None: no destination configured, the event is dropped)."""
+    error: Exception | None = None
+    for attempt in range(1 + STATUS_ASYNC_RETRY_ATTEMPTS):
+        run.invocations += 1
+        run.retried += attempt > 0
         try:
-            response = status_handler.handler(sqs_event(messages, queue_arn), LambdaContextStub())
-            failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
-        except Exception:
-            failed = {m["MessageId"] for m in messages}  # the invocation failed: every message comes back
-        run.failed += len(failed)
-        done = [m for m in messages if m["MessageId"] not in failed]
-        if done:
-            sqs.delete_message_batch(
-                QueueUrl=queue_url,
-                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
-            )
+            status_handler.handler(event, LambdaContextStub())
+            return
+        except Exception as exc:
+            run.failed += 1
+            error = exc
+    if on_failure is not None:
+        run.to_destination += 1
+        on_failure(json.dumps(lambda_failure_record("airflow-ecs-status", event, error)))
 
 
-def run_r7(cp: ControlPlane, n: int, *, swallow_errors: bool = False) -> StatusQueueRun:
-    """R7: the status Lambda fails 30% of deliveries; the queue's retries, the DLQ and a replay finish every task.
+def run_r7(
+    cp: ControlPlane,
+    n: int,
+    *,
+    swallow_errors: bool = False,
+    replay: bool = True,
+    destination: bool = True,
+) -> AsyncInvokeRun:
+    """R7: the status Lambda fails 30% of invocations; Lambda's retries, the on-failure destination and the
+    reconciler's replay finish every task.
 
-    Failures: half are a throttled table (every GetItem/UpdateItem of that delivery answers
+    Failures: half are a throttled table (every GetItem/UpdateItem of that invocation answers
     ProvisionedThroughputExceededException; botocore's retries are off, so each stands for a call that still
     failed after them), half an exception after the work was done (a timeout before the function returned). A bug
-    also fails every delivery of a few tasks' events until it is fixed, so they reach the DLQ for sure.
-    ``swallow_errors`` is the mutation: a handler that reports success whatever happened.
+    also fails every invocation for a few tasks' events until it is fixed, so they reach the destination for sure
+    (and fail the reconciler's replay too, in the same code, until the fix). The mutations: ``swallow_errors`` (a
+    handler that reports success whatever happened), no replay, no on-failure destination.
     """
     rng = random.Random(7)
     sqs = cp.client("sqs")
-    dlq_url = sqs.create_queue(QueueName="airflow-status-dlq")["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(STATUS_MAX_RECEIVE_COUNT)}
-    queue_url = sqs.create_queue(
-        QueueName="airflow-status",
-        Attributes={"RedrivePolicy": json.dumps(redrive), "VisibilityTimeout": "0"},
-    )["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
+    queue_url = sqs.create_queue(QueueName="airflow-status-failed-events")["QueueUrl"]
     items = launch_all(cp, [launch_request(f"t{i}", max_attempts=1) for i in range(n)])
     names = list(SCENARIOS)
     world, expected = world_of(cp, items, lambda i: names[i % len(names)])
@@ -483,10 +477,13 @@ def run_r7(cp: ControlPlane, n: int, *, swallow_errors: bool = False) -> StatusQ
     handle = tracker.handle
     bug_fixed = [False]
 
-    def flaky(event: Any) -> StatusResult:
+    def bug(event: Any) -> None:
         launch_id = TaskStateChange.model_validate(event).detail.environment(CONTAINER).get(LAUNCH_ID_ENV)
         if launch_id in buggy and not bug_fixed[0]:
             raise KeyError("a code path the new release broke")
+
+    def flaky(event: Any) -> StatusResult:
+        bug(event)
         roll = rng.random()
         if roll < 0.15:
             throttled[0] = True
@@ -503,55 +500,52 @@ def run_r7(cp: ControlPlane, n: int, *, swallow_errors: bool = False) -> StatusQ
 
     tracker.handle = flaky  # type: ignore[method-assign]
     status_handler._tracker = tracker
+    original_apply = status_handler.apply
     if swallow_errors:
-        original_apply = status_handler.apply_record
 
-        def swallowing(record: Any) -> str:
+        def swallowing(event: Any) -> StatusResult:
             try:
-                return original_apply(record)
+                return original_apply(event)
             except Exception:
-                return "Failed"
+                return StatusResult.APPLIED
 
-        status_handler.apply_record = swallowing
+        status_handler.apply = swallowing
     try:
-        # The rule delivers only these steps; EventBridge puts each event on the queue as it happens.
+        # The rule delivers only these steps; EventBridge invokes the function with each as it happens.
         events = [
             e
             for arn in world.tasks
             for e in world.run_to_end(arn)
-            if e["detail"]["lastStatus"] in STATUS_EVENT_LAST_STATUSES
+            if is_status_event(e["detail"]["lastStatus"], e["detail"].get("desiredStatus"))
         ]
         rng.shuffle(events)
-        for start in range(0, len(events), 10):
-            sqs.send_message_batch(
-                QueueUrl=queue_url,
-                Entries=[
-                    {"Id": str(i), "MessageBody": json.dumps(e)}
-                    for i, e in enumerate(events[start : start + 10])
-                ],
-            )
-        run = StatusQueueRun()
-        drain_status_queue(cp, queue_url, queue_arn, run)
-        sqs.receive_message(
-            QueueUrl=queue_url, VisibilityTimeout=0
-        )  # the receive that redrives the last ones
-        attributes = sqs.get_queue_attributes(
-            QueueUrl=dlq_url, AttributeNames=["ApproximateNumberOfMessages"]
-        )
-        run.dead_lettered = int(attributes["Attributes"]["ApproximateNumberOfMessages"])
+        run = AsyncInvokeRun()
+
+        def to_queue(body: str) -> None:
+            sqs.send_message(QueueUrl=queue_url, MessageBody=body)
+
+        for event in events:
+            invoke_async(event, run, to_queue if destination else None)
         run.wrong_before_replay = len(wrong_states(cp, expected))
-        # The DLQ alarm fires; the bug is fixed; the operator replays the DLQ to the status queue.
-        bug_fixed[0] = True
-        assert cli_main(["replay-dlq", "--dlq-url", dlq_url, "--to-queue", queue_url]) == 0
-        replayed = StatusQueueRun()
-        drain_status_queue(cp, queue_url, queue_arn, replayed)
-        run.replayed = replayed.deliveries - replayed.failed
-        run.deliveries += replayed.deliveries
-        run.failed += replayed.failed
+        if replay:
+            # The reconciler's passes (its own function and table client: not the status function's faults, but
+            # the same code, so the bug fails there too until it is fixed): one before the fix, one after.
+            reconciler_tracker = StatusTracker(StatusSettings.from_env(os.environ), table=TaskTable(cp.table))
+            reconciler_handle = reconciler_tracker.handle
+
+            def reconciler_code(event: Any) -> StatusResult:
+                bug(event)
+                return reconciler_handle(event)
+
+            reconciler_tracker.handle = reconciler_code  # type: ignore[method-assign]
+            failed_events = FailedEvents(queue_url, reconciler_tracker, sqs, hide_seconds=0)
+            for fixed in (False, True):
+                bug_fixed[0] = fixed
+                run.replayed += failed_events.replay().replayed
+                run.replay_passes += 1
         run.wrong = wrong_states(cp, expected)
     finally:
-        if swallow_errors:
-            status_handler.apply_record = original_apply
+        status_handler.apply = original_apply
     return run
 
 
@@ -562,34 +556,46 @@ def quiet_failures(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
 
 
-@pytest.mark.filterwarnings("ignore:No application metrics to publish")
-def test_r7_status_errors_on_30_percent_of_deliveries_lose_no_task(
-    control_plane: ControlPlane,
-    figure: Callable[[str], None],
-    capsys: pytest.CaptureFixture[str],
-    quiet_failures: None,
+def test_r7_status_errors_on_30_percent_of_invocations_lose_no_task(
+    control_plane: ControlPlane, figure: Callable[[str], None], quiet_failures: None
 ) -> None:
     n = 500
     run = run_r7(control_plane, n)
-    capsys.readouterr()  # the replay's listing
     figure(
         f"R7 right final state with 30% status errors: {n - len(run.wrong)} of {n} "
-        f"({run.failed} failed deliveries of {run.deliveries} = {run.failed / run.deliveries:.0%}: 30% injected "
-        f"plus a bug failing 5 tasks' events until fixed; {run.redelivered} redelivered, {run.dead_lettered} "
-        "in DLQ replayed; reconciler off)"
+        f"({run.failed} failed invocations of {run.invocations} = {run.failed / run.invocations:.0%}: 30% "
+        f"injected plus a bug failing 5 tasks' events until fixed; {run.retried} Lambda retries, "
+        f"{run.to_destination} events in the on-failure queue, {run.replayed} replayed by {run.replay_passes} "
+        "reconciler passes; the reconciler's stale checks off)"
     )
     assert run.wrong == []
-    assert 0.25 < run.failed / run.deliveries < 0.40
-    assert run.dead_lettered > 0 and run.wrong_before_replay > 0
-    assert run.replayed == run.dead_lettered
+    assert 0.25 < run.failed / run.invocations < 0.40
+    assert run.to_destination > 0 and run.wrong_before_replay > 0
+    assert run.replayed == run.to_destination
 
 
-@pytest.mark.filterwarnings("ignore:No application metrics to publish")
-def test_r7_mutation_a_handler_that_swallows_errors_loses_tasks(
-    control_plane: ControlPlane, capsys: pytest.CaptureFixture[str], quiet_failures: None
+def test_r7_mutation_without_the_replay_tasks_are_left_wrong(
+    control_plane: ControlPlane, quiet_failures: None
 ) -> None:
-    """The guard R7 proves: a failed event must be reported. Swallowing the error deletes it from the queue."""
+    """The guard R7 proves: the failed-events queue is replayed. Without it, its events wait forever."""
+    run = run_r7(control_plane, 50, replay=False)
+    assert run.to_destination > 0
+    assert run.wrong, "R7 must fail when the reconciler does not replay the failed events"
+
+
+def test_r7_mutation_without_the_on_failure_destination_tasks_are_left_wrong(
+    control_plane: ControlPlane, quiet_failures: None
+) -> None:
+    """Without the destination, Lambda discards an event after its retries (the reason issue 13 moved to SQS)."""
+    run = run_r7(control_plane, 50, destination=False)
+    assert run.to_destination == 0
+    assert run.wrong, "R7 must fail when failed invocations are discarded"
+
+
+def test_r7_mutation_a_handler_that_swallows_errors_loses_tasks(
+    control_plane: ControlPlane, quiet_failures: None
+) -> None:
+    """A failed event must raise: a handler that reports success is never retried nor kept."""
     run = run_r7(control_plane, 50, swallow_errors=True)
-    capsys.readouterr()
-    assert run.dead_lettered == 0
+    assert run.to_destination == 0
     assert run.wrong, "R7 must fail when the handler reports success for a failed event"

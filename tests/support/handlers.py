@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from ecs_event_executor.control.status_tracking import StatusResult
@@ -11,7 +10,7 @@ from ecs_event_executor.control.tasks.table import TaskTable
 from lambdas.launcher import handler as launcher_handler
 from lambdas.status import handler as status_handler
 from tests.conftest import ControlPlane
-from tests.support.aws import REGION, LambdaContextStub, body_event
+from tests.support.aws import LambdaContextStub, body_event
 from tests.support.requests import launch_request
 
 
@@ -25,22 +24,26 @@ def launch(cp: ControlPlane, **fields: Any) -> tuple[str, dict[str, Any]]:
     return request.launch_id, task
 
 
-STATUS_QUEUE_ARN = f"arn:aws:sqs:{REGION}:123456789012:airflow-status"
+def invoke_status(event: Any) -> dict[str, Any]:
+    """Invoke the status handler with one event, as the ECS rule's asynchronous invoke does."""
+    result: dict[str, Any] = status_handler.handler(event, LambdaContextStub())
+    return result
 
 
-def status_batch(events: list[Any], receive_count: int = 1) -> dict[str, Any]:
-    """Return the SQS batch the status queue's event source hands the function for ``events`` (the rule's bodies)."""
-    return body_event([json.dumps(e) for e in events], STATUS_QUEUE_ARN, receive_count=receive_count)
-
-
-def deliver(events: list[Any]) -> list[str]:
-    """Deliver ECS events to the status handler as one SQS batch; return the message ids it reported failed."""
-    response = status_handler.handler(status_batch(events), LambdaContextStub())
-    return [f["itemIdentifier"] for f in response.get("batchItemFailures", [])]
+def deliver(events: list[Any]) -> list[int]:
+    """Deliver ECS events to the status handler, one invocation each; return the indices of those that raised
+    (Lambda would retry them, then send them to the failed-events queue)."""
+    failed = []
+    for i, event in enumerate(events):
+        try:
+            invoke_status(event)
+        except Exception:
+            failed.append(i)
+    return failed
 
 
 def send(event: Any) -> str:
-    """Deliver one ECS event to the status handler in an SQS batch; return what it did (Applied, Skipped, ...)."""
+    """Deliver one ECS event to the status handler; return what it did (Applied, Skipped, ...)."""
     tracker = status_handler.tracker()
     results: list[StatusResult] = []
     original = tracker.handle

@@ -21,14 +21,39 @@ ATTEMPT_ENV = "AIRFLOW_ECS_EVENT_ATTEMPT"
 
 # ECS allows 36 characters for startedBy; the EventBridge rule matches this exact value.
 STARTED_BY = "airflow-ecs-event-executor"
-# The lastStatus values whose events can change a task item: the first RUNNING (and a Spot warning, which is
-# RUNNING too), STOPPING (ECS stops a task because its essential container exited, so the Airflow container's
-# exit code is there and final: the task finishes at once) and STOPPED (the final word when STOPPING had no exit
-# code: StopTask, Spot, a sidecar, a failed start). DEPROVISIONING is not delivered: after a STOPPING with the exit
-# code it is one more queue message, invocation share and failed write per task, and it would only bring forward
-# the rare stops that had none. The stack's rule delivers only these; the handler still skips the others without
-# a write when it gets them (the local runner sends all).
-STATUS_EVENT_LAST_STATUSES = ("RUNNING", "STOPPING", "STOPPED")
+# The events the stack's rule delivers: STOPPING (ECS stops a task because its essential container exited, so the
+# Airflow container's exit code is there and final: the task finishes at once), STOPPED (the final word when
+# STOPPING had no exit code: StopTask, Spot, a sidecar, a failed start), and any event whose desiredStatus is
+# STOPPED (the Spot interruption warning arrives while the task is RUNNING; its reason is recorded at once).
+# Plain RUNNING is not delivered: Airflow learns RUNNING from the worker itself, and the delivery, invocation and
+# write it cost per task changed nothing the executor reads (the item stays PENDING from the launch record until
+# the task stops). DEPROVISIONING is not delivered either: after a STOPPING with the exit code it would be one
+# more invocation and failed write per task. The handler still skips, without a write, an event that cannot
+# change the item (the local runner's ECS sends every step).
+STATUS_EVENT_LAST_STATUSES = ("STOPPING", "STOPPED")
+# With desiredStatus STOPPED, a RUNNING event is delivered too (a Spot warning, or a StopTask on a running task).
+STATUS_EVENT_DESIRED_STATUSES = ("STOPPED",)
+STATUS_EVENT_STOPPING_LAST_STATUSES = ("RUNNING",)
+
+
+def status_event_filter() -> dict[str, object]:
+    """Return the part of the ECS rule's ``detail`` pattern that picks the steps above (EventBridge ``$or``)."""
+    return {
+        "$or": [
+            {"lastStatus": list(STATUS_EVENT_LAST_STATUSES)},
+            {
+                "lastStatus": list(STATUS_EVENT_STOPPING_LAST_STATUSES),
+                "desiredStatus": list(STATUS_EVENT_DESIRED_STATUSES),
+            },
+        ]
+    }
+
+
+def is_status_event(last_status: str, desired_status: str | None) -> bool:
+    """Say whether the rule (``status_event_filter``) delivers an event at this step."""
+    return last_status in STATUS_EVENT_LAST_STATUSES or (
+        last_status in STATUS_EVENT_STOPPING_LAST_STATUSES and desired_status in STATUS_EVENT_DESIRED_STATUSES
+    )
 
 
 class _Lenient(BaseModel):

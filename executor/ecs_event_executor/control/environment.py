@@ -53,6 +53,9 @@ LAUNCH_PARALLELISM = "LAUNCH_PARALLELISM"
 LAUNCHER_RUN_TASK_RATE = "LAUNCHER_RUN_TASK_RATE"
 STALE_AFTER_SECONDS = "STALE_AFTER_SECONDS"
 RECONCILE_PAGE_SIZE = "RECONCILE_PAGE_SIZE"
+# The status function's on-failure destination (ECS events whose invocation failed after Lambda's retries): the
+# reconciler replays them on each pass (control/failed_events.py); unset: nothing to replay.
+FAILED_EVENTS_QUEUE_URL = "FAILED_EVENTS_QUEUE_URL"
 # The one Airflow team this stack serves (one stack per team is the isolation boundary); unset: any team.
 TEAM = "TEAM"
 # Read by Powertools in the handlers; set per function by the stack.
@@ -132,6 +135,7 @@ class LambdaEnvironment(BaseModel):
     launcher_run_task_rate: float | None = Field(None, validation_alias=LAUNCHER_RUN_TASK_RATE)
     stale_after_seconds: int | None = Field(None, validation_alias=STALE_AFTER_SECONDS)
     reconcile_page_size: int | None = Field(None, validation_alias=RECONCILE_PAGE_SIZE)
+    failed_events_queue_url: str | None = Field(None, validation_alias=FAILED_EVENTS_QUEUE_URL)
     team: str | None = Field(None, validation_alias=TEAM)
 
     @classmethod

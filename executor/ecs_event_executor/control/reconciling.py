@@ -13,6 +13,9 @@ but not one that is only backing off: the launcher records when its retry is due
 by a count: it reads page after page until the stale items are done or its time is up. Its cost follows the
 stale items only.
 
+Each pass first replays the status function's failed events (``failed_events``: ECS events whose invocation
+failed after Lambda's retries), when ``FAILED_EVENTS_QUEUE_URL`` is set.
+
 With ``DERIVED_TASK_DEFINITION_UNUSED_DAYS`` set, a pass also deregisters the task definitions the launcher derived
 for per-task images that no launch used for that many days (``task_definitions.collect_unused``).
 """
@@ -32,6 +35,7 @@ from ecs_event_executor.control import bus as bus_events
 from ecs_event_executor.control.aws_clients import lambda_client
 from ecs_event_executor.control.bus import ControlPlaneBus
 from ecs_event_executor.control.environment import LambdaEnvironment
+from ecs_event_executor.control.failed_events import FailedEvents
 from ecs_event_executor.control.messages import RelaunchRequest
 from ecs_event_executor.control.status_tracking import StatusResult, StatusSettings, StatusTracker
 from ecs_event_executor.control.task_definitions import collect_unused, family_of
@@ -69,6 +73,8 @@ class ReconcilerSettings:
     # many days a derived one may go unused before it is deregistered (None: never).
     base_families: tuple[str, ...] = ()
     derived_unused_days: int | None = None
+    # The status function's on-failure destination, replayed on each pass (None: nothing to replay).
+    failed_events_queue_url: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ReconcilerSettings:
@@ -81,6 +87,7 @@ class ReconcilerSettings:
             page_size=read.reconcile_page_size or DEFAULT_PAGE_SIZE,
             base_families=tuple(dict.fromkeys(family_of(d) for d in definitions if d)),
             derived_unused_days=read.derived_task_definition_unused_days,
+            failed_events_queue_url=read.failed_events_queue_url,
         )
 
 
@@ -97,6 +104,8 @@ class ReconcileReport:
     pages: int = 0
     out_of_time: int = 0  # 1 if the pass stopped before reading every stale item
     deregistered: int = 0  # revisions of derived task definitions no launch used for the configured days
+    replayed: int = 0  # failed ECS events applied from the failed-events queue (and deleted)
+    replay_kept: int = 0  # failed ECS events left there: their replay failed, or they hold no event
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -110,6 +119,7 @@ class Reconciler:
         settings: ReconcilerSettings,
         *,
         ecs: Any | None = None,
+        sqs: Any | None = None,
         table: TaskTable | None = None,
         bus: ControlPlaneBus | None = None,
         clock: Callable[[], float] = time.time,
@@ -122,6 +132,7 @@ class Reconciler:
         self.tracker = StatusTracker(settings.status, table=self.table, bus=self.bus)
         self._clock = clock
         self._timer = timer
+        self._sqs = sqs
 
     @property
     def ecs(self) -> Any:
@@ -136,6 +147,7 @@ class Reconciler:
         deadline = None if time_budget_seconds is None else self._timer() + time_budget_seconds
         now_ms = int(self._clock() * 1000)
         cutoff = now_ms - self.settings.stale_after_seconds * 1000
+        self._replay_failed_events(deadline, report)
         with ThreadPoolExecutor(max_workers=WRITE_THREADS, thread_name_prefix="reconcile") as pool:
             for page in self.table.stale_pages(cutoff, page_size=self.settings.page_size):
                 report.pages += 1
@@ -149,6 +161,23 @@ class Reconciler:
         self.table.write_heartbeat(**{f"last_{k}": v for k, v in report.as_dict().items()})
         log.info("reconciled", extra=report.as_dict())
         return report
+
+    def _replay_failed_events(self, deadline: float | None, report: ReconcileReport) -> None:
+        """Apply the status function's failed events (``failed_events``); a failure waits for the next pass."""
+        if not self.settings.failed_events_queue_url:
+            return
+        if self._sqs is None:
+            self._sqs = lambda_client("sqs")
+        queue = FailedEvents(self.settings.failed_events_queue_url, self.tracker, self._sqs)
+        try:
+            replay = queue.replay(lambda: deadline is not None and self._timer() >= deadline)
+        except Exception:
+            log.exception(
+                "failed events not replayed (the queue could not be read); the next pass tries again"
+            )
+            return
+        report.replayed = replay.replayed
+        report.replay_kept = replay.kept + replay.malformed
 
     def _collect_task_definitions(self, now_ms: int, report: ReconcileReport) -> None:
         """Deregister derived task definitions unused for the configured days; a failure waits for the next pass."""
