@@ -38,9 +38,6 @@ CLUSTER = "airflow"
 CLUSTER_ARN = f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/{CLUSTER}"
 QUEUE_URL = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/airflow-launch"
 DLQ_URL = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/airflow-launch-dlq"
-STATUS_QUEUE_URL = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/airflow-status"
-# The stack's status queue: 6x the status function's 30 s timeout.
-STATUS_VISIBILITY_TIMEOUT = 180.0
 SQS_CHUNK = 64 * 1024
 
 
@@ -408,7 +405,6 @@ class Emulator:
         self.sqs = SqsModel(sim)
         self.launch_queue = self.sqs.create(QUEUE_URL)
         self.dead_letter_queue = self.sqs.create(DLQ_URL)
-        self.status_queue = self.sqs.create(STATUS_QUEUE_URL, STATUS_VISIBILITY_TIMEOUT)
         self.billing = DynamoBilling.from_definition(table_definition)
         self.run_task_calls = TokenBucket(model.run_task_call_burst, model.run_task_calls_per_second)
         self.task_launches = TokenBucket(model.task_launch_burst, model.task_launch_per_second)

@@ -62,9 +62,7 @@ def cost_per_million(
     if imports is None:
         return cost
     invocations = result.launcher_invocations + result.status_invocations
-    log_bytes = invocations * (
-        model.log_bytes_per_invocation + model.log_bytes_per_metrics_blob + model.log_bytes_per_info_line
-    )
+    log_bytes = result.log_bytes + invocations * model.log_bytes_per_invocation
     cost.logs = log_bytes / 1e9 * p.cloudwatch_logs_per_gb * 1_000_000 * per_task
     init_gb_s = sum(
         (model.lambda_cpu_seconds(imports[name][0] + imports[name][2], memory) + model.runtime_start_seconds)
@@ -198,9 +196,10 @@ def render(
         f"${c_ref.eventbridge:,.2f} |",
         f"| ECS API ({ref.requests['ecs.DescribeTasks'] + ref.requests['ecs.RunTask']:,} requests for the reference) "
         "| free | free |",
-        f"| Lambda log ingestion (INFO, per invocation: {model.log_bytes_per_invocation} B START/END/REPORT + "
-        f"{model.log_bytes_per_metrics_blob} B metrics + a {model.log_bytes_per_info_line} B batch summary; "
-        f"modelled) | ${c_ours.logs:,.2f} | - |",
+        f"| Lambda log ingestion (JSON at INFO, platform lines at WARN: what the handlers printed, counted: "
+        f"{ours.log_bytes / max(1, ours.launcher_invocations + ours.status_invocations):,.0f} B per invocation, "
+        f"{ours.log_bytes / ours.tasks:,.0f} B per task; + {model.log_bytes_per_invocation} B of platform lines "
+        f"per invocation, modelled) | ${c_ours.logs:,.2f} | - |",
         f"| Lambda INIT (1 cold start per {model.invocations_per_cold_start:,} invocations: the cold import and "
         f"first clients at the function's CPU share + "
         f"{model.runtime_start_seconds:g} s; modelled) | ${c_ours.init:,.2f} | - |",

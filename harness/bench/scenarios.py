@@ -78,6 +78,7 @@ class LifecycleResult:
     launcher_cpu_per_record: float | None = None
     status_invocations: int = 0
     status_gb_s: float = 0.0
+    log_bytes: int = 0  # what the handlers printed, counted (captured_log_bytes): Lambda ingests every byte
     status_cpu_per_event: float | None = None
     launcher_records: int = 0
     status_records: int = 0
@@ -321,6 +322,7 @@ def lifecycle(
         if world.launcher.records:
             result.launcher_cpu_per_record = world.launcher.cpu / world.launcher.records
         result.status_invocations = world.status.invocations
+        result.log_bytes = world.launcher.log_bytes + world.status.log_bytes
         result.status_gb_s = world.status.billed_seconds * model.status_memory_mb / 1024
         if world.status.records:
             result.status_cpu_per_event = world.status.cpu / world.status.records

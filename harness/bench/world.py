@@ -10,7 +10,8 @@ the model's timetable and emit their task-state events.
 from __future__ import annotations
 
 import contextlib
-import json
+import io
+import logging
 import os
 import random
 import tempfile
@@ -33,7 +34,6 @@ from harness.bench.emulator import (
     DLQ_URL,
     QUEUE_URL,
     REGION,
-    STATUS_QUEUE_URL,
     Emulator,
     Message,
     fast_moto_projection,
@@ -92,8 +92,10 @@ _ENV = {
     env_vars.EVENT_BUS_NAME: BUS,
     env_vars.LAUNCH_QUEUE_URL: QUEUE_URL,
     env_vars.DEAD_LETTER_QUEUE_URL: DLQ_URL,
-    env_vars.POWERTOOLS_METRICS_DISABLED: "true",
-    env_vars.POWERTOOLS_LOG_LEVEL: "ERROR",
+    # The stack's levels: the bench counts the bytes the handlers print (Lambda ingests them; see
+    # captured_log_bytes), so they print what they would in AWS: INFO lines and EMF metrics.
+    env_vars.POWERTOOLS_METRICS_DISABLED: "false",
+    env_vars.POWERTOOLS_LOG_LEVEL: "INFO",
     env_vars.POWERTOOLS_METRICS_NAMESPACE: "Bench",
 }
 
@@ -103,6 +105,42 @@ def prepare_environment() -> None:
     os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="bench-airflow-home-"))
     os.environ.setdefault("AIRFLOW__API_AUTH__JWT_SECRET", "bench-only-secret")
     os.environ.update(_ENV)
+
+
+class _ByteCounter(io.TextIOBase):
+    """A text stream that keeps only the number of UTF-8 bytes written to it."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+
+    def write(self, text: str) -> int:
+        self.bytes += len(text.encode())
+        return len(text)
+
+
+@contextlib.contextmanager
+def captured_log_bytes() -> Iterator[list[int]]:
+    """Count what the handlers print during one invocation, as Lambda ingests it (the stack's JSON format with the
+    system level at WARN: no START/END/REPORT lines): their Powertools loggers' JSON lines and the EMF metrics
+    Powertools prints. The output itself is dropped. Yields a one-item list holding the count once done."""
+    from lambdas.launcher import handler as launcher_handler
+    from lambdas.status import handler as status_handler
+
+    counter = _ByteCounter()
+    handlers = [m.logger.registered_handler for m in (launcher_handler, status_handler)]
+    streams = [h.setStream(counter) for h in handlers]  # type: ignore[attr-defined]
+    # The bench silences logging around the run (its report is the output): the handlers log as in AWS here.
+    silenced = logging.root.manager.disable
+    logging.disable(logging.NOTSET)
+    total = [0]
+    try:
+        with contextlib.redirect_stdout(counter), contextlib.redirect_stderr(io.StringIO()):
+            yield total
+    finally:
+        logging.disable(silenced)
+        for handler, stream in zip(handlers, streams, strict=True):
+            handler.setStream(stream)  # type: ignore[attr-defined]
+        total[0] = counter.bytes
 
 
 # ---------------------------------------------------------------------------------------------- workloads
@@ -149,6 +187,7 @@ class LoopRecord:
 class LambdaLedger:
     invocations: int = 0
     records: int = 0
+    log_bytes: int = 0  # what the handler printed (its JSON log lines at the stack's level, its EMF metrics)
     billed_seconds: float = 0.0
     cpu: float = 0.0
 
@@ -195,7 +234,6 @@ class World:
             Actor(f"status Lambda {i}", time=self.sim.start) for i in range(self.model.status_concurrency)
         ]
         self._status_free_at = [self.sim.start] * len(self.status_workers)
-        self._status_poll_at: float | None = None
         self.workers = [
             Actor(f"launcher Lambda {i}", time=self.sim.start)
             for i in range(self.model.launcher_max_concurrency)
@@ -316,14 +354,10 @@ class World:
                 launcher_handler.handler(
                     sqs_event([_sqs_record(ping)]), self._context("launcher", self.model.launcher_memory_mb)
                 )
-            # An event for a task that is not ours, in a batch from the status queue: read, mapped, ignored.
+            # An event for a task that is not ours, as the rule invokes the function: read, mapped, ignored.
             status_handler._tracker = self._tracker
             event = task_state_event({**_WARM_UP_TASK, "createdAt": self.sim.now})
-            message = Message("warm-up-status", json.dumps(event), self.sim.now, self.sim.now, 1)
-            status_handler.handler(
-                {"Records": [_sqs_record(message, STATUS_QUEUE_URL)]},
-                self._context("status", self.model.status_memory_mb),
-            )
+            status_handler.handler(event, self._context("status", self.model.status_memory_mb))
 
     @contextlib.contextmanager
     def _as(self, actor: Actor) -> Iterator[None]:
@@ -360,78 +394,39 @@ class World:
     # ------------------------------------------------------------------------------ the status Lambda
 
     def _deliver_event(self, task: dict[str, Any]) -> None:
-        from ecs_event_executor.control.ecs_state import STARTED_BY, STATUS_EVENT_LAST_STATUSES
+        from ecs_event_executor.control.ecs_state import STARTED_BY, is_status_event
 
-        if task.get("startedBy") != STARTED_BY or task["lastStatus"] not in STATUS_EVENT_LAST_STATUSES:
+        if task.get("startedBy") != STARTED_BY or not is_status_event(
+            task["lastStatus"], task.get("desiredStatus")
+        ):
             return  # the stack's rule does not deliver it
-        body = json.dumps(task_state_event(task))  # as it is now, not as it will be
+        event = task_state_event(task)  # as it is now, not as it will be
         when = self.sim.clock() + self.model.eventbridge_delivery_seconds
-        self.sim.at(when, lambda: self._enqueue_status(body), self.status_esm)
+        self.sim.at(when, lambda: self._invoke_async(event), self.status_esm)
 
-    def _enqueue_status(self, body: str) -> None:
-        """EventBridge puts the event on the status queue (an SQS request, billed); the poller hears of it."""
+    def _invoke_async(self, event: dict[str, Any]) -> None:
+        """Lambda's asynchronous invoke: the event goes to the first free execution environment (a Lambda request,
+        billed; no queue). A function error is retried by Lambda (not modelled: the run has none; R7 covers it)."""
         now = self.sim.clock()
-        self.emu.status_queue.send(body, now)
-        if self.emu.charging:
-            self.status_esm.requests["sqs.SendMessage"] += 1
-            self.status_esm.sqs_billed += 1
-        self._wake_status_poller(now + self.model.status_poll_seconds)
+        index = min(range(len(self.status_workers)), key=lambda i: self._status_free_at[i])
+        start = max(now, self._status_free_at[index])
+        self._status_free_at[index] = float("inf")
+        worker = self.status_workers[index]
+        self.sim.process(start, lambda: self._invoke_status(index, event), worker)
 
-    def _wake_status_poller(self, when: float) -> None:
-        if self._status_poll_at is not None and self._status_poll_at <= when:
-            return
-        self._status_poll_at = when
-        self.sim.at(when, self._poll_status, self.status_esm)
-
-    def _poll_status(self) -> None:
-        """The status queue's event source: batches of what is visible, to free execution environments."""
-        now = self.sim.clock()
-        if self._status_poll_at is not None and self._status_poll_at > now:
-            return  # a later wake-up is due
-        self._status_poll_at = None
-        queue = self.emu.status_queue
-        for i, worker in enumerate(self.status_workers):
-            if self._status_free_at[i] > now:
-                continue
-            batch = queue.receive(now, self.model.status_batch_size)
-            if not batch:
-                break
-            if self.emu.charging:
-                self.status_esm.requests["sqs.ReceiveMessage"] += 1
-                self.status_esm.sqs_billed += 1
-            self._status_free_at[i] = float("inf")
-            self.sim.process(now, lambda i=i, batch=batch: self._invoke_status(i, batch), worker)  # type: ignore[misc]
-        if queue.visible(now):
-            busy_until = min(self._status_free_at)
-            if busy_until != float("inf"):
-                self._wake_status_poller(busy_until)
-        elif queue.messages:
-            nxt = queue.next_visible_at()
-            if nxt is not None and nxt > now:
-                self._wake_status_poller(nxt)  # a failed event, visible again after the visibility timeout
-
-    def _invoke_status(self, index: int, batch: list[Message]) -> None:
+    def _invoke_status(self, index: int, event: dict[str, Any]) -> None:
         from lambdas.status import handler as status_handler
 
         worker = self.status_workers[index]
         status_handler._tracker = self._tracker
-        event = {"Records": [_sqs_record(m, STATUS_QUEUE_URL) for m in batch]}
-        response = self._invoke(
+        self._invoke(
             worker,
             self.status,
             lambda: status_handler.handler(event, self._context("status", self.model.status_memory_mb)),
             self.model.status_memory_mb,
         )
-        self.status.records += len(batch)
-        failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
-        done = [m for m in batch if m.message_id not in failed]
-        for message in done:
-            self.emu.status_queue.delete(message.handle)
-        if done and self.emu.charging:
-            self.status_esm.requests["sqs.DeleteMessageBatch"] += 1
-            self.status_esm.sqs_billed += 1
+        self.status.records += 1
         self._status_free_at[index] = worker.time
-        self._wake_status_poller(worker.time)
 
     def _context(self, name: str, memory_mb: int) -> Any:
         return LambdaContext(name, memory_limit_in_mb=memory_mb, timeout_seconds=60.0)
@@ -448,7 +443,8 @@ class World:
         emulator_before = actor.emulator_cpu
         self._thread_cpu[actor.name] = 0.0
         cpu_before = time.thread_time()
-        result = call()
+        with captured_log_bytes() as logged:
+            result = call()
         cpu = time.thread_time() - cpu_before - (actor.emulator_cpu - emulator_before)
         actor.time += self.model.lambda_cpu_seconds(cpu, memory_mb)
         total_cpu = cpu + self._thread_cpu.pop(actor.name)
@@ -460,6 +456,7 @@ class World:
         )
         if self.emu.charging:
             ledger.invocations += 1
+            ledger.log_bytes += logged[0]
             ledger.billed_seconds += actor.time - begin
             ledger.cpu += total_cpu
         return result

@@ -153,8 +153,8 @@ def outcome_table(stack: LocalStack, dag_id: str, run_id: str, expected: dict[st
             "capacity",
             "image",
             "ECS task id",
-            "queue→running",
-            "run time",
+            "queue→launch",
+            "launch→end",
             "log (group/stream)",
         )
     ]
@@ -177,8 +177,9 @@ def outcome_table(stack: LocalStack, dag_id: str, run_id: str, expected: dict[st
                 capacity,
                 image,
                 task_id,
-                _seconds(item.queued_at, item.running_at) if item else "-",
-                _seconds(item.running_at, item.finished_at) if item else "-",
+                # The item has no RUNNING step (the rule delivers only stopping events): launch and end.
+                _seconds(item.queued_at, item.launched_at) if item else "-",
+                _seconds(item.launched_at, item.finished_at) if item else "-",
                 f"{res.log_group}/{stream}" if stream else "-",
             )
         )

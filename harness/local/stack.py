@@ -488,6 +488,17 @@ class LocalStack:
             return []
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
+    def running_on_ecs(self) -> set[str]:
+        """Return the ARNs of the tasks whose process the local ECS started and that have not finished (the items
+        stay PENDING until their task stops: the ECS rule does not deliver plain RUNNING)."""
+        started: set[str] = set()
+        for entry in self.journal():
+            if entry.get("kind") == "started":
+                started.add(entry["arn"])
+            elif entry.get("kind") in ("finished", "start_failed"):
+                started.discard(entry["arn"])
+        return started
+
     def logs(self) -> Iterator[tuple[str, str]]:
         for name, proc in self.processes.items():
             yield name, str(proc.log_path)

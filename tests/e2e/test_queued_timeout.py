@@ -73,6 +73,7 @@ def test_terminate_stops_the_local_tasks(stack: LocalStack, monkeypatch: pytest.
     run_id = stack.trigger(DAG_ID, "e2e_terminate")
 
     def running_item() -> TaskItem | None:
+        running = stack.running_on_ecs()
         return next(
             (
                 i
@@ -80,7 +81,8 @@ def test_terminate_stops_the_local_tasks(stack: LocalStack, monkeypatch: pytest.
                 if i.key
                 and i.key.run_id == run_id
                 and i.key.task_id == "long_running"
-                and i.state is TaskState.RUNNING
+                and not i.state.terminal
+                and i.task_arn in running
             ),
             None,
         )

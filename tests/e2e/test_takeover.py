@@ -41,8 +41,11 @@ def test_scheduler_killed_mid_run_adopts_running_tasks_and_runs_none_twice(
     run_id = stack.trigger(DAG_ID, "e2e_takeover")
 
     def both_running() -> list[str] | None:
+        running = stack.running_on_ecs()  # the items stay PENDING until their task stops
         items = [
-            i for i in stack.items() if i.key and i.key.run_id == run_id and i.state is TaskState.RUNNING
+            i
+            for i in stack.items()
+            if i.key and i.key.run_id == run_id and not i.state.terminal and i.task_arn in running
         ]
         return [i.launch_id for i in items] if len(items) == 2 else None
 
