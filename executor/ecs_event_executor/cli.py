@@ -20,6 +20,12 @@ import boto3
 from pydantic import ValidationError
 
 from ecs_event_executor.control.ecs_state import TaskStateChange
+from ecs_event_executor.control.failed_events import (
+    REQUEST_PAYLOAD,
+    MalformedFailedEvent,
+    event_of,
+    failure_of,
+)
 from ecs_event_executor.control.messages import MalformedMessage, describe_validation_error, parse_message
 from ecs_event_executor.control.tasks.item import TaskItem
 from ecs_event_executor.control.tasks.lifecycle import TaskState
@@ -136,15 +142,18 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def _still_malformed(body: str) -> str | None:
-    """Return why a dead-lettered body cannot be handled (None if it can): an ECS task-state event (the status
-    queue's DLQ) or a launch-queue message (the launch DLQ)."""
+    """Return why a dead-lettered body cannot be handled (None if it can): an ECS task-state event (the ECS rule's
+    target DLQ), Lambda's record of a failed status invocation (the failed-events queue) or a launch-queue
+    message (the launch DLQ)."""
     try:
         raw = json.loads(body)
     except ValueError:
         raw = None
-    if isinstance(raw, dict) and "detail-type" in raw:
+    if isinstance(raw, dict) and ("detail-type" in raw or REQUEST_PAYLOAD in raw):
         try:
-            TaskStateChange.model_validate(raw)
+            TaskStateChange.model_validate(event_of(body))
+        except MalformedFailedEvent as exc:
+            return str(exc)
         except ValidationError as exc:
             return describe_validation_error(exc)
         return None
@@ -173,12 +182,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
             break
         for message in messages:
             attributes = message.get("MessageAttributes", {})
-            # The launcher's FailureReason; EventBridge's ERROR_MESSAGE for an event it could not put on a queue.
+            # The launcher's FailureReason; EventBridge's ERROR_MESSAGE for an event it could not deliver; Lambda's
+            # record of a failed status invocation carries its own (condition and error).
+            body = message["Body"]
             reason = next(
                 (attributes[k]["StringValue"] for k in ("FailureReason", "ERROR_MESSAGE") if k in attributes),
-                "",
+                failure_of(body),
             )
-            body = message["Body"]
             problem = _still_malformed(body)
             if problem is not None:
                 # Still malformed: replaying it would only send it back here.
@@ -237,7 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "--to-queue",
         required=True,
-        help="the DLQ's queue: the launch queue URL for the launch DLQ, the status queue URL for the ECS-events DLQ",
+        help="where its messages go: the launch queue URL for the launch DLQ; the status failed-events queue URL "
+        "(StatusFailedEventsQueueUrl, replayed by the reconciler) for the ECS-events DLQ",
     )
     replay.add_argument("--max", type=int, default=1000)
     replay.add_argument("--dry-run", action="store_true")

@@ -6,14 +6,16 @@ import json
 
 import pytest
 from ecs_event_executor.cli import main
+from ecs_event_executor.control.reconciling import Reconciler, ReconcilerSettings
 from ecs_event_executor.control.tasks.lifecycle import TaskState
 from ecs_event_executor.control.tasks.table import TaskTable
 
+from harness.aws_shapes import lambda_failure_record
 from lambdas.launcher import handler as launcher_handler
 from tests.conftest import ControlPlane
 from tests.support.aws import LambdaContextStub, body_event
 from tests.support.ecs_events import task_event
-from tests.support.handlers import deliver, launch
+from tests.support.handlers import launch
 from tests.support.requests import launch_request
 
 
@@ -61,23 +63,33 @@ def test_replay_dlq_moves_fixed_messages_and_keeps_poison(
     assert [m["Body"] for m in replayed] == [good.to_json()]
 
 
-def test_replay_of_the_status_dlq_puts_ecs_events_back_on_the_status_queue(
+def test_replay_of_the_ecs_events_dlq_goes_to_the_failed_events_queue_the_reconciler_replays(
     control_plane: ControlPlane, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """An event whose handling failed 5 times waits in the status DLQ; after the fix it goes back, and lands."""
+    """An event EventBridge could not deliver waits in the rule's target DLQ; after the fix it is moved to the
+    failed-events queue, which lists Lambda's records with their reason, and the reconciler's replay lands it."""
     sqs = control_plane.client("sqs")
     status_dlq = sqs.create_queue(QueueName="airflow-status-dlq")["QueueUrl"]
-    status_queue = sqs.create_queue(QueueName="airflow-status")["QueueUrl"]
+    failed_events = sqs.create_queue(QueueName="airflow-status-failed-events")["QueueUrl"]
     launch_id, task = launch(control_plane)
+    _, other_task = launch(control_plane, task_id="other")
     event = json.dumps(task_event(task, last_status="STOPPING", version=4, exit_code=0))
     sqs.send_message(QueueUrl=status_dlq, MessageBody=event)
-    args = ["replay-dlq", "--dlq-url", status_dlq, "--to-queue", status_queue]
+    other = task_event(other_task, last_status="STOPPING", version=4, exit_code=0)
+    record = lambda_failure_record(
+        "airflow-ecs-status", other, TimeoutError("Task timed out after 30.00 seconds")
+    )
+    sqs.send_message(QueueUrl=failed_events, MessageBody=json.dumps(record))
+    args = ["replay-dlq", "--dlq-url", status_dlq, "--to-queue", failed_events]
     assert main([*args, "--dry-run"]) == 0
     assert "would replay" in capsys.readouterr().out
     assert main(args) == 0
     assert "replayed 1, left 0" in capsys.readouterr().out
-    [message] = sqs.receive_message(QueueUrl=status_queue, AttributeNames=["All"])["Messages"]
-    assert message["Body"] == event
-    assert deliver([json.loads(message["Body"])]) == []
-    final = TaskTable(control_plane.table).get(launch_id)
-    assert final is not None and final.state is TaskState.SUCCEEDED
+    # The failed-events queue lists both, Lambda's with its reason.
+    assert main(["replay-dlq", "--dlq-url", failed_events, "--to-queue", failed_events, "--dry-run"]) == 0
+    listing = capsys.readouterr().out
+    assert "RetriesExhausted - TimeoutError: Task timed out" in listing and "left 2" in listing
+    env = dict(control_plane.env, FAILED_EVENTS_QUEUE_URL=failed_events)
+    assert Reconciler(ReconcilerSettings.from_env(env)).run().replayed == 2
+    table = TaskTable(control_plane.table)
+    assert table.get(launch_id).state is TaskState.SUCCEEDED  # type: ignore[union-attr]

@@ -9,7 +9,13 @@ from typing import Any
 
 import boto3
 import pytest
-from ecs_event_executor.control.health import EVENT_SEEN_AT, EVENTS_LATE_AFTER_SECONDS, RUN_TASK_OK_AT
+from ecs_event_executor.control.health import (
+    EVENT_SEEN_AT,
+    EVENTS_LATE_AFTER_SECONDS,
+    RUN_TASK_OK_AT,
+    HealthNotes,
+)
+from ecs_event_executor.control.status_tracking import StatusSettings, StatusTracker
 from ecs_event_executor.control.tasks.table import TaskTable
 from ecs_event_executor.executor import EcsEventExecutor, EcsEventExecutorError
 
@@ -82,13 +88,30 @@ def test_run_task_refused_fails_the_health_check_naming_it(control_plane: Contro
 def test_events_not_reaching_the_status_function_fail_the_health_check(
     control_plane: ControlPlane, clock: Clock
 ) -> None:
-    _launch_id, task = launch(control_plane)  # the launcher notes that RunTask started a task
-    _check(clock)  # just started: its events may still be on their way
+    """The rule delivers no event while a task runs, so silence alone says nothing; the reconciler finishing a
+    task from ECS's answer, with no event reaching the status function for a while before, does."""
+    _, task = launch(control_plane)
+    _check(clock)  # a running task sends no event: nothing known wrong
     clock.now += EVENTS_LATE_AFTER_SECONDS + 60
-    with pytest.raises(EcsEventExecutorError, match="no ECS event reached the status function"):
+    _check(clock)
+    # Its stop event never arrives; the reconciler applies ECS's answer and notes it.
+    reconciler_tracker = StatusTracker(
+        StatusSettings.from_env(control_plane.env),
+        table=TaskTable(control_plane.table, clock=clock),
+        health=HealthNotes(clock, reconciler=True),
+    )
+    stopped = task_event(
+        task, last_status="STOPPED", version=6, exit_code=0, stop_code="EssentialContainerExited"
+    )
+    assert reconciler_tracker.handle(stopped).value == "Finished"
+    with pytest.raises(EcsEventExecutorError, match="the reconciler finished a task whose ECS events never"):
         _check(clock)
-    # The event arrives (the rule was fixed): the status function notes it and the check passes.
-    assert deliver([task_event(task, last_status="RUNNING", version=2)]) == []
+    # Events arrive again (the rule was fixed): the status function notes one and the check passes.
+    _, other = launch(control_plane, task_id="other")
+    status_handler._tracker = StatusTracker(
+        StatusSettings.from_env(control_plane.env), health=HealthNotes(clock)
+    )
+    assert deliver([task_event(other, last_status="STOPPING", version=4, exit_code=0)]) == []
     _check(clock)
 
 

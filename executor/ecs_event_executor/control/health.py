@@ -22,11 +22,14 @@ RUN_TASK_OK_AT = "run_task_ok_at"
 RUN_TASK_REFUSED_AT = "run_task_refused_at"
 RUN_TASK_REFUSED_REASON = "run_task_refused_reason"
 EVENT_SEEN_AT = "event_seen_at"
+RECONCILED_FINAL_AT = "reconciled_final_at"
 
 # A fact noted this recently by this process is not written again.
 NOTE_EVERY_SECONDS = 60.0
-# ECS sends a started task's RUNNING event within seconds to minutes (Fargate provisioning): a task started this
-# long ago with no event since means events do not reach the status function.
+# The ECS rule delivers only the events of a task on its way down (STOPPING, STOPPED, the Spot warning): a task
+# can run for hours with no event, so a quiet status function says nothing. What does: the reconciler finishing a
+# task whose stop event never came (it looks at tasks unchanged for its stale-after time, 10 minutes by default),
+# with no event at all reaching the status function for this long before.
 EVENTS_LATE_AFTER_SECONDS = 900.0
 # RunTask errors that say the path to ECS is broken for every task, not that one task's parameters are wrong.
 PATH_ERROR_CODES = frozenset(
@@ -41,8 +44,10 @@ class HeartbeatWriter(Protocol):
 class HealthNotes:
     """Note health facts in the heartbeat item, throttled per process; a failed note is logged, never raised."""
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time, *, reconciler: bool = False) -> None:
         self._clock = clock
+        # The reconciler applies ECS's answers, not events: it notes the finals it had to apply instead.
+        self._reconciler = reconciler
         self._noted: dict[str, float] = {}
         self._lock = threading.Lock()  # the launcher applies a batch on threads
 
@@ -54,7 +59,13 @@ class HealthNotes:
             self._note(table, RUN_TASK_REFUSED_AT, {RUN_TASK_REFUSED_REASON: reason[:500]}, always=True)
 
     def event_seen(self, table: HeartbeatWriter) -> None:
-        self._note(table, EVENT_SEEN_AT, {})
+        if not self._reconciler:
+            self._note(table, EVENT_SEEN_AT, {})
+
+    def final_applied(self, table: HeartbeatWriter) -> None:
+        """Note a final state written (by the reconciler: its task's stop event never reached the status function)."""
+        if self._reconciler:
+            self._note(table, RECONCILED_FINAL_AT, {})
 
     def _note(
         self, table: HeartbeatWriter, fact: str, extra: dict[str, Any], *, always: bool = False
@@ -82,13 +93,12 @@ def path_problems(heartbeat: Mapping[str, Any], now_ms: int) -> list[str]:
             "launcher's role, the cluster or the task definition is fixed"
         )
     seen_at = int(heartbeat.get(EVENT_SEEN_AT, 0))
-    # A status process skips noting an event within NOTE_EVERY_SECONDS of its last note, so an event after the
-    # launch is only known to be no older than the launch less that.
-    unseen = seen_at < ok_at - NOTE_EVERY_SECONDS * 1000
-    if ok_at and unseen and now_ms - ok_at > EVENTS_LATE_AFTER_SECONDS * 1000:
+    final_at = int(heartbeat.get(RECONCILED_FINAL_AT, 0))
+    if final_at and final_at - seen_at > EVENTS_LATE_AFTER_SECONDS * 1000:
         problems.append(
-            f"no ECS event reached the status function in the {(now_ms - ok_at) / 1000:.0f} s since the launcher "
-            "last started a task: check the ECS event rule and the status queue (tasks would finish only through "
-            "the reconciler, minutes late)"
+            "the reconciler finished a task whose ECS events never reached the status function, and no ECS event "
+            f"reached it in the {(final_at - seen_at) / 1000:.0f} s before: check the ECS event rule, its target "
+            "dead-letter queue and the status function's failed-events queue (tasks finish only through the "
+            "reconciler, minutes late)"
         )
     return problems

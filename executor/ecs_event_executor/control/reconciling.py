@@ -36,6 +36,7 @@ from ecs_event_executor.control.aws_clients import lambda_client
 from ecs_event_executor.control.bus import ControlPlaneBus
 from ecs_event_executor.control.environment import LambdaEnvironment
 from ecs_event_executor.control.failed_events import FailedEvents
+from ecs_event_executor.control.health import HealthNotes
 from ecs_event_executor.control.messages import RelaunchRequest
 from ecs_event_executor.control.status_tracking import StatusResult, StatusSettings, StatusTracker
 from ecs_event_executor.control.task_definitions import collect_unused, family_of
@@ -129,7 +130,9 @@ class Reconciler:
         self._ecs = ecs
         self.table = table or TaskTable(settings.status.table_name, clock=clock)
         self.bus = bus or ControlPlaneBus(settings.status.event_bus_name)
-        self.tracker = StatusTracker(settings.status, table=self.table, bus=self.bus)
+        self.tracker = StatusTracker(
+            settings.status, table=self.table, bus=self.bus, health=HealthNotes(clock, reconciler=True)
+        )
         self._clock = clock
         self._timer = timer
         self._sqs = sqs
@@ -168,7 +171,9 @@ class Reconciler:
             return
         if self._sqs is None:
             self._sqs = lambda_client("sqs")
-        queue = FailedEvents(self.settings.failed_events_queue_url, self.tracker, self._sqs)
+        # Its own tracker: these are events that reached the status function (no reconciler's health note).
+        tracker = StatusTracker(self.settings.status, table=self.table, bus=self.bus)
+        queue = FailedEvents(self.settings.failed_events_queue_url, tracker, self._sqs)
         try:
             replay = queue.replay(lambda: deadline is not None and self._timer() >= deadline)
         except Exception:

@@ -104,8 +104,8 @@ class StatusTracker:
         self.settings = settings
         self.table = table or TaskTable(settings.table_name)
         self.bus = bus or ControlPlaneBus(settings.event_bus_name, publish_all=settings.publish_all_events)
-        # The status function notes that events arrive (check_health reads it); None: not noted (tests, the
-        # reconciler, which applies DescribeTasks answers, not events).
+        # The status function notes that events arrive, the reconciler that it applied a final state itself
+        # (check_health reads both); None: not noted (tests).
         self.health = health
 
     def handle(self, event: Mapping[str, Any]) -> StatusResult:
@@ -180,6 +180,8 @@ class StatusTracker:
         if result is EventOutcome.STALE:
             return StatusResult.STALE
         if snap.state.terminal:
+            if self.health is not None:
+                self.health.final_applied(self.table)
             if not notify or item is None:
                 return StatusResult.FINISHED
             detail_out: dict[str, Any] = {
