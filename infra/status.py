@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import jsii
 from aws_cdk import Duration
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_lambda_destinations as destinations
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 from ecs_event_executor.control.ecs_state import STARTED_BY, status_event_filter
 
 from infra import nag
 from infra.python_function import PythonFunction, log_retention
-from infra.queues import DEAD_LETTER_RETENTION, secure_queue
+from infra.queues import DEAD_LETTER_RETENTION, grant_send, secure_queue
 from infra.settings import Settings
 
 STATUS_TIMEOUT = Duration.seconds(30)
@@ -43,6 +44,22 @@ def ecs_task_events(cluster_arns: Sequence[str]) -> events.EventPattern:
         detail_type=["ECS Task State Change"],
         detail={"clusterArn": list(cluster_arns), "startedBy": [STARTED_BY], **status_event_filter()},
     )
+
+
+@jsii.implements(lambda_.IDestination)
+class QueueDestination:
+    """An SQS on-failure destination granted only what Lambda needs to send to it (SendMessage, and the key's
+    GenerateDataKey and Decrypt): CDK's ``SqsDestination`` also grants the queue's attribute reads and the key's
+    wildcard ``GenerateDataKey*`` and ``ReEncrypt*``."""
+
+    def __init__(self, queue: sqs.IQueue) -> None:
+        self.queue = queue
+
+    def bind(
+        self, _scope: Construct, fn: lambda_.IFunction, *, type: lambda_.DestinationType | None = None
+    ) -> lambda_.DestinationConfig:
+        grant_send(self.queue, fn)
+        return lambda_.DestinationConfig(destination=self.queue.queue_arn)
 
 
 class StatusFunction(Construct):
@@ -100,11 +117,11 @@ class StatusFunction(Construct):
             environment=environment,
         )
         self.function = self.handler.function
-        # The destination grants the function's role SendMessage (and the key's GenerateDataKey) on the queue.
+        # Lambda sends its record of a failed invocation with the function's role: SendMessage on the queue.
         self.function.configure_async_invoke(
             retry_attempts=ASYNC_RETRY_ATTEMPTS,
             max_event_age=MAX_EVENT_AGE,
-            on_failure=destinations.SqsDestination(self.failed_events_queue),
+            on_failure=QueueDestination(self.failed_events_queue),
         )
         # The target adds the function's resource policy (only EventBridge, for this rule) and the DLQ's policy.
         self.rule = events.Rule(

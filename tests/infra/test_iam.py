@@ -105,12 +105,10 @@ def test_launcher_sends_only_to_its_dead_letter_queue_and_publishes_only_to_the_
 def test_status_handler_may_only_read_and_update_items_and_publish_to_the_bus(template: Template) -> None:
     # StatusTracker reads the item (get: relaunch decisions) and applies events with conditional update_item;
     # it never creates an item, so no PutItem. EventBridge invokes it (no event source to consume); Lambda sends
-    # a failed invocation's record to the on-failure destination with the function's role: CDK's SqsDestination
-    # grants SendMessage there (with the read-only GetQueueAttributes and GetQueueUrl of that queue).
+    # a failed invocation's record to the on-failure destination with the function's role: SendMessage there only.
     statements = role_statements(template, STATUS)
     assert actions_of(statements) == OWN_LOGS_AND_TRACES | {
-        "dynamodb:GetItem", "dynamodb:UpdateItem", "events:PutEvents",
-        "sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl",
+        "dynamodb:GetItem", "dynamodb:UpdateItem", "events:PutEvents", "sqs:SendMessage",
     }  # fmt: skip
     status_fn = logical_id(template, "AWS::Lambda::Function", {"FunctionName": STATUS})
     _, config = only(template, "AWS::Lambda::EventInvokeConfig", {"FunctionName": {"Ref": status_fn}})

@@ -525,8 +525,12 @@ def test_s5_the_template_lets_only_the_schedulers_and_the_control_plane_in(
             for k, r in t["Resources"].items()
             if k.startswith("LauncherDeadLetterQueue") and r["Type"] == "AWS::SQS::Queue"
         ),
-        "status queue": t["Resources"][_queue(t, "StatusQueue")]["Properties"].get("KmsMasterKeyId"),
-        "status DLQ": t["Resources"][_queue(t, "StatusDeadLetterQueue")]["Properties"].get("KmsMasterKeyId"),
+        "status failed-events queue": t["Resources"][_queue(t, "StatusFailedEventsQueue")]["Properties"].get(
+            "KmsMasterKeyId"
+        ),
+        "ECS rule's DLQ": t["Resources"][_queue(t, "StatusDeadLetterQueue")]["Properties"].get(
+            "KmsMasterKeyId"
+        ),
         "tasks table": _one(t, "AWS::DynamoDB::Table")[1]["Properties"]["SSESpecification"].get(
             "KMSMasterKeyId"
         ),
