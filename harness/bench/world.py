@@ -229,7 +229,7 @@ class World:
         self.scheduler = Actor(f"{self.kind}:scheduler", time=self.sim.start)
         self.esm = Actor("launch-queue poller", time=self.sim.start)
         self.status_actor = Actor("status Lambda", time=self.sim.start)  # the warm-up's environment
-        self.status_esm = Actor("status-queue poller", time=self.sim.start)
+        self.status_esm = Actor("EventBridge -> status", time=self.sim.start)
         self.status_workers = [
             Actor(f"status Lambda {i}", time=self.sim.start) for i in range(self.model.status_concurrency)
         ]

@@ -19,12 +19,14 @@ deployed by the construct of the same name in ``infra/``.
 - ``status_tracking``  ``StatusTracker``: ECS events -> the tasks table (``lambdas/status``,
                        ``infra.status.StatusFunction``).
 - ``reconciling``      ``Reconciler``: stale active items -> DescribeTasks -> the same writes
-                       (``lambdas/reconciler``, ``infra.reconciler.ReconcilerFunction``).
+                       (``lambdas/reconciler``, ``infra.reconciler.ReconcilerFunction``); each pass first
+                       replays the status function's failed events (``failed_events``).
 
 What the services share: ``run_task`` (RunTask arguments and ``executor_config`` checks), ``pacing`` (the RunTask
 rate), ``aws_errors`` (which AWS failures to retry), ``aws_clients`` (the Lambdas' AWS clients: retries and
 timeouts inside the function timeout), ``sqs_batch`` (the SQS event source's batches in, partial batch responses
-out, for the launcher and status handlers), ``task_definitions`` (task definitions derived for a task's image:
+out, for the launcher handler), ``failed_events`` (the status function's on-failure queue, replayed by the
+reconciler), ``task_definitions`` (task definitions derived for a task's image:
 registered once by the launcher, deregistered when unused by the reconciler). ``workload_guard`` is the launcher's
 allow-list: a launch runs
 only the Airflow workload of the message's own task instance (docs/security.md).

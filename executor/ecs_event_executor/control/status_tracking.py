@@ -4,7 +4,8 @@ The item is found from what the event itself carries (the launch id and attempt 
 environment), so an event that arrives before the launcher recorded the task ARN still lands. Events for tasks
 this control plane did not start are ignored.
 
-The stack's rule delivers RUNNING, STOPPING and STOPPED (through the status queue; see ``ecs_state``). The final
+The stack's rule invokes the status function with STOPPING, STOPPED and a RUNNING whose desired status is STOPPED
+(see ``ecs_state``); the local runner sends every step. The final
 state lands when it is certain: at STOPPING when the Airflow container's exit code is there (ECS stops a task
 because its essential container exited), otherwise at STOPPED. Only events that can change our state are
 written: a PENDING outcome (the launcher recorded PENDING when RunTask returned) and a RUNNING outcome while the
@@ -14,7 +15,7 @@ event whose task an earlier event already finished (the exit code at STOPPING) i
 consistent read, which costs a fraction of a failed conditional write.
 
 ``StatusTracker.handle`` raises only for failures worth retrying (AWS errors, a refused relaunch publish): the
-status Lambda reports that event as a batch item failure and SQS delivers it again.
+status Lambda raises, Lambda retries the invocation, then the reconciler replays it (``failed_events``).
 """
 
 from __future__ import annotations
