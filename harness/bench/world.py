@@ -128,7 +128,7 @@ def captured_log_bytes() -> Iterator[list[int]]:
 
     counter = _ByteCounter()
     handlers = [m.logger.registered_handler for m in (launcher_handler, status_handler)]
-    streams = [h.setStream(counter) for h in handlers]  # type: ignore[attr-defined]
+    streams = [h.setStream(counter) for h in handlers]
     # The bench silences logging around the run (its report is the output): the handlers log as in AWS here.
     silenced = logging.root.manager.disable
     logging.disable(logging.NOTSET)
@@ -139,7 +139,7 @@ def captured_log_bytes() -> Iterator[list[int]]:
     finally:
         logging.disable(silenced)
         for handler, stream in zip(handlers, streams, strict=True):
-            handler.setStream(stream)  # type: ignore[attr-defined]
+            handler.setStream(stream)
         total[0] = counter.bytes
 
 
