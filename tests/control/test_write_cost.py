@@ -475,3 +475,26 @@ def test_history_is_bounded_and_the_item_stays_under_one_kilobyte_at_most_attemp
     assert [e["task"] for e in item.history if "task" in e] == [
         f"{ARN[-32:-2]}{a:02d}" for a in (before, last)
     ]
+
+
+def test_a_touch_costs_three_write_units_which_running_tasks_no_longer_pay(
+    control_plane: ControlPlane,
+) -> None:
+    """The previous design touched every active item unchanged for 10 minutes: the write re-stamps the stale
+    index's sort key, so the item (1) plus the index entry's delete and put (2). At 50,000 tasks running for
+    hours that is 50,000 x 6 an hour x 720 hours x 3 = 648M WRU a month (~$405): counted here per touch."""
+    request = launch_request(max_attempts=2)
+    table = TaskTable(control_plane.table)
+    table.create_for_launch(request, lease_seconds=60)
+    table.record_launched(request.launch_id, 1, task_arn=ARN, cluster_arn=None)
+    # Only an item in the stale index is touched (a relaunch; items the previous version indexed).
+    snap = EcsSnapshot(TaskState.FAILED, ARN, 3, "STOPPED", reason="CannotPullContainerError")
+    assert table.schedule_relaunch(request.launch_id, 1, snap)[0]
+    later = TaskTable(control_plane.table, clock=lambda: time.time() + 900)
+    with WriteUnits().counting() as cost:
+        later.touch(request.launch_id, 2)
+    monthly = 50_000 * 6 * 720 * cost.units
+    print(
+        f"\na touch: {cost.units} WRU; at 50,000 running, every 10 minutes: {monthly / 1e6:.0f}M WRU a month"
+    )
+    assert cost.units == 3
