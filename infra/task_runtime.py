@@ -338,7 +338,8 @@ class TaskRuntime(Construct):
         return {"ArnEquals": {"ecs:cluster": clusters}}
 
     def grant_describe_tasks(self, grantee: iam.IGrantable) -> None:
-        """Allow DescribeTasks of this cluster's tasks (the reconciler asks ECS about launches that went quiet)."""
+        """Allow ListTasks on these clusters and DescribeTasks of their tasks (the reconciler finds stopped tasks
+        whose final events were lost)."""
         grantee.grant_principal.add_to_principal_policy(
             iam.PolicyStatement(
                 sid="DescribeTasksOfThisCluster",
@@ -347,8 +348,24 @@ class TaskRuntime(Construct):
                 conditions=self._on_clusters(),
             )
         )
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(
+                # ListTasks names no task (its only resource type is the optional container instance): it is
+                # limited by the ecs:cluster condition to these clusters.
+                sid="ListTasksOfThisCluster",
+                actions=["ecs:ListTasks"],
+                resources=["*"],
+                conditions=self._on_clusters(),
+            )
+        )
         role = grantee.grant_principal
         if isinstance(role, Construct):
+            nag.acknowledge_wildcard_resource(
+                role,
+                "*",
+                "ListTasks has no task resource (only the optional container instance); the ecs:cluster condition "
+                "limits it to this stack's and its profiles' clusters, and it returns task ARNs only.",
+            )
             for task_arns in self.cluster_task_arns:
                 nag.acknowledge_wildcard_resource(
                     role,

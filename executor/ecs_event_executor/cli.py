@@ -28,7 +28,7 @@ from ecs_event_executor.control.failed_events import (
 )
 from ecs_event_executor.control.messages import MalformedMessage, describe_validation_error, parse_message
 from ecs_event_executor.control.tasks.item import TaskItem
-from ecs_event_executor.control.tasks.lifecycle import TaskState
+from ecs_event_executor.control.tasks.lifecycle import ACTIVE_STATES, TaskState
 from ecs_event_executor.control.tasks.schema import Attr, is_task_key
 from ecs_event_executor.control.tasks.table import TaskTable
 
@@ -84,9 +84,11 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     states = [s.upper() for s in args.state]
     if args.owner:
         since = int(time.time() * 1000) - args.since
-        # The owner's change feed holds what finished (or was retried) lately; what is active is not in it.
+        # The owner's change feed holds what finished (or was retried) lately; what is active is not in it, nor
+        # (running tasks) in the stale index: a scan for the active states finds it.
         found = {i.launch_id: i for i in table.items_by_state(args.owner, since_ms=since)}
-        found.update({i.launch_id: i for i in table.active_items() if i.owner == args.owner})
+        active = _scan(table, [s.value for s in ACTIVE_STATES])
+        found.update({i.launch_id: i for i in active if i.owner == args.owner})
         items = [i for i in found.values() if not states or i.state.value in states]
     else:
         items = list(_scan(table, states))

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ecs_event_executor.control.reconciling import ECS_MEMORY_SECONDS, STOPPED_OVERLAP_SECONDS
+from ecs_event_executor.control.tasks.schema import STALE_SHARDS
+
 from harness.bench.model import AwsModel
 from harness.bench.scenarios import LifecycleResult, SteadyResult, burst_token_lifetime
 
@@ -79,19 +82,36 @@ def cost_per_million(
     month = 30 * 86_400
     months = 1_000_000 / model.tasks_per_month  # months of time-driven costs per 1M tasks
     passes = month / (model.reconcile_every_minutes * 60)
+    pass_seconds = reconciler_pass_seconds(model)
+    # Each pass: the heartbeat's read and write and a Query per stale-index shard (ListTasks and DescribeTasks
+    # are free); each task: its item read once after it stops (eventually consistent, 0.5 RRU), twice if it
+    # stopped inside the overlap.
+    per_pass_rru = 1 + STALE_SHARDS * 0.5
+    per_task_rru = 0.5 * (1 + STOPPED_OVERLAP_SECONDS / (model.reconcile_every_minutes * 60))
     cost.reconciler = (
         passes
         * (
             p.lambda_per_million_requests / 1e6
-            + model.reconciler_pass_seconds * model.reconciler_memory_mb / 1024 * p.lambda_per_gb_second
+            + pass_seconds * model.reconciler_memory_mb / 1024 * p.lambda_per_gb_second
+            + per_pass_rru * p.ddb_per_million_rru / 1e6
+            + p.ddb_per_million_wru / 1e6
         )
         * months
+        + per_task_rru * p.ddb_per_million_rru
     )
     loops = month / model.scheduler_idle_sleep_seconds
     nets = month / model.safety_net_seconds
     rru = loops * 0.5 + nets * model.safety_net_tracked_items * 0.5
     cost.idle_reads = rru * p.ddb_per_million_rru / 1e6 * months
     return cost
+
+
+def reconciler_pass_seconds(model: AwsModel) -> float:
+    """Return one reconciler pass's duration: its fixed part, and listing and describing (100 a call each) the
+    stopped tasks ECS still shows (an hour of them at ``tasks_per_month``)."""
+    shown = model.tasks_per_month / (30 * 86_400) * ECS_MEMORY_SECONDS
+    calls = 2 * -(-shown // 100)
+    return model.reconciler_pass_seconds + calls * model.latency_of("ecs", "DescribeTasks")
 
 
 def _ms(seconds: float | None) -> str:
@@ -203,8 +223,11 @@ def render(
         f"| Lambda INIT (1 cold start per {model.invocations_per_cold_start:,} invocations: the cold import and "
         f"first clients at the function's CPU share + "
         f"{model.runtime_start_seconds:g} s; modelled) | ${c_ours.init:,.2f} | - |",
-        f"| reconciler (every {model.reconcile_every_minutes} min, {model.reconciler_pass_seconds:g} s at "
-        f"{model.reconciler_memory_mb} MB; at {model.tasks_per_month:,} tasks a month) | ${c_ours.reconciler:,.2f} | - |",
+        f"| reconciler (every {model.reconcile_every_minutes} min, {reconciler_pass_seconds(model):.1f} s at "
+        f"{model.reconciler_memory_mb} MB listing and describing the stopped tasks of the last hour, free; "
+        f"BatchGetItem of each stopped task's item, 0.5 RRU, twice inside the {STOPPED_OVERLAP_SECONDS} s "
+        f"overlap; heartbeat and stale-index reads; at {model.tasks_per_month:,} tasks a month) | "
+        f"${c_ours.reconciler:,.2f} | - |",
         f"| executor's idle reads (a feed Query a second, a {model.safety_net_seconds:g} s safety net of "
         f"{model.safety_net_tracked_items} items; at {model.tasks_per_month:,} tasks a month) | "
         f"${c_ours.idle_reads:,.2f} | - |",

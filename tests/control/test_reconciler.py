@@ -67,6 +67,36 @@ def world_for(cp: ControlPlane, launch_ids: list[str], rec: Reconciler, scenario
     return world
 
 
+def as_previous_version(cp: ControlPlane, launch_ids: list[str], *, checked_ms: int = 0) -> None:
+    """Put items in the stale index as the previous version did for every active item (``active``, ``checked_at``)."""
+    for launch_id in launch_ids:
+        cp.client("dynamodb").update_item(
+            TableName=cp.table,
+            Key={Attr.PK: {"S": launch_id}},
+            UpdateExpression="SET #a = :a, #c = :c",
+            ExpressionAttributeNames={"#a": Attr.ACTIVE, "#c": Attr.CHECKED_AT},
+            ExpressionAttributeValues={":a": {"S": active_shard(launch_id)}, ":c": {"N": str(checked_ms)}},
+        )
+
+
+def raw_item(cp: ControlPlane, launch_id: str) -> dict[str, Any]:
+    return dict(
+        cp.client("dynamodb").get_item(
+            TableName=cp.table, Key={Attr.PK: {"S": launch_id}}, ConsistentRead=True
+        )["Item"]
+    )
+
+
+def backing_off(cp: ControlPlane, n: int, *, retry_in_seconds: float = 900) -> list[str]:
+    """Create ``n`` launches that released their lease to retry later: the stale index holds them."""
+    table = TaskTable(cp.table)
+    requests = [launch_request(f"t{i}", deadline_in=None) for i in range(n)]
+    for request in requests:
+        table.create_for_launch(request, lease_seconds=60)
+        table.release_lease(request.launch_id, 1, reason="throttled", retry_in_seconds=retry_in_seconds)
+    return [r.launch_id for r in requests]
+
+
 def test_lost_final_event_is_recovered_from_ecs(control_plane: ControlPlane) -> None:
     [launch_id] = launch_many(control_plane, 1)
     rec = reconciler(control_plane)
@@ -84,7 +114,10 @@ def test_lost_final_event_is_recovered_from_ecs(control_plane: ControlPlane) -> 
 def test_task_ecs_forgot_fails_with_a_reason_after_two_missing_answers_minutes_apart(
     control_plane: ControlPlane,
 ) -> None:
+    """An item the previous version put in the stale index is still checked as it was; a new item whose task ECS
+    forgot before any pass saw it is not found (the documented limit: README, Reliability)."""
     [launch_id] = launch_many(control_plane, 1)
+    as_previous_version(control_plane, [launch_id])
     clock = Clock(LATER)
     rec = reconciler(control_plane, clock=clock)
     world = world_for(control_plane, [launch_id], rec)
@@ -106,7 +139,8 @@ def test_task_ecs_forgot_fails_with_a_reason_after_two_missing_answers_minutes_a
 
 
 def test_missing_right_after_launch_does_not_fail_a_running_task(control_plane: ControlPlane) -> None:
-    """DescribeTasks answers MISSING for a task it does not show yet; the next pass finds it running."""
+    """DescribeTasks answers MISSING for a task it does not show yet; the next pass finds it running (items of the
+    previous version: a new item's running task is never described)."""
     launch_ids = launch_many(control_plane, 3)
     clock = Clock(LATER)
     rec = reconciler(control_plane, clock=clock)
@@ -114,6 +148,7 @@ def test_missing_right_after_launch_does_not_fail_a_running_task(control_plane: 
     for arn in world.tasks:
         for _ in range(3):
             status_handler.handler(world.step(arn), LambdaContextStub())  # PROVISIONING..RUNNING
+    as_previous_version(control_plane, launch_ids)
     lag = EventuallyConsistentDescribeTasks(misses=1).attach(rec.ecs)
     first = rec.run()
     assert (first.missing, first.lost) == (3, 0) and lag.served == 3
@@ -127,6 +162,7 @@ def test_missing_right_after_launch_does_not_fail_a_running_task(control_plane: 
 
 def test_other_describe_failures_are_not_lost(control_plane: ControlPlane) -> None:
     [launch_id] = launch_many(control_plane, 1)
+    as_previous_version(control_plane, [launch_id])
     clock = Clock(LATER)
     rec = reconciler(control_plane, clock=clock)
 
@@ -143,8 +179,9 @@ def test_other_describe_failures_are_not_lost(control_plane: ControlPlane) -> No
     assert item is not None and item.state is TaskState.PENDING
 
 
-def test_launch_recorded_after_a_long_wait_is_not_checked_straight_away(control_plane: ControlPlane) -> None:
-    """A launch throttled for 11 minutes is recorded with a fresh check time: no DescribeTasks right after it."""
+def test_launch_recorded_after_a_long_wait_leaves_the_stale_index(control_plane: ControlPlane) -> None:
+    """A launch throttled for 11 minutes is in the stale index while it backs off, and leaves it when RunTask
+    returns: from then on ECS lists its task, and the reconciler neither reads nor describes it while it runs."""
     clock = Clock(0.0)
     table = TaskTable(control_plane.table, clock=clock)
     launcher = Launcher(LauncherSettings.from_env(), table=table, clock=clock)
@@ -162,41 +199,38 @@ def test_launch_recorded_after_a_long_wait_is_not_checked_straight_away(control_
     launcher.ecs.meta.events.register("before-call.ecs.RunTask", throttle_once)
     with pytest.raises(RetryLater):
         launcher.handle(request.to_json(), receive_count=1)
+    assert {Attr.ACTIVE, Attr.CHECKED_AT} <= raw_item(control_plane, request.launch_id).keys()
     clock.ahead = 660.0
     launcher.handle(request.to_json(), receive_count=2)
     item = table.get(request.launch_id)
     assert item is not None and item.state is TaskState.PENDING
-    assert item.checked_at is not None and item.checked_at >= (time.time() + 650) * 1000
+    assert not {Attr.ACTIVE, Attr.CHECKED_AT} & raw_item(control_plane, request.launch_id).keys()
     rec = reconciler(control_plane, clock=Clock(662.0))
     EventuallyConsistentDescribeTasks(misses=1).attach(rec.ecs)
     report = rec.run()
-    assert (report.checked, report.describe_calls, report.lost) == (0, 0, 0)
+    assert (report.checked, report.describe_calls, report.lost, report.missing) == (0, 0, 0, 0)
 
 
-def test_prompt_launch_leaves_checked_at_alone(control_plane: ControlPlane) -> None:
+def test_launch_writes_no_stale_index_entry(control_plane: ControlPlane) -> None:
     [launch_id] = launch_many(control_plane, 1)
-    raw = control_plane.client("dynamodb").get_item(
-        TableName=control_plane.table, Key={Attr.PK: {"S": launch_id}}, ConsistentRead=True
-    )["Item"]
     item = TaskTable(control_plane.table).get(launch_id)
     assert item is not None and item.state is TaskState.PENDING
-    # Recorded within the grace of its creation: the stale index was not written again.
-    history_times = [e["at"] for e in item.history]
-    assert int(raw[Attr.CHECKED_AT]["N"]) == history_times[0]
+    assert not {Attr.ACTIVE, Attr.CHECKED_AT} & raw_item(control_plane, launch_id).keys()
 
 
-def test_relaunch_stamps_checked_at(control_plane: ControlPlane) -> None:
+def test_relaunch_enters_the_stale_index(control_plane: ControlPlane) -> None:
     request = launch_request(max_attempts=3)
     earlier = TaskTable(control_plane.table, clock=lambda: time.time() - LATER)
     earlier.create_for_launch(request, lease_seconds=60)
     arn = "arn:aws:ecs:us-east-1:123456789012:task/airflow/0123456789abcdef0123456789abcdef"
-    earlier.record_launched(request.launch_id, 1, task_arn=arn, cluster_arn=None, checked_at=None)
+    earlier.record_launched(request.launch_id, 1, task_arn=arn, cluster_arn=None)
     table = TaskTable(control_plane.table)
     before = int(time.time() * 1000)
     snap = EcsSnapshot(TaskState.FAILED, arn, 2, "STOPPED", reason="CannotPullContainerError")
     relaunched, item = table.schedule_relaunch(request.launch_id, 1, snap)
     assert relaunched and item is not None and item.attempt == 2
     assert item.checked_at is not None and item.checked_at >= before
+    assert raw_item(control_plane, request.launch_id)[Attr.ACTIVE] == {"S": active_shard(request.launch_id)}
 
 
 def test_launch_backing_off_is_not_relaunched(control_plane: ControlPlane) -> None:
@@ -231,20 +265,24 @@ def test_launch_backing_off_is_not_relaunched(control_plane: ControlPlane) -> No
     assert item is not None and item.state is TaskState.LAUNCHING and item.retry_at is not None
 
 
-def test_unchanged_running_task_is_touched_not_rechecked(control_plane: ControlPlane) -> None:
+def test_running_tasks_cost_the_reconciler_nothing(control_plane: ControlPlane) -> None:
+    """Tasks running for hours: no write, no item read, no DescribeTasks for them, pass after pass."""
     launch_ids = launch_many(control_plane, 3)
-    rec = reconciler(control_plane)
+    clock = Clock(0.0)
+    rec = reconciler(control_plane, clock=clock)
     world = world_for(control_plane, launch_ids, rec)
     for arn in world.tasks:
         for _ in range(3):
             status_handler.handler(
                 world.step(arn), LambdaContextStub()
             )  # PROVISIONING..RUNNING, all delivered
-    first = rec.run()
-    assert (first.checked, first.unchanged, first.updated) == (3, 3, 0)
-    # Touched items are fresh again for the reconciler's clock: the next run checks nothing.
-    second = rec.run()
-    assert second.checked == 0 and second.describe_calls == 0
+    dynamodb = CallCounter().attach(rec.table.client)
+    for _ in range(12):
+        clock.ahead += 600
+        report = rec.run()
+        assert (report.checked, report.describe_calls, report.stopped_listed) == (0, 0, 0)
+    # Per pass: the heartbeat read (where the last pass began) and write, one Query per stale-index shard.
+    assert dynamodb.calls == {"GetItem": 12, "UpdateItem": 12, "Query": 12 * STALE_SHARDS}
 
 
 def test_launch_whose_message_was_lost_is_relaunched(
@@ -259,11 +297,14 @@ def test_launch_whose_message_was_lost_is_relaunched(
         EventBusName="control-plane",
         Targets=[{"Id": "q", "Arn": control_plane.queue_arn, "InputPath": "$.detail"}],
     )
-    request = launch_request()
-    # An hour ago a launcher claimed the launch and died before RunTask; then its message went to the DLQ.
-    TaskTable(control_plane.table, clock=lambda: time.time() - LATER).create_for_launch(
-        request, lease_seconds=60
-    )
+    request = launch_request(max_attempts=2)
+    # An hour ago the status handler scheduled a relaunch, and its publish was lost.
+    earlier = TaskTable(control_plane.table, clock=lambda: time.time() - LATER)
+    earlier.create_for_launch(request, lease_seconds=60)
+    arn = "arn:aws:ecs:us-east-1:123456789012:task/airflow/0123456789abcdef0123456789abcdef"
+    earlier.record_launched(request.launch_id, 1, task_arn=arn, cluster_arn=None)
+    snap = EcsSnapshot(TaskState.FAILED, arn, 2, "STOPPED", reason="CannotPullContainerError")
+    assert earlier.schedule_relaunch(request.launch_id, 1, snap)[0]
     env = dict(control_plane.env, EVENT_BUS_NAME="control-plane", STALE_AFTER_SECONDS="600")
     clock = lambda: time.time() + LATER  # noqa: E731
     rec = Reconciler(
@@ -281,14 +322,12 @@ def test_launch_whose_message_was_lost_is_relaunched(
 
 def test_one_pass_covers_every_stale_item_and_stops_when_its_time_is_up(control_plane: ControlPlane) -> None:
     n = 250
-    table = TaskTable(control_plane.table)
-    for i in range(n):
-        table.create_for_launch(launch_request(f"t{i}", deadline_in=None), lease_seconds=900)
+    backing_off(control_plane, n, retry_in_seconds=900)
     # Pages of 100; RECONCILE_MAX_ITEMS was the former per-pass cap and is no longer read.
     env = dict(
         control_plane.env, STALE_AFTER_SECONDS="600", RECONCILE_PAGE_SIZE="100", RECONCILE_MAX_ITEMS="100"
     )
-    clock = Clock(700)  # every item is stale, and each still holds its lease: left alone, but checked
+    clock = Clock(700)  # every item is stale, and each waits for its retry: left alone, but checked
     rec = Reconciler(
         ReconcilerSettings.from_env(env), table=TaskTable(control_plane.table, clock=clock), clock=clock
     )
@@ -296,14 +335,15 @@ def test_one_pass_covers_every_stale_item_and_stops_when_its_time_is_up(control_
     assert (report.checked, report.backing_off, report.relaunched, report.out_of_time) == (n, n, 0, 0)
     assert report.pages >= 3  # about 100 keys a page, spread over the shards
     # With no time left after the first page, the pass stops there and says so.
-    ticks = iter(range(0, 10_000, 1000))
+    # (The deadline, then the stopped-task listing's check: in time; then the first page's: out of time.)
+    ticks = iter([0, 0, *range(1000, 10_000, 1000)])
     short = Reconciler(rec.settings, table=rec.table, clock=clock, timer=lambda: float(next(ticks)))
     cut = short.run(time_budget_seconds=1)
     assert (cut.out_of_time, cut.pages) == (1, 1) and cut.checked < 150
 
 
 def test_stale_index_is_sharded(control_plane: ControlPlane) -> None:
-    launch_ids = launch_many(control_plane, 40)
+    launch_ids = backing_off(control_plane, 40)
     raw = [
         control_plane.client("dynamodb").get_item(TableName=control_plane.table, Key={Attr.PK: {"S": i}})[
             "Item"
@@ -317,15 +357,54 @@ def test_stale_index_is_sharded(control_plane: ControlPlane) -> None:
 
 
 def test_cost_follows_stale_items_and_heartbeat_is_written(control_plane: ControlPlane) -> None:
-    launch_many(control_plane, 20)
+    backing_off(control_plane, 20)
     rec = reconciler(control_plane, ahead=0)  # nothing is stale yet
     dynamodb = CallCounter().attach(rec.table.client)
     ecs = CallCounter().attach(rec.ecs)
     report = rec.run()
     assert report.checked == 0
-    # One Query per shard of the stale index, and the heartbeat.
-    # The heartbeat is an update: it keeps the launcher's and the status function's notes (health.py).
-    assert dynamodb.calls == {"Query": STALE_SHARDS, "UpdateItem": 1}
-    assert ecs.total == 0
+    # The heartbeat's read (where the last pass began), one Query per shard of the stale index, and the
+    # heartbeat. The heartbeat is an update: it keeps the launcher's and the status function's notes (health.py).
+    assert dynamodb.calls == {"GetItem": 1, "Query": STALE_SHARDS, "UpdateItem": 1}
+    # ECS lists no stopped task: nothing to describe.
+    assert ecs.calls == {"ListTasks": 1}
     heartbeat = rec.table.read_heartbeat()
     assert heartbeat is not None and heartbeat["heartbeat_at"] > 0 and heartbeat["last_checked"] == 0
+
+
+def test_a_pass_reads_only_what_stopped_since_the_last_pass_began_less_the_overlap(
+    control_plane: ControlPlane,
+) -> None:
+    """Stopped tasks stay listed for an hour: each is read by the first pass after it stops (and by one more when
+    it stopped inside the overlap), not by every pass; after a gap longer than ECS's memory a pass reads all."""
+    launch_ids = launch_many(control_plane, 4)
+    clock = Clock(0.0)
+    rec = reconciler(control_plane, clock=clock)
+    world = world_for(control_plane, launch_ids, rec)
+    world.clock = clock
+    arns = list(world.tasks)
+    for arn in arns[:3]:
+        for event in world.run_to_end(arn):  # every event delivered: nothing is behind
+            status_handler.handler(event, LambdaContextStub())
+    clock.ahead += 300
+    first = rec.run()  # a first pass reads every stopped task ECS lists
+    assert (first.stopped_listed, first.stopped_read, first.updated) == (3, 3, 0)
+    # One more stops (its events lost) a minute before the next pass: inside the overlap, so two passes read it.
+    clock.ahead += 240
+    world.run_to_end(arns[3])
+    clock.ahead += 60
+    again = rec.run()
+    assert (again.stopped_listed, again.stopped_read, again.updated) == (4, 1, 1)
+    clock.ahead += 300
+    third = rec.run()
+    assert (third.stopped_listed, third.stopped_read, third.updated) == (4, 1, 0)
+    clock.ahead += 300
+    assert rec.run().stopped_read == 0
+    # A pass out of time does not move the window: the next one reads from where the last complete one began.
+    clock.ahead += 300
+    ticks = iter([0, 1000, 2000, 3000])
+    cut = Reconciler(rec.settings, table=rec.table, clock=clock, timer=lambda: float(next(ticks)))
+    assert cut.run(time_budget_seconds=1).out_of_time == 1
+    # After more than ECS's memory without a complete pass, everything listed is read again.
+    clock.ahead += 3600
+    assert rec.run().stopped_read == 4

@@ -4,10 +4,12 @@ state changes leave the stale index alone, and steps that cannot change our stat
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import time
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -19,6 +21,7 @@ from ecs_event_executor.control.tasks.item import HISTORY_LIMIT, EcsSnapshot, Ev
 from ecs_event_executor.control.tasks.lifecycle import TaskState
 from ecs_event_executor.control.tasks.schema import (
     CHANGE_INDEX,
+    HEARTBEAT_KEY,
     STALE_INDEX,
     Attr,
     request_key,
@@ -28,13 +31,14 @@ from ecs_event_executor.control.tasks.table import TaskTable
 
 from lambdas.status import handler as status_handler
 from tests.conftest import ControlPlane
-from tests.support.aws import CallCounter
+from tests.support.aws import REGION, CallCounter
 from tests.support.ecs_events import task_event
 from tests.support.handlers import launch, send
 from tests.support.requests import launch_request
 
 ARN = "arn:aws:ecs:eu-west-1:123456789012:task/airflow-ecs-event-executor/0123456789abcdef0123456789abcdef"
 CLUSTER_ARN = "arn:aws:ecs:eu-west-1:123456789012:cluster/airflow-ecs-event-executor"
+ACCOUNT = "123456789012"  # moto's default account
 
 
 # ------------------------------------------------------------------- DynamoDB's item size, as AWS documents it
@@ -65,6 +69,70 @@ def _value_size(value: Mapping[str, Any]) -> int:
 def item_size(raw: Mapping[str, Any]) -> int:
     """Bytes DynamoDB bills for an item: UTF-8 attribute names plus values (rounded up to 1 KB per write)."""
     return sum(len(name.encode()) + _value_size(value) for name, value in raw.items())
+
+
+def _index_writes(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> int:
+    """Index entries one table write puts, updates or deletes, as DynamoDB bills them: an entry appears or goes (1),
+    its key changes (a delete and a put: 2), or a projected attribute changes (1)."""
+    writes = 0
+    for index in table_definition("t")["GlobalSecondaryIndexes"]:
+        keys = [k["AttributeName"] for k in index["KeySchema"]]
+        projected = {Attr.PK, *keys, *index["Projection"].get("NonKeyAttributes", [])}
+        was = before is not None and all(k in before for k in keys)
+        now = after is not None and all(k in after for k in keys)
+        if was and now:
+            assert before is not None and after is not None
+            if any(before[k] != after[k] for k in keys):
+                writes += 2
+            elif any(before.get(a) != after.get(a) for a in projected):
+                writes += 1
+        elif was or now:
+            writes += 1
+    return writes
+
+
+@dataclass
+class WriteUnits:
+    """Count the write units DynamoDB would bill for every task-table write moto answers (the heartbeat aside):
+    the item's size before or after, whichever is larger, in 1 KB units, plus its index entries."""
+
+    units: int = 0
+    writes: list[tuple[str, int]] = field(default_factory=list)
+
+    @contextlib.contextmanager
+    def counting(self) -> Iterator[WriteUnits]:
+        from moto.core.botocore_stubber import BotocoreStubber
+        from moto.dynamodb.models import dynamodb_backends
+
+        original = BotocoreStubber.__call__
+        tally = self
+
+        def raw(table: str, key: Mapping[str, Any]) -> dict[str, Any] | None:
+            found = dynamodb_backends[ACCOUNT][REGION].get_item(table, dict(key))
+            return None if found is None else dict(found.to_json()["Attributes"])
+
+        def call(self: Any, event_name: str, request: Any, **kwargs: Any) -> Any:
+            operation = (request.headers.get("X-Amz-Target") or b"").decode().rpartition(".")[2]
+            if operation not in ("PutItem", "UpdateItem"):
+                return original(self, event_name, request, **kwargs)
+            body = json.loads(request.body)
+            key = body.get("Key") or {Attr.PK: body["Item"][Attr.PK]}
+            if key[Attr.PK]["S"] == HEARTBEAT_KEY:
+                return original(self, event_name, request, **kwargs)
+            before = raw(body["TableName"], key)
+            response = original(self, event_name, request, **kwargs)
+            after = raw(body["TableName"], key)
+            size = max(item_size(before or {}), item_size(after or {}), 1)
+            units = -(-size // 1024) + (_index_writes(before, after) if after != before else 0)
+            tally.units += units
+            tally.writes.append((operation, units))
+            return response
+
+        BotocoreStubber.__call__ = call  # type: ignore[method-assign]
+        try:
+            yield self
+        finally:
+            BotocoreStubber.__call__ = original  # type: ignore[method-assign]
 
 
 def raw_item(cp: ControlPlane, pk: str) -> dict[str, Any]:
@@ -157,33 +225,44 @@ def test_indexes_change_feed_by_change_time_stale_index_keys_only_by_check_time(
     assert indexes[STALE_INDEX]["Projection"] == {"ProjectionType": "KEYS_ONLY"}
 
 
-def test_state_changes_leave_checked_at_and_touch_is_not_a_change(control_plane: ControlPlane) -> None:
-    request = launch_request()
+def test_a_task_costs_six_write_units_and_writes_no_stale_index_entry(control_plane: ControlPlane) -> None:
+    """Request 1 + claim 1 + launch record 1 + RUNNING 1 + the final write 1 with its change-feed entry 1 (5 once
+    plain RUNNING is not delivered). The previous design added the stale-index entry at the claim and its removal
+    at the final write: 8."""
+    with WriteUnits().counting() as cost:
+        launch_id, task = launch(control_plane)
+        assert send(task_event(task, last_status="RUNNING", version=3)) == "Applied"
+        assert send(task_event(task, last_status="STOPPING", version=5, exit_code=0)) == "Finished"
+        assert send(task_event(task, last_status="STOPPED", version=7, exit_code=0)) == "Stale"
+    print(f"\nwrite units per task: {cost.units} ({cost.writes})")
+    assert [op for op, _ in cost.writes] == ["PutItem", "PutItem", "UpdateItem", "UpdateItem", "UpdateItem"]
+    assert cost.units == 6
+    assert not {Attr.ACTIVE, Attr.CHECKED_AT} & raw_item(control_plane, launch_id).keys()
+
+
+def test_touch_is_not_a_change(control_plane: ControlPlane) -> None:
+    """The reconciler's touch (a relaunch it published, an item of the previous version) re-stamps the check time
+    only: the change feed does not show it again."""
+    request = launch_request(max_attempts=2)
     table = TaskTable(control_plane.table)
-    claim = table.create_for_launch(request, lease_seconds=60)
-    created = raw_item(control_plane, request.launch_id)[Attr.CHECKED_AT]
-    # Recorded promptly (as the launcher does, with the check time the claim returned): not re-stamped.
-    assert claim.item is not None
-    table.record_launched(
-        request.launch_id, 1, task_arn=ARN, cluster_arn=None, checked_at=claim.item.checked_at
-    )
-    table.apply_ecs_event(request.launch_id, 1, EcsSnapshot(TaskState.RUNNING, ARN, 3, "RUNNING"))
-    running = raw_item(control_plane, request.launch_id)
-    assert running[Attr.CHECKED_AT] == created
+    table.create_for_launch(request, lease_seconds=60)
+    table.record_launched(request.launch_id, 1, task_arn=ARN, cluster_arn=None)
+    snap = EcsSnapshot(TaskState.FAILED, ARN, 3, "STOPPED", reason="CannotPullContainerError")
+    assert table.schedule_relaunch(request.launch_id, 1, snap)[0]
+    relaunched = raw_item(control_plane, request.launch_id)
     later = TaskTable(control_plane.table, clock=lambda: time.time() + 900)
-    later.touch(request.launch_id, 1)
+    later.touch(request.launch_id, 2)
     touched = raw_item(control_plane, request.launch_id)
-    assert int(touched[Attr.CHECKED_AT]["N"]) > int(created["N"])
-    # Not a change: the executor's change feed does not show it again.
+    assert int(touched[Attr.CHECKED_AT]["N"]) > int(relaunched[Attr.CHECKED_AT]["N"])
     assert (touched[Attr.REV], touched.get(Attr.CHANGED_AT)) == (
-        running[Attr.REV],
-        running.get(Attr.CHANGED_AT),
+        relaunched[Attr.REV],
+        relaunched.get(Attr.CHANGED_AT),
     )
-    # Only active items are found, by check time, with everything the reconciler needs.
+    # Only items of the stale index are found, by check time, with everything the reconciler needs.
     (stale,) = TaskTable(control_plane.table, clock=lambda: time.time() + 3600).stale_active(
         int((time.time() + 1800) * 1000)
     )
-    assert (stale.launch_id, stale.state, stale.task_arn) == (request.launch_id, TaskState.RUNNING, ARN)
+    assert (stale.launch_id, stale.state, stale.attempt) == (request.launch_id, TaskState.LAUNCHING, 2)
 
 
 def test_only_outcomes_enter_the_change_feed(control_plane: ControlPlane) -> None:
@@ -196,9 +275,6 @@ def test_only_outcomes_enter_the_change_feed(control_plane: ControlPlane) -> Non
     table.apply_ecs_event(request.launch_id, 1, EcsSnapshot(TaskState.RUNNING, ARN, 3, "RUNNING"))
     assert Attr.CHANGED_AT not in raw_item(control_plane, request.launch_id)
     assert table.items_by_state(request.owner) == []
-    # ... yet operators see it among the active items, with its state.
-    (active,) = table.active_items()
-    assert (active.launch_id, active.state, active.rev) == (request.launch_id, TaskState.RUNNING, 4)
     snap = EcsSnapshot(TaskState.SUCCEEDED, ARN, 6, "DEPROVISIONING", exit_code=0)
     table.apply_ecs_event(request.launch_id, 1, snap)
     (finished,) = table.items_by_state(request.owner)
@@ -399,3 +475,26 @@ def test_history_is_bounded_and_the_item_stays_under_one_kilobyte_at_most_attemp
     assert [e["task"] for e in item.history if "task" in e] == [
         f"{ARN[-32:-2]}{a:02d}" for a in (before, last)
     ]
+
+
+def test_a_touch_costs_three_write_units_which_running_tasks_no_longer_pay(
+    control_plane: ControlPlane,
+) -> None:
+    """The previous design touched every active item unchanged for 10 minutes: the write re-stamps the stale
+    index's sort key, so the item (1) plus the index entry's delete and put (2). At 50,000 tasks running for
+    hours that is 50,000 x 6 an hour x 720 hours x 3 = 648M WRU a month (~$405): counted here per touch."""
+    request = launch_request(max_attempts=2)
+    table = TaskTable(control_plane.table)
+    table.create_for_launch(request, lease_seconds=60)
+    table.record_launched(request.launch_id, 1, task_arn=ARN, cluster_arn=None)
+    # Only an item in the stale index is touched (a relaunch; items the previous version indexed).
+    snap = EcsSnapshot(TaskState.FAILED, ARN, 3, "STOPPED", reason="CannotPullContainerError")
+    assert table.schedule_relaunch(request.launch_id, 1, snap)[0]
+    later = TaskTable(control_plane.table, clock=lambda: time.time() + 900)
+    with WriteUnits().counting() as cost:
+        later.touch(request.launch_id, 2)
+    monthly = 50_000 * 6 * 720 * cost.units
+    print(
+        f"\na touch: {cost.units} WRU; at 50,000 running, every 10 minutes: {monthly / 1e6:.0f}M WRU a month"
+    )
+    assert cost.units == 3

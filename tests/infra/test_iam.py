@@ -126,7 +126,7 @@ def test_reconciler_may_do_exactly_its_job(template: Template) -> None:
     statements = role_statements(template, RECONCILER)
     assert actions_of(statements) == OWN_LOGS_AND_TRACES | {
         "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem", "dynamodb:Query",
-        "dynamodb:DeleteItem", "ecs:DescribeTasks", "events:PutEvents",
+        "dynamodb:DeleteItem", "ecs:DescribeTasks", "ecs:ListTasks", "events:PutEvents",
         "ecs:ListTaskDefinitionFamilies", "ecs:ListTaskDefinitions", "ecs:DeregisterTaskDefinition",
         "sqs:ReceiveMessage", "sqs:DeleteMessage",  # the status function's failed events, replayed
     }  # fmt: skip
@@ -164,6 +164,9 @@ def test_reconciler_describes_only_this_clusters_tasks_and_publishes_only_to_the
         == "arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:task/airflow-ecs/*"
     )
     assert describe["Condition"] == {"ArnEquals": {"ecs:cluster": {"Fn::GetAtt": [cluster, "Arn"]}}}
+    listing = statement_with(statements, "ecs:ListTasks")
+    assert listing["Action"] == "ecs:ListTasks"
+    assert listing["Condition"] == {"ArnEquals": {"ecs:cluster": {"Fn::GetAtt": [cluster, "Arn"]}}}
     bus = logical_id(template, "AWS::Events::EventBus")
     publish = statement_with(statements, "events:PutEvents")
     assert publish["Action"] == "events:PutEvents"

@@ -322,7 +322,8 @@ def test_r3_dropped_events_are_recovered_by_the_reconciler(
     figure(
         f"R3 converged after dropping 20% of events: {n - len(wrong)} of {n} tasks "
         f"({dropped} of {dropped + delivered} events dropped; {before} wrong before reconciling; "
-        f"{report.describe_calls} DescribeTasks calls for {report.checked} stale items)"
+        f"{report.list_calls} ListTasks and {report.describe_calls} DescribeTasks calls, {report.stopped_read} "
+        f"stopped tasks read, {report.updated} applied)"
     )
     assert before > 0
     assert wrong == []

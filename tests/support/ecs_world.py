@@ -2,14 +2,21 @@
 
 moto keeps every task RUNNING until StopTask and sends no events. ``EcsWorld`` holds each task's real progress,
 builds its events in the documented shape, and rewrites moto's DescribeTasks answers (at the botocore level) to
-match — including forgetting stopped tasks, as ECS does after about an hour.
+match — including ``stoppedAt`` (on the world's clock, so tests can simulate hours) and forgetting stopped tasks,
+as ECS does after about an hour. It answers ListTasks for its tasks as ECS does: by cluster, ``startedBy`` and
+``desiredStatus`` (a task ECS forgot is not listed).
 """
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from botocore.awsrequest import AWSResponse
 
 from tests.support.ecs_events import task_event
 
@@ -92,6 +99,7 @@ class WorldTask:
     scenario: str
     step: int = -1  # index into the scenario's steps; -1 before the first
     forgotten: bool = False
+    stopped_at: float | None = None  # the world's clock when it reached STOPPED
 
     @property
     def finished(self) -> bool:
@@ -102,9 +110,12 @@ class WorldTask:
 class EcsWorld:
     container_name: str = "base"
     tasks: dict[str, WorldTask] = field(default_factory=dict)
+    clock: Callable[[], float] = time.time
+    list_calls: int = 0
 
     def attach(self, ecs_client: Any) -> EcsWorld:
         ecs_client.meta.events.register("after-call.ecs.DescribeTasks", self._rewrite)
+        ecs_client.meta.events.register("before-call.ecs.ListTasks", self._list)
         return self
 
     def add(self, task: dict[str, Any], scenario: str) -> None:
@@ -114,6 +125,8 @@ class EcsWorld:
         """Advance a task one lifecycle step; return the event ECS sends for it."""
         world = self.tasks[task_arn]
         world.step += 1
+        if SCENARIOS[world.scenario][world.step][0] == "STOPPED":
+            world.stopped_at = self.clock()
         return self.event(world)
 
     def run_to_end(self, task_arn: str) -> list[dict[str, Any]]:
@@ -141,6 +154,23 @@ class EcsWorld:
             if world.finished:
                 world.forgotten = True
 
+    def _list(self, params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
+        # ECS speaks JSON: the serialized body is the parameters. One page holds everything (ECS pages by 100;
+        # the reconciler pages with botocore's paginator either way).
+        request = json.loads(params["body"] or b"{}")
+        self.list_calls += 1
+        cluster = request.get("cluster", "default").rsplit("/", 1)[-1]
+        wanted = request.get("desiredStatus", "RUNNING")
+        arns = [
+            arn
+            for arn, world in self.tasks.items()
+            if not world.forgotten
+            and world.task.get("clusterArn", "").rsplit("/", 1)[-1] == cluster
+            and request.get("startedBy") in (None, world.task.get("startedBy"))
+            and (SCENARIOS[world.scenario][world.step][1] if world.step >= 0 else "RUNNING") == wanted
+        ]
+        return AWSResponse("https://ecs.amazonaws.com/", 200, {}, None), {"taskArns": arns}
+
     def _rewrite(self, parsed: dict[str, Any], **_: Any) -> None:
         answered = []
         for task in parsed.get("tasks", []):
@@ -166,5 +196,7 @@ class EcsWorld:
                     task["startedAt"] = datetime.now(UTC)
                 else:
                     task.pop("startedAt", None)
+                if world.stopped_at is not None:
+                    task["stoppedAt"] = datetime.fromtimestamp(world.stopped_at, UTC)
             answered.append(task)
         parsed["tasks"] = answered

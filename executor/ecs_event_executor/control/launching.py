@@ -472,7 +472,6 @@ class Launcher:
             attempt,
             task_arn=task_arn,
             cluster_arn=task.get("clusterArn"),
-            checked_at=item.checked_at,
             # The recorded item is only read for the routine notification below.
             returns=self.bus.publishes(routine=True),
         )

@@ -1,17 +1,23 @@
-"""Find what events missed: active launches that stopped changing, checked against ECS itself.
+"""Find what events missed: lost final events from ECS's own list of stopped tasks, lost launches from the index.
 
 EventBridge can drop an event after its retries and a Lambda can crash mid-write; ECS forgets a stopped task
-about an hour after it stops. The reconciler runs on a schedule well inside that hour: it reads the sparse stale
-index (active items only, least recently checked first, every shard), asks ECS about their tasks with
-DescribeTasks (100 a call) and applies what it learns through the status handler's own conditional writes.
+about an hour after it stops. The reconciler runs on a schedule well inside that hour. Each pass:
 
-It never fails a running task on one answer: DescribeTasks is eventually consistent right after RunTask, so a
-task is declared lost only when ECS answers ``MISSING`` on two passes at least ``missing_confirm_seconds`` apart
-(a found task clears the first answer); other failure reasons are not "lost". A launch whose queue message was
-lost is launched again (same attempt, same client token, so a task that did start is found, not duplicated),
-but not one that is only backing off: the launcher records when its retry is due. A pass is bounded by time, not
-by a count: it reads page after page until the stale items are done or its time is up. Its cost follows the
-stale items only.
+- lists the tasks this control plane started that ECS shows as stopped (ListTasks per cluster, ``startedBy``,
+  ``desiredStatus`` STOPPED; the default cluster and every launch profile's), describes them (DescribeTasks, 100 a
+  call; ECS's API calls cost nothing), keeps those that stopped since the last completed pass began (less
+  STOPPED_OVERLAP_SECONDS), reads their items (BatchGetItem, eventually consistent, four attributes) and applies
+  each task whose item is behind (same attempt, not terminal) through the status handler's own conditional
+  writes. A running task costs nothing: no write, no read, until it stops.
+- reads the sparse stale index, which holds only launches waiting without an ECS task (backing off, or a relaunch
+  whose message could be lost; ``tasks.schema``): a launch whose queue message was lost is launched again (same
+  attempt, same client token, so a task that did start is found, not duplicated), but not one that is only
+  backing off: the launcher records when its retry is due. Items the previous version put in the index with a
+  task are checked as it did (DescribeTasks; declared lost only after ECS answered ``MISSING`` on two passes at
+  least ``missing_confirm_seconds`` apart) until they finish.
+
+A pass is bounded by time, not by a count; ``out_of_time`` says it stopped early, and the next pass starts its
+stopped-task window where the last completed one did.
 
 Each pass first replays the status function's failed events (``failed_events``: ECS events whose invocation
 failed after Lambda's retries), when ``FAILED_EVENTS_QUEUE_URL`` is set.
@@ -34,6 +40,7 @@ from typing import Any
 from ecs_event_executor.control import bus as bus_events
 from ecs_event_executor.control.aws_clients import lambda_client
 from ecs_event_executor.control.bus import ControlPlaneBus
+from ecs_event_executor.control.ecs_state import ATTEMPT_ENV, LAUNCH_ID_ENV, STARTED_BY
 from ecs_event_executor.control.environment import LambdaEnvironment
 from ecs_event_executor.control.failed_events import FailedEvents
 from ecs_event_executor.control.health import HealthNotes
@@ -43,6 +50,7 @@ from ecs_event_executor.control.task_definitions import collect_unused, family_o
 from ecs_event_executor.control.tasks.item import TaskItem
 from ecs_event_executor.control.tasks.lifecycle import TaskState
 from ecs_event_executor.control.tasks.registrations import Registrations
+from ecs_event_executor.control.tasks.schema import Attr
 from ecs_event_executor.control.tasks.table import TaskTable
 
 log = logging.getLogger(__name__)
@@ -54,6 +62,17 @@ MISSING = "MISSING"
 # The per-item writes of one DescribeTasks batch run on this many threads: a pass over tens of thousands of
 # items is bounded by request latency, not by the Lambda's CPU.
 WRITE_THREADS = 8
+# How far before the last completed pass's start the stopped-task window opens. ListTasks and DescribeTasks are
+# eventually consistent (a task that stopped just before a pass may not be listed yet) and ``stoppedAt`` is ECS's
+# clock, not ours: two minutes covers both many times over, and costs a second eventually consistent read (half a
+# read unit) for the tasks that stopped in it.
+STOPPED_OVERLAP_SECONDS = 120
+# ECS shows a stopped task for about an hour: after a longer gap (or on a first pass) every listed task is read.
+ECS_MEMORY_SECONDS = 3600
+# The heartbeat fact that holds when the last pass that read every stopped task began (epoch ms).
+STOPPED_SCAN_FACT = "stopped_scan_started_at"
+# What the comparison with a stopped task needs of its item.
+_PROGRESS_ATTRIBUTES = (Attr.ATTEMPT, Attr.ECS_VERSION, Attr.TASK_ARN)
 # Used when the environment does not set STALE_AFTER_SECONDS or RECONCILE_PAGE_SIZE.
 DEFAULT_STALE_AFTER_SECONDS = 600
 DEFAULT_PAGE_SIZE = 1000
@@ -103,7 +122,10 @@ class ReconcileReport:
     unchanged: int = 0
     describe_calls: int = 0
     pages: int = 0
-    out_of_time: int = 0  # 1 if the pass stopped before reading every stale item
+    stopped_listed: int = 0  # stopped tasks of this control plane ECS listed
+    stopped_read: int = 0  # of them, stopped inside the window: their items were read
+    list_calls: int = 0
+    out_of_time: int = 0  # 1 if the pass stopped before reading every stopped task and stale item
     deregistered: int = 0  # revisions of derived task definitions no launch used for the configured days
     replayed: int = 0  # failed ECS events applied from the failed-events queue (and deleted)
     replay_kept: int = 0  # failed ECS events left there: their replay failed, or they hold no event
@@ -144,24 +166,35 @@ class Reconciler:
         return self._ecs
 
     def run(self, *, time_budget_seconds: float | None = None) -> ReconcileReport:
-        """Check the stale active items, page by page, until none is left or ``time_budget_seconds`` is spent;
-        then write the control-plane heartbeat."""
+        """Apply the stopped tasks whose final events were lost, then check the stale index's items, until done or
+        ``time_budget_seconds`` is spent; then write the control-plane heartbeat."""
         report = ReconcileReport()
         deadline = None if time_budget_seconds is None else self._timer() + time_budget_seconds
+
+        def out_of_time() -> bool:
+            if deadline is None or self._timer() < deadline:
+                return False
+            report.out_of_time = 1
+            log.warning("reconciler pass out of time; the next pass goes on", extra=report.as_dict())
+            return True
+
         now_ms = int(self._clock() * 1000)
         cutoff = now_ms - self.settings.stale_after_seconds * 1000
         self._replay_failed_events(deadline, report)
+        facts: dict[str, int | str] = {}
         with ThreadPoolExecutor(max_workers=WRITE_THREADS, thread_name_prefix="reconcile") as pool:
-            for page in self.table.stale_pages(cutoff, page_size=self.settings.page_size):
-                report.pages += 1
-                self._check_page(page, now_ms, report, pool)
-                if deadline is not None and self._timer() >= deadline:
-                    report.out_of_time = 1
-                    log.warning("reconciler pass out of time; the next pass goes on", extra=report.as_dict())
-                    break
+            if self._apply_stopped_tasks(self._stopped_since(now_ms), report, pool, out_of_time):
+                facts[STOPPED_SCAN_FACT] = now_ms
+            if not report.out_of_time:
+                for page in self.table.stale_pages(cutoff, page_size=self.settings.page_size):
+                    report.pages += 1
+                    self._check_page(page, now_ms, report, pool)
+                    if out_of_time():
+                        break
         if self.settings.derived_unused_days and self.settings.base_families and not report.out_of_time:
             self._collect_task_definitions(now_ms, report)
-        self.table.write_heartbeat(**{f"last_{k}": v for k, v in report.as_dict().items()})
+        facts.update({f"last_{k}": v for k, v in report.as_dict().items()})
+        self.table.write_heartbeat(**facts)
         log.info("reconciled", extra=report.as_dict())
         return report
 
@@ -183,6 +216,88 @@ class Reconciler:
             return
         report.replayed = replay.replayed
         report.replay_kept = replay.kept + replay.malformed
+
+    # ------------------------------------------------------ stopped tasks
+
+    def _clusters(self) -> list[str]:
+        status = self.settings.status
+        return list(dict.fromkeys([status.cluster or "default", *status.profile_clusters]))
+
+    def _stopped_since(self, now_ms: int) -> int:
+        """Return the epoch ms from which stopped tasks are read: the last completed pass's start less the overlap,
+        or 0 (all ECS still shows) on a first pass or after a gap longer than ECS keeps stopped tasks."""
+        heartbeat = self.table.read_heartbeat() or {}
+        last = int(heartbeat.get(STOPPED_SCAN_FACT, 0))
+        if not last or now_ms - last > (ECS_MEMORY_SECONDS - STOPPED_OVERLAP_SECONDS) * 1000:
+            return 0
+        return last - STOPPED_OVERLAP_SECONDS * 1000
+
+    def _apply_stopped_tasks(
+        self,
+        since_ms: int,
+        report: ReconcileReport,
+        pool: ThreadPoolExecutor,
+        out_of_time: Callable[[], bool],
+    ) -> bool:
+        """Apply every stopped task (stopped at or after ``since_ms``) whose item is behind; return whether every
+        cluster was read to the end."""
+        for cluster in self._clusters():
+            paginator = self.ecs.get_paginator("list_tasks")
+            pages = paginator.paginate(cluster=cluster, startedBy=STARTED_BY, desiredStatus="STOPPED")
+            for page in pages:
+                report.list_calls += 1
+                arns = page.get("taskArns") or []
+                report.stopped_listed += len(arns)
+                for start in range(0, len(arns), DESCRIBE_BATCH):
+                    described = self.ecs.describe_tasks(
+                        cluster=cluster, tasks=arns[start : start + DESCRIBE_BATCH]
+                    )
+                    report.describe_calls += 1
+                    stopped = [t for t in described.get("tasks") or [] if _stopped_at_ms(t) >= since_ms]
+                    self._apply_behind(stopped, report, pool)
+                if out_of_time():
+                    return False
+        return True
+
+    def _apply_behind(
+        self, tasks: list[Mapping[str, Any]], report: ReconcileReport, pool: ThreadPoolExecutor
+    ) -> None:
+        """Read the items of stopped tasks and apply the tasks whose item has not recorded their end."""
+        marked = [(task, marks) for task in tasks if (marks := self._marks(task)) is not None]
+        if not marked:
+            return
+        report.stopped_read += len(marked)
+        report.checked += len(marked)
+        items = self.table.get_many(
+            [launch_id for _, (launch_id, _) in marked], consistent=False, attributes=_PROGRESS_ATTRIBUTES
+        )
+        behind = [
+            task
+            for task, (launch_id, attempt) in marked
+            if (item := items.get(launch_id)) is not None
+            and item.attempt == attempt
+            and not item.state.terminal
+        ]
+        report.unchanged += len(marked) - len(behind)
+        results = pool.map(lambda task: self.tracker.handle(_as_event(task)), behind)
+        for result in results:
+            if result in (StatusResult.APPLIED, StatusResult.FINISHED, StatusResult.RELAUNCHED):
+                report.updated += 1
+            else:
+                report.unchanged += 1
+
+    def _marks(self, task: Mapping[str, Any]) -> tuple[str, int] | None:
+        """Return the launch id and attempt the launcher set on a task's Airflow container, or None."""
+        for override in (task.get("overrides") or {}).get("containerOverrides") or []:
+            if override.get("name") != self.settings.status.container_name:
+                continue
+            env = {kv.get("name"): kv.get("value") for kv in override.get("environment") or []}
+            launch_id, attempt = env.get(LAUNCH_ID_ENV), env.get(ATTEMPT_ENV, "1")
+            if launch_id and attempt and attempt.isdigit():
+                return launch_id, int(attempt)
+        return None
+
+    # ---------------------------------------------------------- the stale index
 
     def _collect_task_definitions(self, now_ms: int, report: ReconcileReport) -> None:
         """Deregister derived task definitions unused for the configured days; a failure waits for the next pass."""
@@ -292,6 +407,16 @@ class Reconciler:
             "DescribeTasks); its outcome is unknown",
         )
         return "lost" if written else "unchanged"
+
+
+def _stopped_at_ms(task: Mapping[str, Any]) -> int:
+    """Return when ECS says a task stopped (epoch ms); -1 while it has not (it is read once it has)."""
+    stopped_at = task.get("stoppedAt")
+    if task.get("lastStatus") != "STOPPED" or stopped_at is None:
+        return -1
+    if isinstance(stopped_at, datetime):
+        return int(stopped_at.timestamp() * 1000)
+    return int(float(stopped_at) * 1000)
 
 
 def _as_event(task: Mapping[str, Any]) -> dict[str, Any]:

@@ -54,16 +54,27 @@ class TaskReads:
         )
         return TaskItem.from_raw(resp["Item"]) if "Item" in resp else None
 
-    def get_many(self, launch_ids: Iterable[str]) -> dict[str, TaskItem]:
-        """Return the items that exist among ``launch_ids`` (BatchGetItem, 100 keys a call)."""
+    def get_many(
+        self, launch_ids: Iterable[str], *, consistent: bool = True, attributes: Iterable[str] = ()
+    ) -> dict[str, TaskItem]:
+        """Return the items that exist among ``launch_ids`` (BatchGetItem, 100 keys a call).
+
+        ``consistent`` False reads eventually consistent (half the read units); ``attributes`` reads only those
+        (with the key and the state, which every item has): the fields not read keep their defaults.
+        """
         ids = list(dict.fromkeys(launch_ids))
         found: dict[str, TaskItem] = {}
+        keys_and_attributes: dict[str, Any] = {"ConsistentRead": consistent}
+        wanted = list(dict.fromkeys((Attr.PK, Attr.STATE, *attributes))) if attributes else []
+        if wanted:
+            names = {f"#a{i}": name for i, name in enumerate(wanted)}
+            keys_and_attributes.update(ProjectionExpression=", ".join(names), ExpressionAttributeNames=names)
         # DynamoDB reads at most 100 keys per BatchGetItem.
         for start in range(0, len(ids), 100):
             request: dict[str, Any] = {
                 self.table_name: {
                     "Keys": [{Attr.PK: {"S": i}} for i in ids[start : start + 100]],
-                    "ConsistentRead": True,
+                    **keys_and_attributes,
                 }
             }
             while request:
@@ -163,7 +174,8 @@ class TaskReads:
         return found[:limit]
 
     def active_items(self, *, limit: int = 10_000) -> list[TaskItem]:
-        """Return up to ``limit`` active items, of every owner (operator tooling: the feed shows outcomes only)."""
+        """Return up to ``limit`` items of the stale index, of every owner: launches waiting without an ECS task
+        (operator tooling: the feed shows outcomes only; ECS lists the running tasks)."""
         return self.stale_active(2**62, limit=limit)
 
     def read_heartbeat(self) -> dict[str, Any] | None:

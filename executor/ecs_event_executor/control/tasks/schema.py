@@ -13,10 +13,19 @@ worker itself) are not stamped, so they never write the index: an item enters it
 Write cost (DynamoDB bills each write by the item's size in 1 KB units, plus every index entry it puts, updates or
 moves): the launch request, a few KB with an Airflow 3 workload's token, lives in a side item written once
 (``<launch id>#request``, zlib-compressed, in no index) and read only for a relaunch; history entries are compact
-and bounded (``item.HISTORY_LIMIT``); so the task item stays under 1 KB. The stale index is sorted by
-``checked_at``, which only creation, a relaunch, a launch recorded long after its last check and the reconciler's
-``touch`` set, and projects keys only: a state change does not write it (only those and the terminal write that
-removes ``active``).
+and bounded (``item.HISTORY_LIMIT``); so the task item stays under 1 KB.
+
+The stale index (sparse on ``active``, sorted by ``checked_at``, keys only) holds only the launches that wait
+WITHOUT an ECS task to find them by and whose next step could be lost: ``release_lease`` with a retry time (a
+launch backing off from throttling or capacity: its message comes back after the queue's visibility timeout),
+``schedule_relaunch`` (the status handler's relaunch, whose publish could be lost), and the reconciler's ``touch``
+of a relaunch it published again. A launch's claim (``create_for_launch``) is not in it: its queue message brings
+it back until it launches, fails or dead-letters (the launch DLQ, and Airflow's stuck-in-queued check, cover a
+launch whose message is gone). Once an item has a task (``record_launched``, any ECS event) it leaves the index:
+ECS lists its task, and the reconciler finds a lost final event from ECS's list of stopped tasks
+(``reconciling``). So the common path writes no index entry: request 1 + claim 1 + launch record 1 + RUNNING 1 +
+final 1 with its change-feed entry 1 = 6 WRU a task. Removing ``active`` where it is absent writes no entry;
+items the previous version put in the index (every active item) leave it at their next state change.
 
 Vocabulary only: no boto3, so the stack, the local mode and the tests import it without the data access.
 """
@@ -62,10 +71,9 @@ class Attr:
     # For operators: a map of compact entries, one per attempt and state, bounded (item.HISTORY_LIMIT).
     HISTORY = "history"
     EXPIRES_AT = "expires_at"  # epoch seconds: DynamoDB TTL, set on terminal writes (and on the side item)
-    # Present only while the launch is active: the sparse stale index holds active items and nothing else.
+    # Present only while a launch waits without an ECS task (backing off, relaunched): the sparse stale index.
     ACTIVE = "active"
-    # Epoch ms of creation, of the reconciler's last check, of a relaunch, or of a launch recorded long after its
-    # last check: the stale index's sort key. Other state changes leave it alone, so they never write that index.
+    # Epoch ms when the launch entered the stale index or the reconciler last checked it: the index's sort key.
     CHECKED_AT = "checked_at"
     # Epoch ms of the reconciler's first DescribeTasks answer MISSING for the task; a found task clears it.
     MISSING_SINCE = "missing_since"
@@ -101,10 +109,9 @@ CHANGE_INDEX_ATTRIBUTES: tuple[str, ...] = (
     Attr.FINISHED_AT,
 )
 
-# The stale index: only active items (sparse on ``active``), sorted by when the reconciler last checked them, so
-# its cost follows the number of active items due for a check, not the table size. Keys only: the reconciler
-# reads the items themselves (BatchGetItem), and no write but creation, touch, relaunch, a late launch and the
-# terminal one updates it. ``active`` is one of STALE_SHARDS values (from the launch id), so the index's writes
+# The stale index: only launches waiting without an ECS task (sparse on ``active``; see the module docstring),
+# sorted by when they entered it or the reconciler last checked them. Keys only: the reconciler reads the items
+# themselves (BatchGetItem). ``active`` is one of STALE_SHARDS values (from the launch id), so the index's writes
 # and reads spread over that many partitions instead of one; readers query every shard.
 STALE_INDEX = "by_active_checked"
 STALE_SHARDS = 16

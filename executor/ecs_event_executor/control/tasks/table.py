@@ -42,9 +42,6 @@ from ecs_event_executor.control.tasks.updates import Update
 
 # Reasons are cut so one long message cannot push the item over DynamoDB's item size.
 REASON_CHARS = 2000
-# A launch recorded this long after its last check re-stamps ``checked_at``: DescribeTasks is eventually
-# consistent right after RunTask, so the reconciler must not check it straight away.
-LAUNCH_RECHECK_GRACE_MS = 60_000
 # The task fields of an attempt, cleared when the next one starts.
 _ATTEMPT_FIELDS = (
     Attr.ECS_VERSION,
@@ -78,6 +75,16 @@ _NOT_STARTED = (TaskState.CANCELLED, TaskState.EXPIRED)
 
 def _condition_failed(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+def _enter_stale_index(update: Update, launch_id: str, now: int) -> Update:
+    """Put the item in the stale index (``schema``: only launches waiting without an ECS task are in it)."""
+    return update.set(Attr.ACTIVE, active_shard(launch_id)).set(Attr.CHECKED_AT, now)
+
+
+def _leave_stale_index(update: Update) -> Update:
+    """Take the item out of the stale index; for an item not in it, removing absent attributes writes no entry."""
+    return update.remove(Attr.ACTIVE, Attr.CHECKED_AT)
 
 
 class TaskTable(TaskReads):
@@ -143,9 +150,9 @@ class TaskTable(TaskReads):
             Attr.TRY_NUMBER: request.key.try_number,
             Attr.QUEUED_AT: int(request.queued_at.timestamp() * 1000),
             Attr.HISTORY: {history_key(TaskState.LAUNCHING, 1): history_entry(now)},
-            Attr.ACTIVE: active_shard(request.launch_id),
-            Attr.CHECKED_AT: now,
         }
+        # Not in the stale index (``schema``): its queue message brings it back until it launches or fails, and
+        # ECS lists the task it starts.
         if request.team:
             values[Attr.TEAM] = request.team
         if not self._create(values):
@@ -256,29 +263,25 @@ class TaskTable(TaskReads):
         *,
         task_arn: str,
         cluster_arn: str | None,
-        checked_at: int | None = None,
         returns: bool = True,
     ) -> tuple[bool, TaskItem | None]:
         """Record the ECS task RunTask returned. Returns (recorded, item); not recorded when the launch was
         cancelled meanwhile (the caller then stops the task) or an event already recorded it. With ``returns``
         False a recorded item is not read back (None); one not recorded always is.
 
-        ``checked_at`` is the item's as the caller read it (None: unknown). A launch recorded more than
-        LAUNCH_RECHECK_GRACE_MS after it re-stamps it, so the reconciler does not ask ECS about a task
-        DescribeTasks may not show yet; a prompt launch leaves it (and the stale index) alone.
+        The item leaves the stale index if it was in it (a relaunch, a launch that backed off): from now on ECS
+        lists its task, and the reconciler finds it there once it stops.
         """
         now = self._now_ms()
-        recheck = checked_at is None or now - checked_at > LAUNCH_RECHECK_GRACE_MS
         update = (
             self._change(now, feed=False).set(Attr.TASK_ARN, task_arn).set_if_absent(Attr.LAUNCHED_AT, now)
         )
-        if recheck:
-            update.set(Attr.CHECKED_AT, now)
         if cluster_arn:
             update.set(Attr.CLUSTER_ARN, cluster_arn)
         entry = history_entry(now, task_arn=task_arn)
         update.set(Attr.STATE, TaskState.PENDING.value).remove(Attr.LEASE_UNTIL)
         update.set_in_map_if_absent(Attr.HISTORY, history_key(TaskState.PENDING, attempt), entry)
+        _leave_stale_index(update)
         # Only a LAUNCHING item moves to PENDING: if an ECS event came first it already holds a later state.
         update.require(
             update.state_in(sources_of(TaskState.PENDING, only={TaskState.LAUNCHING})),
@@ -290,8 +293,7 @@ class TaskTable(TaskReads):
         # An ECS event for this attempt arrived before RunTask returned: it holds a later state; add the ARN only.
         update = self._change(now, feed=False)
         update.set_if_absent(Attr.TASK_ARN, task_arn).set_if_absent(Attr.LAUNCHED_AT, now)
-        if recheck:
-            update.set(Attr.CHECKED_AT, now)
+        _leave_stale_index(update)
         return self._write(launch_id, update.require(update.equals(Attr.ATTEMPT, attempt)), returns=returns)
 
     def release_lease(
@@ -303,7 +305,9 @@ class TaskTable(TaskReads):
         now = self._now_ms()
         update = self._change(now).set(Attr.REASON, reason[:REASON_CHARS]).remove(Attr.LEASE_UNTIL)
         if retry_in_seconds is not None:
+            # Backing off without an ECS task: the stale index holds it, so a retry whose message is lost is found.
             update.set(Attr.RETRY_AT, now + int(retry_in_seconds * 1000))
+            _enter_stale_index(update, launch_id, now)
         update.require(
             update.state_in(sources_of(TaskState.LAUNCHING, only={TaskState.LAUNCHING})),
             update.equals(Attr.ATTEMPT, attempt),
@@ -376,6 +380,9 @@ class TaskTable(TaskReads):
             update.set_if_absent(Attr.RUNNING_AT, now)
         if snap.state.terminal:
             self._finish(update, now)
+        else:
+            # A task exists: ECS lists it (a relaunch whose launch record was lost leaves the stale index here).
+            _leave_stale_index(update)
         reason = None if snap.state.terminal else snap.reason
         entry = history_entry(now, ecs=snap.last_status, version=snap.version, reason=reason)
         update.set_in_map_if_absent(Attr.HISTORY, history_key(snap.state, attempt), entry)
@@ -413,8 +420,9 @@ class TaskTable(TaskReads):
         update.set_in_map_if_absent(Attr.HISTORY, history_key(TaskState.LAUNCHING, attempt + 1), entry)
         update.remove_from_map(Attr.HISTORY, superseded_history_keys(attempt + 1))
         update.remove(*_ATTEMPT_FIELDS)
-        # A new attempt starts a new ECS task: the reconciler waits a full period before asking ECS about it.
-        update.set(Attr.CHECKED_AT, now)
+        # No ECS task until the relaunch message is handled, and its publish could be lost: the stale index holds
+        # it (the reconciler publishes it again once its period passed).
+        _enter_stale_index(update, launch_id, now)
         update.require(
             update.equals(Attr.ATTEMPT, attempt),
             update.state_in(sources_of(TaskState.LAUNCHING)),
@@ -508,7 +516,9 @@ class TaskTable(TaskReads):
         return self._write(launch_id, update)
 
     def touch(self, launch_id: str, attempt: int) -> None:
-        """Mark an active item checked by the reconciler (``checked_at``), so it is not re-checked every run.
+        """Mark an item of the stale index checked by the reconciler (``checked_at``), so it is not re-checked
+        every run: a relaunch it published, or an item written by the previous version (which kept every active
+        item in the index).
 
         Not a change: ``rev`` and ``changed_at`` stay, so the change feed does not show it. A check that found
         the task also forgets an earlier MISSING answer (``missing_since``).
