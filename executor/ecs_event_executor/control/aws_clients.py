@@ -18,6 +18,7 @@ from typing import Any
 
 import botocore.session
 from botocore.config import Config
+from botocore.model import ServiceModel
 
 from ecs_event_executor.control import botocore_data
 
@@ -61,13 +62,24 @@ def worst_call_seconds(service: str) -> float:
     return ATTEMPTS * (config.connect_timeout + config.read_timeout) + BACKOFF_SECONDS
 
 
+def _shared_session() -> botocore.session.Session:
+    # Called under _lock.
+    global _session
+    if _session is None:
+        _session = botocore.session.get_session()
+        trimmed = botocore_data.loader()
+        if trimmed is not None:
+            _session.register_component("data_loader", trimmed)
+    return _session
+
+
 def lambda_client(service: str) -> Any:
     """Return a botocore client for ``service`` (region and credentials from the function's environment)."""
-    global _session
     with _lock:
-        if _session is None:
-            _session = botocore.session.get_session()
-            trimmed = botocore_data.loader()
-            if trimmed is not None:
-                _session.register_component("data_loader", trimmed)
-        return _session.create_client(service, config=client_config(service))
+        return _shared_session().create_client(service, config=client_config(service))
+
+
+def service_model(service: str) -> ServiceModel:
+    """Return botocore's model of ``service`` as the clients read it (its JSON is loaded once per process)."""
+    with _lock:
+        return _shared_session().get_service_model(service)

@@ -32,7 +32,7 @@ STATUS_EVENT_LAST_STATUSES = ("RUNNING", "STOPPING", "STOPPED")
 
 
 class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, defer_build=True)
 
 
 class KeyValue(_Lenient):
