@@ -19,7 +19,7 @@ from infra.queues import DEAD_LETTER_RETENTION, grant_send, secure_queue
 from infra.settings import Settings
 
 # A batch makes at most 10 RunTask calls, concurrently, each after a token from the environment's pacer (at the
-# default share of 4 calls per second, the last waits 2.5 s); throttled launches are retried later by changing the
+# default share of 10 calls per second, the last waits 1 s); throttled launches are retried later by changing the
 # message's visibility, never by sleeping, so this is generous.
 LAUNCHER_TIMEOUT = Duration.seconds(60)
 BATCH_SIZE = 10
@@ -27,7 +27,7 @@ MAX_BATCHING_WINDOW = Duration.seconds(1)
 # The redrive only catches messages whose handling crashed repeatedly: throttling is retried by the launcher
 # (visibility backoff) and malformed messages are sent to the DLQ by the launcher itself, with the reason.
 MAX_RECEIVE_COUNT = 50
-# Most of an invocation is waiting (for the pacer's RunTask tokens: ~2.5 s per batch of 10 in a burst), and Lambda
+# Most of an invocation is waiting (for the pacer's RunTask tokens: ~1 s per batch of 10 in a burst), and Lambda
 # bills waiting by memory: 128 MB, the smallest size, halves that cost against 256 MB. The CPU share halves too; a
 # batch's CPU (about 10 x 70 ms at this share, make bench) still fits inside the pacer's waits, and the process
 # peaks near 60 MB (the handler and its four clients). A cold start takes longer (the imports run at a

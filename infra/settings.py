@@ -340,7 +340,10 @@ class Settings(BaseModel):
         default_factory=dict
     )
     # Control plane.
-    launcher_max_concurrency: Annotated[int, _integer(MIN_ESM_CONCURRENCY, MAX_ESM_CONCURRENCY)] = 5
+    # Launchers at once. Each environment paces RunTask to rate / launchers, and Lambda bills the wait for its
+    # token: a launch waits 1 / (its share) on average in a burst, so 2 (the event source's minimum) halves
+    # what 5 billed; the rate is the same. More only helps when RunTask itself is slow (infra/launcher.py).
+    launcher_max_concurrency: Annotated[int, _integer(MIN_ESM_CONCURRENCY, MAX_ESM_CONCURRENCY)] = 2
     # The launcher's memory (Lambda's range): 128 bills its pacer waits least; more memory buys CPU (Lambda gives
     # CPU in proportion), i.e. shorter cold starts, for a bigger bill (infra/launcher.py says why 128).
     launcher_memory_mb: Annotated[int, _integer(128, 10240)] = 128

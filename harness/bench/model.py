@@ -75,7 +75,7 @@ class AwsModel:
     launcher_memory_mb: int = 128
     status_memory_mb: int = 256
     lambda_full_vcpu_mb: int = 1769
-    launcher_max_concurrency: int = 5  # the stack's default SQS event source maximum concurrency
+    launcher_max_concurrency: int = 2  # the stack's default SQS event source maximum concurrency
     launcher_batch_size: int = 10
     launcher_batching_window: float = 1.0
     # What the run's requests do not show, modelled (every figure printed with the cost):

@@ -21,7 +21,7 @@ def test_cdk_json_defaults_are_a_new_public_vpc_new_cluster_and_new_task_definit
     assert settings.new_vpc and settings.new_cluster and settings.new_task_definition
     assert settings.nat_gateways == 0 and settings.assign_public_ip
     assert settings.launch_type == "FARGATE" and settings.container_name == "base"
-    assert settings.launcher_max_concurrency == 5
+    assert settings.launcher_max_concurrency == 2
     assert settings.launcher_memory_mb == 128
     assert settings.queue_retention_seconds == 7200
 

@@ -67,7 +67,7 @@ def test_event_source_mapping_uses_partial_batches_and_bounded_concurrency(templ
             "BatchSize": 10,
             "MaximumBatchingWindowInSeconds": 1,
             "FunctionResponseTypes": ["ReportBatchItemFailures"],
-            "ScalingConfig": {"MaximumConcurrency": 5},
+            "ScalingConfig": {"MaximumConcurrency": 2},
         },
     )
 
@@ -247,10 +247,10 @@ def test_launcher_environment_is_accepted_by_the_launchers_own_parser(template: 
     assert required <= set(env)
     assert (env["LAUNCH_TYPE"], env["ASSIGN_PUBLIC_IP"], env["CONTAINER_NAME"]) == ("FARGATE", "true", "base")
     assert env["FINISHED_TTL_SECONDS"] == str(7 * 24 * 3600)
-    # The launchers share the account's 20 RunTask calls/s: 5 environments at 4 each, a batch applied at once.
-    assert (env["LAUNCHER_RUN_TASK_RATE"], env["LAUNCH_PARALLELISM"]) == ("4", "10")
+    # The launchers share the account's 20 RunTask calls/s: 2 environments at 10 each, a batch applied at once.
+    assert (env["LAUNCHER_RUN_TASK_RATE"], env["LAUNCH_PARALLELISM"]) == ("10", "10")
     settings = LauncherSettings.from_env(_placeholders(env))
-    assert (settings.run_task_rate, settings.parallelism) == (4.0, 10)
+    assert (settings.run_task_rate, settings.parallelism) == (10.0, 10)
     config = LaunchConfig.from_env(_placeholders(env))
     kwargs = config.base_kwargs()
     assert kwargs["launchType"] == "FARGATE"

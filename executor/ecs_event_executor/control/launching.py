@@ -68,7 +68,7 @@ from ecs_event_executor.control.workload_guard import WorkloadRefused, check_wor
 log = logging.getLogger(__name__)
 
 # The longest a launch waits in the Lambda for a RunTask token before its message is put back instead (the
-# function's timeout is 60 s; at the stack's default share a batch of 10 waits at most 2.5 s).
+# function's timeout is 60 s; at the stack's default share a batch of 10 waits at most 1 s).
 MAX_PACING_WAIT_SECONDS = 20.0
 # Used when the environment does not set LAUNCH_LEASE_SECONDS, LAUNCH_BACKOFF_MAX_SECONDS, LAUNCH_PARALLELISM.
 DEFAULT_LEASE_SECONDS = 60
