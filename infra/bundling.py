@@ -3,7 +3,10 @@
 - The runtime layer holds ``aws-lambda-powertools[parser]`` (and pydantic) installed by pip for the Lambda
   platform, plus the ``ecs_event_executor`` package (the control-plane contract; it imports Airflow lazily only).
   Versions come from ``requirements/dev.lock`` used as a pip constraints file, so the Lambdas run exactly the
-  Powertools and pydantic versions the tests run. The pip output is cached under ``build/`` keyed on the lock,
+  Powertools and pydantic versions the tests run. botocore is in the layer too, at the lock's version: the layer's
+  trimmed botocore data (``ecs_event_executor.control.botocore_data``, written from that same version's models
+  while bundling) is only read by the botocore that wrote it, not by whichever one the runtime provides.
+  The pip output is cached under ``build/`` keyed on the lock,
   the platform and the Python version, so repeated synths cost a copy, not a download.
 - Each function's asset holds its handler folder at ``lambdas/<name>/`` (handler ``lambdas.<name>.handler.handler``),
   the same import path the tests use.
@@ -39,8 +42,9 @@ PYTHON_VERSION = "3.12"
 ARCHITECTURE = lambda_.Architecture.ARM_64
 # Lambda's python3.12 runs on Amazon Linux 2023 (glibc 2.34): manylinux2014 and manylinux_2_28 wheels both load.
 PIP_PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_28_aarch64")
-# What the handlers import beyond the contract package and boto3 (which the Lambda runtime provides).
-RUNTIME_REQUIREMENTS = ("aws-lambda-powertools[parser]",)
+# What the handlers import beyond the contract package. botocore at the lock's version rather than the runtime's:
+# the trimmed data written while bundling is read only by the botocore version that wrote it.
+RUNTIME_REQUIREMENTS = ("aws-lambda-powertools[parser]", "botocore")
 _SKIP = ("__pycache__", "*.pyc", "*.pyo", ".mypy_cache", ".pytest_cache")
 
 
@@ -145,6 +149,7 @@ def runtime_layer_code() -> lambda_.Code:
         _copy_tree(deps, output / "python")
         (output / "python" / ".complete").unlink(missing_ok=True)
         _copy_tree(CONTRACT_PACKAGE, output / "python" / CONTRACT_PACKAGE.name)
+        write_botocore_data(output / "python")
 
     digest = _tree_digest(CONTRACT_PACKAGE, extra=[dependencies_key()])
     return lambda_.Code.from_asset(
@@ -153,6 +158,14 @@ def runtime_layer_code() -> lambda_.Code:
         asset_hash_type=AssetHashType.CUSTOM,
         bundling=_bundling(build),
     )
+
+
+def write_botocore_data(python_dir: Path) -> Path:
+    """Write the Lambdas' trimmed botocore data into the layer's copy of the contract package (``python_dir``)."""
+    from ecs_event_executor.control import botocore_data
+
+    control = python_dir / CONTRACT_PACKAGE.name / "control"
+    return botocore_data.write(control / botocore_data.BUNDLED_DIR.name)
 
 
 def handler_code(name: str) -> lambda_.Code:

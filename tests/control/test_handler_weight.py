@@ -141,3 +141,46 @@ class PutEventsRecorder:
     def put_events(self, Entries: list[dict[str, Any]]) -> dict[str, Any]:
         self.into += [json.loads(e["Detail"]) for e in Entries]
         return {"FailedEntryCount": 0, "Entries": [{"EventId": "1"}]}
+
+
+# Validators built at import though the handler may never validate them on its path: the launcher never parses an
+# ECS event, the status function parses a control message only to relaunch. Each model is milliseconds of import.
+NOT_BUILT_AT_IMPORT = {
+    "launcher": ("ecs_event_executor.control.ecs_state", ("TaskStateChange", "TaskDetail")),
+    "status": ("ecs_event_executor.control.messages", ("LaunchRequest", "RelaunchRequest", "TaskKey")),
+}
+
+
+@pytest.mark.parametrize("name", ["launcher", "status"])
+def test_a_cold_start_builds_no_validator_the_handler_may_not_use(name: str) -> None:
+    module, models = NOT_BUILT_AT_IMPORT[name]
+    probe = (
+        f"import importlib, lambdas.{name}.handler; m = importlib.import_module({module!r}); "
+        f"print([n for n in {models!r} if getattr(m, n).__pydantic_complete__])"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_the_run_task_check_reads_the_ecs_model_the_client_loaded(
+    control_plane: ControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botocore.loaders import JSONFileLoader
+    from ecs_event_executor.control import aws_clients, executor_config
+
+    reads: list[str] = []
+    load_file = JSONFileLoader.load_file
+
+    def counted(self: JSONFileLoader, file_path: str) -> Any:
+        reads.append(file_path)
+        return load_file(self, file_path)
+
+    monkeypatch.setattr(JSONFileLoader, "load_file", counted)
+    monkeypatch.setattr(aws_clients, "_session", None)
+    executor_config.run_task_input_shape.cache_clear()
+    try:
+        aws_clients.lambda_client("ecs")
+        assert "overrides" in executor_config.run_task_input_shape().members
+    finally:
+        executor_config.run_task_input_shape.cache_clear()
+    assert len([p for p in reads if "/ecs/" in p and p.endswith("service-2")]) == 1

@@ -57,7 +57,7 @@ def is_status_event(last_status: str, desired_status: str | None) -> bool:
 
 
 class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, defer_build=True)
 
 
 class KeyValue(_Lenient):

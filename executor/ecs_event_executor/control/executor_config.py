@@ -26,10 +26,10 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import botocore.session
 from botocore.model import ListShape, Shape, StructureShape
 from botocore.validate import ParamValidator
 
+from ecs_event_executor.control import aws_clients
 from ecs_event_executor.control.ecs_state import ATTEMPT_ENV, LAUNCH_ID_ENV, STARTED_BY
 from ecs_event_executor.control.messages import TaskKey
 
@@ -105,7 +105,8 @@ def _field_of(problem: str) -> str:
 @functools.lru_cache(maxsize=1)
 def run_task_input_shape() -> Shape:
     """Return botocore's own model of ECS RunTask's input (the source of every type, nesting and limit)."""
-    return botocore.session.get_session().get_service_model("ecs").operation_model("RunTask").input_shape
+    # The clients' session: in a Lambda the model the ECS client already loaded (trimmed, parsed once).
+    return aws_clients.service_model("ecs").operation_model("RunTask").input_shape
 
 
 def validate_run_task_parameters(params: Mapping[str, Any], *, prefix: str = "") -> None:

@@ -30,7 +30,7 @@ CLIENT_TOKEN_MAX_CHARS = 64
 class TaskKey(BaseModel):
     """The Airflow task instance key a launch belongs to."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     dag_id: str = Field(min_length=1)
     task_id: str = Field(min_length=1)
@@ -46,7 +46,7 @@ class TaskKey(BaseModel):
 
 class _Message(BaseModel):
     # Unknown fields are refused: a message we do not fully understand must not start a container.
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     schema_version: Literal[1] = Field(default=1, alias="schema")
     launch_id: str = Field(min_length=8, max_length=56, pattern=r"^[A-Za-z0-9-]+$")
@@ -107,7 +107,7 @@ class AdoptRequest(_Message):
 class PingRequest(BaseModel):
     """A health check: proves the sender may write to the queue; the launcher acknowledges it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     schema_version: Literal[1] = Field(default=1, alias="schema")
     kind: Literal["ping"] = "ping"
@@ -119,7 +119,7 @@ class PingRequest(BaseModel):
 
 AnyMessage = LaunchRequest | RelaunchRequest | CancelRequest | AdoptRequest | PingRequest
 ControlMessage = Annotated[AnyMessage, Field(discriminator="kind")]
-_CONTROL_MESSAGE: TypeAdapter[AnyMessage] = TypeAdapter(ControlMessage)
+_CONTROL_MESSAGE: TypeAdapter[AnyMessage] = TypeAdapter(ControlMessage, config=ConfigDict(defer_build=True))
 
 
 class MalformedMessage(ValueError):

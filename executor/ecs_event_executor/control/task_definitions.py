@@ -25,8 +25,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import botocore.session
-
+from ecs_event_executor.control import aws_clients
 from ecs_event_executor.control.executor_config import ExecutorConfigError
 from ecs_event_executor.control.tasks.registrations import Registration, Registrations
 
@@ -56,7 +55,7 @@ class RegistrationInProgress(Exception):
 @functools.lru_cache(maxsize=1)
 def _registrable_fields() -> frozenset[str]:
     """Return what RegisterTaskDefinition accepts, from botocore's ECS service model (not a list of ours)."""
-    model = botocore.session.get_session().get_service_model("ecs")
+    model = aws_clients.service_model("ecs")
     return frozenset(model.operation_model("RegisterTaskDefinition").input_shape.members)
 
 
