@@ -131,6 +131,8 @@ class EcsEventExecutorStack(Stack):
         )
         self.tasks.grant_stale_index_query(self.reconciler.function)
         self.runtime.grant_describe_tasks(self.reconciler.function)
+        # A launch past its deadline asks ECS whether an earlier delivery started its task (Launcher.find_task).
+        self.runtime.grant_describe_tasks(self.launcher.function)
         # The status function's failed events: the reconciler replays them (receive, then delete once applied).
         self.status.failed_events_queue.grant(
             self.reconciler.function, "sqs:ReceiveMessage", "sqs:DeleteMessage"

@@ -338,8 +338,8 @@ class TaskRuntime(Construct):
         return {"ArnEquals": {"ecs:cluster": clusters}}
 
     def grant_describe_tasks(self, grantee: iam.IGrantable) -> None:
-        """Allow ListTasks on these clusters and DescribeTasks of their tasks (the reconciler finds stopped tasks
-        whose final events were lost)."""
+        """Allow ListTasks on these clusters and DescribeTasks of their tasks: the reconciler finds stopped tasks
+        whose final events were lost, the launcher the task an earlier delivery of a late launch started."""
         grantee.grant_principal.add_to_principal_policy(
             iam.PolicyStatement(
                 sid="DescribeTasksOfThisCluster",

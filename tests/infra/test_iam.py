@@ -43,6 +43,8 @@ def test_launcher_may_do_exactly_its_job(template: Template) -> None:
     statements = role_statements(template, LAUNCHER)
     assert actions_of(statements) == OWN_LOGS_AND_TRACES | {
         "ecs:RunTask", "ecs:StopTask", "ecs:TagResource", "iam:PassRole",
+        # Launcher.find_task: a launch past its deadline looks for the task an earlier delivery started.
+        "ecs:ListTasks", "ecs:DescribeTasks",
         "ecs:RegisterTaskDefinition", "ecs:DescribeTaskDefinition", "ecs:ListTaskDefinitions",
         "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
         "sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueUrl", "sqs:DeleteMessage",
