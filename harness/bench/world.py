@@ -653,7 +653,7 @@ class World:
 
 
 def _sqs_record(message: Message, queue_url: str = QUEUE_URL) -> dict[str, Any]:
-    """Return the Lambda SQS record for a message of a modelled queue (the launch queue, the status queue)."""
+    """Return the Lambda SQS record for a message of a modelled queue (the launch queue)."""
     sent = str(int(message.sent_at * 1000))
     return sqs_record(
         message_id=message.message_id,
