@@ -12,8 +12,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 from ecs_event_executor.control.bus import RELAUNCH_EVENT_PATTERN
 
-from infra import nag
-from infra.queues import DEAD_LETTER_RETENTION, secure_queue
+from infra.queues import dead_letter_queue
 
 RELAUNCH_MAX_EVENT_AGE = Duration.hours(6)
 RELAUNCH_RETRY_ATTEMPTS = 185
@@ -30,11 +29,10 @@ class ControlBus(Construct):
             event_bus_name=bus_name,
             description="Events of the Airflow ECS event executor: task launched, launch failed, task finished",
         )
-        self.dead_letter_queue = secure_queue(self, "DeadLetterQueue", retention_period=DEAD_LETTER_RETENTION)
-        nag.acknowledge(
-            self.dead_letter_queue,
-            "AwsSolutions-SQS3",
-            "This is the dead-letter queue of the relaunch rule's target (relaunch requests EventBridge could not "
+        self.dead_letter_queue = dead_letter_queue(
+            self,
+            "DeadLetterQueue",
+            holds="This is the dead-letter queue of the relaunch rule's target (relaunch requests EventBridge could not "
             "put on the launch queue); its depth raises an alarm.",
         )
 

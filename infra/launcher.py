@@ -13,9 +13,8 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 from ecs_event_executor.control import environment as env_vars
 
-from infra import nag
 from infra.python_function import PythonFunction, log_retention
-from infra.queues import DEAD_LETTER_RETENTION, grant_send, secure_queue
+from infra.queues import dead_letter_queue, grant_send, secure_queue
 from infra.settings import Settings
 
 # A batch makes at most 10 RunTask calls, concurrently, each after a token from the environment's pacer (at the
@@ -63,13 +62,11 @@ class LauncherFunction(Construct):
     ) -> None:
         super().__init__(scope, id_)
         # Both hold launch messages, whose commands carry workload tokens: the stack's key encrypts them if set.
-        self.dead_letter_queue = secure_queue(
-            self, "DeadLetterQueue", retention_period=DEAD_LETTER_RETENTION, encryption_key=encryption_key
-        )
-        nag.acknowledge(
-            self.dead_letter_queue,
-            "AwsSolutions-SQS3",
-            "This is the launch queue's dead-letter queue; a dead-letter queue of its own would only move the "
+        self.dead_letter_queue = dead_letter_queue(
+            self,
+            "DeadLetterQueue",
+            encryption_key=encryption_key,
+            holds="This is the launch queue's dead-letter queue; a dead-letter queue of its own would only move the "
             "problem. Its depth raises an alarm.",
         )
         self.queue = secure_queue(

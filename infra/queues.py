@@ -9,6 +9,8 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from infra import nag
+
 # The longest SQS keeps a message: dead letters wait this long for an operator.
 DEAD_LETTER_RETENTION = Duration.days(14)
 
@@ -30,6 +32,17 @@ def secure_queue(
         **encryption,
         **kwargs,  # type: ignore[arg-type]
     )
+
+
+def dead_letter_queue(
+    scope: Construct, id_: str, *, holds: str, encryption_key: kms.IKey | None = None
+) -> sqs.Queue:
+    """Return a queue where messages wait for a replay or an operator: a ``secure_queue`` kept
+    DEAD_LETTER_RETENTION, with cdk-nag's SQS3 (a queue without a dead-letter queue of its own) acknowledged by
+    ``holds``: what the queue holds and who watches it."""
+    queue = secure_queue(scope, id_, retention_period=DEAD_LETTER_RETENTION, encryption_key=encryption_key)
+    nag.acknowledge(queue, "AwsSolutions-SQS3", holds)
+    return queue
 
 
 def grant_send(queue: sqs.IQueue, grantee: iam.IGrantable) -> None:

@@ -14,9 +14,8 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 from ecs_event_executor.control.ecs_state import STARTED_BY, status_event_filter
 
-from infra import nag
 from infra.python_function import PythonFunction, log_retention
-from infra.queues import DEAD_LETTER_RETENTION, grant_send, secure_queue
+from infra.queues import dead_letter_queue, grant_send
 from infra.settings import Settings
 
 STATUS_TIMEOUT = Duration.seconds(30)
@@ -84,22 +83,18 @@ class StatusFunction(Construct):
         super().__init__(scope, id_)
         # ECS events carry the container overrides, so the workload command and its token: the stack's key
         # encrypts both queues if set.
-        self.dead_letter_queue = secure_queue(
-            self, "DeadLetterQueue", retention_period=DEAD_LETTER_RETENTION, encryption_key=encryption_key
-        )
-        nag.acknowledge(
-            self.dead_letter_queue,
-            "AwsSolutions-SQS3",
-            "This is the ECS rule's target dead-letter queue (ECS events EventBridge could not deliver to the "
+        self.dead_letter_queue = dead_letter_queue(
+            self,
+            "DeadLetterQueue",
+            encryption_key=encryption_key,
+            holds="This is the ECS rule's target dead-letter queue (ECS events EventBridge could not deliver to the "
             "status function for 6 hours); its depth raises an alarm and `replay-dlq` applies them.",
         )
-        self.failed_events_queue = secure_queue(
-            self, "FailedEventsQueue", retention_period=DEAD_LETTER_RETENTION, encryption_key=encryption_key
-        )
-        nag.acknowledge(
-            self.failed_events_queue,
-            "AwsSolutions-SQS3",
-            "This is the status function's on-failure destination (ECS events whose invocation failed after "
+        self.failed_events_queue = dead_letter_queue(
+            self,
+            "FailedEventsQueue",
+            encryption_key=encryption_key,
+            holds="This is the status function's on-failure destination (ECS events whose invocation failed after "
             "Lambda's retries), itself a dead-letter store: the reconciler replays it on each pass and its "
             "depth raises an alarm.",
         )
