@@ -33,7 +33,7 @@ STARTED_BY = "airflow-ecs-event-executor"
 STATUS_EVENT_LAST_STATUSES = ("STOPPING", "STOPPED")
 # With desiredStatus STOPPED, a RUNNING event is delivered too (a Spot warning, or a StopTask on a running task).
 STATUS_EVENT_DESIRED_STATUSES = ("STOPPED",)
-STATUS_EVENT_STOPPING_LAST_STATUSES = ("RUNNING",)
+STATUS_EVENT_WARNING_LAST_STATUSES = ("RUNNING",)
 
 
 def status_event_filter() -> dict[str, object]:
@@ -42,7 +42,7 @@ def status_event_filter() -> dict[str, object]:
         "$or": [
             {"lastStatus": list(STATUS_EVENT_LAST_STATUSES)},
             {
-                "lastStatus": list(STATUS_EVENT_STOPPING_LAST_STATUSES),
+                "lastStatus": list(STATUS_EVENT_WARNING_LAST_STATUSES),
                 "desiredStatus": list(STATUS_EVENT_DESIRED_STATUSES),
             },
         ]
@@ -52,7 +52,7 @@ def status_event_filter() -> dict[str, object]:
 def is_status_event(last_status: str, desired_status: str | None) -> bool:
     """Say whether the rule (``status_event_filter``) delivers an event at this step."""
     return last_status in STATUS_EVENT_LAST_STATUSES or (
-        last_status in STATUS_EVENT_STOPPING_LAST_STATUSES and desired_status in STATUS_EVENT_DESIRED_STATUSES
+        last_status in STATUS_EVENT_WARNING_LAST_STATUSES and desired_status in STATUS_EVENT_DESIRED_STATUSES
     )
 
 

@@ -23,9 +23,10 @@ of a relaunch it published again. A launch's claim (``create_for_launch``) is no
 it back until it launches, fails or dead-letters (the launch DLQ, and Airflow's stuck-in-queued check, cover a
 launch whose message is gone). Once an item has a task (``record_launched``, any ECS event) it leaves the index:
 ECS lists its task, and the reconciler finds a lost final event from ECS's list of stopped tasks
-(``reconciling``). So the common path writes no index entry: request 1 + claim 1 + launch record 1 + RUNNING 1 +
-final 1 with its change-feed entry 1 = 6 WRU a task. Removing ``active`` where it is absent writes no entry;
-items the previous version put in the index (every active item) leave it at their next state change.
+(``reconciling``). So the common path writes no index entry: request 1 + claim 1 + launch record 1 + final 1
+with its change-feed entry 1 = 5 WRU a task (plain RUNNING is not delivered, so not written; ``ecs_state``).
+Removing ``active`` where it is absent writes no entry; items the previous version put in the index (every active
+item) leave it at their next state change.
 
 Vocabulary only: no boto3, so the stack, the local mode and the tests import it without the data access.
 """
