@@ -439,8 +439,16 @@ class Emulator:
     # ----------------------------------------------------------------------------------------- the hook
 
     def _before_send(self, request: Any, event_name: str, **_: Any) -> AWSResponse:
-        _event, service, operation = event_name.split(".", 2)
+        # All of it is the emulator's CPU, the simulated wait's hand-over between threads included: not the caller's.
         actor = self.sim.current
+        started = time.thread_time()
+        try:
+            return self._answer_request(request, event_name, actor)
+        finally:
+            actor.emulator_cpu += time.thread_time() - started
+
+    def _answer_request(self, request: Any, event_name: str, actor: Actor) -> AWSResponse:
+        _event, service, operation = event_name.split(".", 2)
         raw = request.body or b"{}"
         params: dict[str, Any] = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
         if self.charging:
@@ -449,15 +457,12 @@ class Emulator:
             if service == "ecs" and operation == "RunTask" and not self._may_launch(actor.time):
                 actor.throttled += 1
                 return _error(request, "ThrottlingException", "Rate exceeded")
-        started = time.thread_time()
         try:
             if service == "dynamodb":
                 return self._dynamodb(request, operation, params, actor, event_name)
             return _answer(request, self._model_call(service, operation, params, actor))
         except ModelError as exc:
             return _error(request, exc.code, exc.message)
-        finally:
-            actor.emulator_cpu += time.thread_time() - started
 
     def _may_launch(self, now: float) -> bool:
         if self.run_task_calls.available(now) and self.task_launches.available(now):
