@@ -117,8 +117,9 @@ class AwsModel:
             "ThrottlingException when either bucket is empty (botocore's default retries apply).",
             f"ECS task: PENDING after {self.fargate_pending_after:g} s, RUNNING after {self.fargate_running_after:g} s; "
             f"on exit STOPPING (exit code), DEPROVISIONING +{self.deprovision_seconds:g} s, STOPPED "
-            f"+{self.stopped_after_exit:g} s; the rule delivers STOPPING, STOPPED and a RUNNING whose desired "
-            f"status is STOPPED (not plain RUNNING). EventBridge -> the status Lambda (asynchronous invoke, one "
+            f"+{self.stopped_after_exit:g} s; the rule delivers STOPPING, STOPPED (not a Fargate task's after an "
+            "essential container's exit: its STOPPING carried the exit code) and a RUNNING whose desired status is "
+            "STOPPED (not plain RUNNING). EventBridge -> the status Lambda (asynchronous invoke, one "
             f"event each, {self.status_concurrency} execution environments) "
             f"{self.eventbridge_delivery_seconds:g} s, warm Lambda invoke "
             f"{self.lambda_invoke_overhead_seconds * 1000:.0f} ms.",

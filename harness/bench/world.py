@@ -396,9 +396,7 @@ class World:
     def _deliver_event(self, task: dict[str, Any]) -> None:
         from ecs_event_executor.control.ecs_state import STARTED_BY, is_status_event
 
-        if task.get("startedBy") != STARTED_BY or not is_status_event(
-            task["lastStatus"], task.get("desiredStatus")
-        ):
+        if task.get("startedBy") != STARTED_BY or not is_status_event(task):
             return  # the stack's rule does not deliver it
         event = task_state_event(task)  # as it is now, not as it will be
         when = self.sim.clock() + self.model.eventbridge_delivery_seconds

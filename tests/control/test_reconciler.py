@@ -102,7 +102,7 @@ def test_lost_final_event_is_recovered_from_ecs(control_plane: ControlPlane) -> 
     rec = reconciler(control_plane)
     world = world_for(control_plane, [launch_id], rec)
     events = world.run_to_end(next(iter(world.tasks)))
-    for event in events[:-2]:  # the DEPROVISIONING and STOPPED events are lost
+    for event in events[:-2]:  # the STOPPING and STOPPED events are lost
         status_handler.handler(event, LambdaContextStub())
     assert TaskTable(control_plane.table).get(launch_id).state is TaskState.RUNNING  # type: ignore[union-attr]
     report = rec.run()

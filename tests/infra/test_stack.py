@@ -84,10 +84,15 @@ def test_ecs_rule_matches_only_this_clusters_tasks_started_by_the_control_plane(
             "clusterArn": [{"Fn::GetAtt": [cluster, "Arn"]}],
             "startedBy": [STARTED_BY],
             # Only the steps that can end a task item (each match is an invocation): STOPPING carries the exit
-            # code of a container that exited, so the task finishes there; a RUNNING event only when ECS is
-            # stopping the task (the Spot warning).
+            # code of a container that exited, so the task finishes there; STOPPED unless it is a Fargate task's
+            # after an essential container's exit (each absent field has its own clause: anything-but needs the
+            # field); a RUNNING event only when ECS is stopping the task (the Spot warning).
             "$or": [
-                {"lastStatus": ["STOPPING", "STOPPED"]},
+                {"lastStatus": ["STOPPING"]},
+                {"lastStatus": ["STOPPED"], "launchType": [{"anything-but": "FARGATE"}]},
+                {"lastStatus": ["STOPPED"], "launchType": [{"exists": False}]},
+                {"lastStatus": ["STOPPED"], "stopCode": [{"anything-but": "EssentialContainerExited"}]},
+                {"lastStatus": ["STOPPED"], "stopCode": [{"exists": False}]},
                 {"lastStatus": ["RUNNING"], "desiredStatus": ["STOPPED"]},
             ],
         },

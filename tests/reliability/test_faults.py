@@ -41,7 +41,7 @@ from tests.support.aws import (
     LambdaContextStub,
     body_event,
 )
-from tests.support.ecs_world import SCENARIOS, EcsWorld
+from tests.support.ecs_world import RECONCILER_FINISHES, SCENARIOS, EcsWorld
 from tests.support.requests import launch_request, requests_for
 
 pytestmark = pytest.mark.reliability
@@ -53,6 +53,7 @@ EXPECTED: dict[str, tuple[TaskState, int | None, str | None]] = {
     "user_stopped": (TaskState.FAILED, None, "stopped by operator"),
     "spot": (TaskState.FAILED, None, "Spot capacity was reclaimed while the task ran"),
     "sidecar_exit": (TaskState.SUCCEEDED, 0, None),
+    "essential_sidecar_first": (TaskState.FAILED, 143, "exited with code 143"),
     # Attempt 1 failed to start, attempt 2 (a new ECS task) exited 0.
     "relaunch": (TaskState.SUCCEEDED, 0, None),
 }
@@ -303,13 +304,16 @@ def test_r3_dropped_events_are_recovered_by_the_reconciler(
     world, expected = world_of(control_plane, items, lambda i: names[i % len(names)])
     dropped = delivered = 0
     for arn in world.tasks:
-        for event in world.run_to_end(arn):
+        # What the stack's rule delivers (a Fargate task's STOPPED after its container's exit is not).
+        for event in [e for e in world.run_to_end(arn) if is_status_event(e["detail"])]:
             if rng.random() < 0.2:
                 dropped += 1
                 continue
             delivered += 1
             status_handler.handler(event, LambdaContextStub())
-    before = len(wrong_states(control_plane, expected))
+    wrong_before = wrong_states(control_plane, expected)
+    before = len(wrong_before)
+    unfinished_by_events = sum(1 for w in wrong_before if w[0] in RECONCILER_FINISHES)
     later = lambda: time.time() + 3600  # noqa: E731
     reconciler = Reconciler(
         ReconcilerSettings.from_env(dict(control_plane.env, STALE_AFTER_SECONDS="600")),
@@ -321,11 +325,15 @@ def test_r3_dropped_events_are_recovered_by_the_reconciler(
     wrong = wrong_states(control_plane, expected)
     figure(
         f"R3 converged after dropping 20% of events: {n - len(wrong)} of {n} tasks "
-        f"({dropped} of {dropped + delivered} events dropped; {before} wrong before reconciling; "
+        f"({dropped} of {dropped + delivered} delivered events dropped; {before} wrong before reconciling, "
+        f"{unfinished_by_events} of them Fargate tasks whose essential sidecar exited first (no delivered event "
+        "carries the Airflow exit code); "
         f"{report.list_calls} ListTasks and {report.describe_calls} DescribeTasks calls, {report.stopped_read} "
         f"stopped tasks read, {report.updated} applied)"
     )
-    assert before > 0
+    assert before > 0 and unfinished_by_events == sum(
+        1 for s in expected.values() if s in RECONCILER_FINISHES
+    )
     assert wrong == []
 
 
@@ -452,7 +460,8 @@ def run_r7(
     sqs = cp.client("sqs")
     queue_url = sqs.create_queue(QueueName="airflow-status-failed-events")["QueueUrl"]
     items = launch_all(cp, [launch_request(f"t{i}", max_attempts=1) for i in range(n)])
-    names = list(SCENARIOS)
+    # The replay passes below read no stopped tasks from ECS: the scenarios the delivered events finish.
+    names = [name for name in SCENARIOS if name not in RECONCILER_FINISHES]
     world, expected = world_of(cp, items, lambda i: names[i % len(names)])
     buggy = set(rng.sample(sorted(expected), 5))
 
@@ -513,12 +522,7 @@ def run_r7(
         status_handler.apply = swallowing
     try:
         # The rule delivers only these steps; EventBridge invokes the function with each as it happens.
-        events = [
-            e
-            for arn in world.tasks
-            for e in world.run_to_end(arn)
-            if is_status_event(e["detail"]["lastStatus"], e["detail"].get("desiredStatus"))
-        ]
+        events = [e for arn in world.tasks for e in world.run_to_end(arn) if is_status_event(e["detail"])]
         rng.shuffle(events)
         run = AsyncInvokeRun()
 

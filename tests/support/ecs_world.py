@@ -23,12 +23,14 @@ from tests.support.ecs_events import task_event
 # Each scenario's steps: (lastStatus, desiredStatus, stopCode, stoppedReason, exit code, started).
 Step = tuple[str, str, str | None, str | None, int | None, bool]
 SCENARIOS: dict[str, list[Step]] = {
+    # Fargate: the essential Airflow container exits; STOPPING carries its exit code (the rule delivers STOPPING, not
+    # this STOPPED: see ecs_state).
     "exit0": [
         ("PROVISIONING", "RUNNING", None, None, None, False),
         ("PENDING", "RUNNING", None, None, None, False),
         ("RUNNING", "RUNNING", None, None, None, True),
         (
-            "DEPROVISIONING",
+            "STOPPING",
             "STOPPED",
             "EssentialContainerExited",
             "Essential container in task exited",
@@ -37,6 +39,7 @@ SCENARIOS: dict[str, list[Step]] = {
         ),
         ("STOPPED", "STOPPED", "EssentialContainerExited", "Essential container in task exited", 0, True),
     ],
+    # EC2 (its events name no launch type, as in the documentation's): the agent reports RUNNING -> STOPPED.
     "exit1": [
         ("PROVISIONING", "RUNNING", None, None, None, False),
         ("PENDING", "RUNNING", None, None, None, False),
@@ -65,7 +68,7 @@ SCENARIOS: dict[str, list[Step]] = {
         ("RUNNING", "RUNNING", None, None, None, True),
         ("RUNNING", "RUNNING", None, None, None, True),
         (
-            "DEPROVISIONING",
+            "STOPPING",
             "STOPPED",
             "EssentialContainerExited",
             "Essential container in task exited",
@@ -73,6 +76,14 @@ SCENARIOS: dict[str, list[Step]] = {
             True,
         ),
         ("STOPPED", "STOPPED", "EssentialContainerExited", "Essential container in task exited", 0, True),
+    ],
+    # Fargate: an essential sidecar exits first; ECS stops the Airflow container (143). Its STOPPING has no Airflow
+    # exit code and its STOPPED is not delivered: the reconciler's next pass finishes it (RECONCILER_FINISHES).
+    "essential_sidecar_first": [
+        ("PENDING", "RUNNING", None, None, None, False),
+        ("RUNNING", "RUNNING", None, None, None, True),
+        ("STOPPING", "STOPPED", "EssentialContainerExited", "Essential container in task exited", None, True),
+        ("STOPPED", "STOPPED", "EssentialContainerExited", "Essential container in task exited", 143, True),
     ],
     "spot": [
         ("PENDING", "RUNNING", None, None, None, False),
@@ -90,7 +101,12 @@ SIDECARS: dict[str, list[dict[str, int | None]]] = {
         {"log-router": 1},
         {"log-router": 1},
     ],
+    "essential_sidecar_first": [{"proxy": None}, {"proxy": None}, {"proxy": 1}, {"proxy": 1}],
 }
+# The events' launch type where it is not the task's own (moto's RunTask: FARGATE); None: the field is absent.
+LAUNCH_TYPES: dict[str, str | None] = {"exit1": None}
+# Scenarios whose delivered events cannot finish the task: only a reconciler pass that reads ECS can.
+RECONCILER_FINISHES = frozenset({"essential_sidecar_first"})
 
 
 @dataclass
@@ -135,7 +151,7 @@ class EcsWorld:
 
     def event(self, world: WorldTask) -> dict[str, Any]:
         last, desired, stop_code, reason, exit_code, started = SCENARIOS[world.scenario][world.step]
-        return task_event(
+        event = task_event(
             world.task,
             last_status=last,
             desired_status=desired,
@@ -147,6 +163,13 @@ class EcsWorld:
             started=started,
             sidecars=SIDECARS[world.scenario][world.step] if world.scenario in SIDECARS else None,
         )
+        if world.scenario in LAUNCH_TYPES:
+            launch_type = LAUNCH_TYPES[world.scenario]
+            if launch_type is None:
+                event["detail"].pop("launchType", None)
+            else:
+                event["detail"]["launchType"] = launch_type
+        return event
 
     def forget_stopped(self) -> None:
         """ECS drops stopped tasks from DescribeTasks about an hour after they stop."""

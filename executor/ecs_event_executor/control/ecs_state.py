@@ -6,9 +6,11 @@ the Airflow container alone, by name, so a sidecar's exit never decides a task's
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,26 +23,42 @@ ATTEMPT_ENV = "AIRFLOW_ECS_EVENT_ATTEMPT"
 
 # ECS allows 36 characters for startedBy; the EventBridge rule matches this exact value.
 STARTED_BY = "airflow-ecs-event-executor"
-# The events the stack's rule delivers: STOPPING (ECS stops a task because its essential container exited, so the
-# Airflow container's exit code is there and final: the task finishes at once), STOPPED (the final word when
-# STOPPING had no exit code: StopTask, Spot, a sidecar, a failed start), and any event whose desiredStatus is
-# STOPPED (the Spot interruption warning arrives while the task is RUNNING; its reason is recorded at once).
+# The events the stack's rule delivers, each one a Lambda invocation:
+# - STOPPING: ECS stops a task because its essential container exited, so the Airflow container's exit code is there
+#   and final: the task finishes at once.
+# - STOPPED, the final word when STOPPING could not be: StopTask, Spot, a failed start, a task on EC2 (whose agent
+#   may report RUNNING -> STOPPED with no STOPPING between) or of unknown launch type. Not a Fargate task stopped
+#   because an essential container exited: its STOPPING carried that exit, and the STOPPED after it (its Lambda
+#   request, a read and GB-s per task) changed nothing. When the container that exited was a sidecar, not the
+#   Airflow container, the item waits for the reconciler's next pass, which reads the stopped task from ECS.
+# - any event whose desiredStatus is STOPPED (the Spot interruption warning arrives while the task is RUNNING; its
+#   reason is recorded at once).
 # Plain RUNNING is not delivered: Airflow learns RUNNING from the worker itself, and the delivery, invocation and
 # write it cost per task changed nothing the executor reads (the item stays PENDING from the launch record until
 # the task stops). DEPROVISIONING is not delivered either: after a STOPPING with the exit code it would be one
 # more invocation and failed write per task. The handler still skips, without a write, an event that cannot
 # change the item (the local runner's ECS sends every step).
-STATUS_EVENT_LAST_STATUSES = ("STOPPING", "STOPPED")
+STATUS_EVENT_LAST_STATUSES = ("STOPPING",)
+STATUS_EVENT_FINAL_LAST_STATUSES = ("STOPPED",)
+# The STOPPED events not delivered: this launch type with this stop code (both must be present and equal).
+STATUS_EVENT_SKIPPED_FINAL_LAUNCH_TYPE = "FARGATE"
+STATUS_EVENT_SKIPPED_FINAL_STOP_CODE = "EssentialContainerExited"
 # With desiredStatus STOPPED, a RUNNING event is delivered too (a Spot warning, or a StopTask on a running task).
 STATUS_EVENT_DESIRED_STATUSES = ("STOPPED",)
 STATUS_EVENT_WARNING_LAST_STATUSES = ("RUNNING",)
 
 
 def status_event_filter() -> dict[str, object]:
-    """Return the part of the ECS rule's ``detail`` pattern that picks the steps above (EventBridge ``$or``)."""
+    """Return the part of the ECS rule's ``detail`` pattern that picks the events above (EventBridge ``$or``;
+    ``anything-but`` matches only a field that is present, so each absent field has its own ``exists`` clause)."""
+    final = list(STATUS_EVENT_FINAL_LAST_STATUSES)
     return {
         "$or": [
             {"lastStatus": list(STATUS_EVENT_LAST_STATUSES)},
+            {"lastStatus": final, "launchType": [{"anything-but": STATUS_EVENT_SKIPPED_FINAL_LAUNCH_TYPE}]},
+            {"lastStatus": final, "launchType": [{"exists": False}]},
+            {"lastStatus": final, "stopCode": [{"anything-but": STATUS_EVENT_SKIPPED_FINAL_STOP_CODE}]},
+            {"lastStatus": final, "stopCode": [{"exists": False}]},
             {
                 "lastStatus": list(STATUS_EVENT_WARNING_LAST_STATUSES),
                 "desiredStatus": list(STATUS_EVENT_DESIRED_STATUSES),
@@ -49,10 +67,20 @@ def status_event_filter() -> dict[str, object]:
     }
 
 
-def is_status_event(last_status: str, desired_status: str | None) -> bool:
-    """Say whether the rule (``status_event_filter``) delivers an event at this step."""
-    return last_status in STATUS_EVENT_LAST_STATUSES or (
-        last_status in STATUS_EVENT_WARNING_LAST_STATUSES and desired_status in STATUS_EVENT_DESIRED_STATUSES
+def is_status_event(detail: Mapping[str, Any]) -> bool:
+    """Say whether the rule (``status_event_filter``) delivers an event with this ``detail`` (a task as
+    DescribeTasks or the event shows it)."""
+    last_status = detail.get("lastStatus")
+    if last_status in STATUS_EVENT_LAST_STATUSES:
+        return True
+    if last_status in STATUS_EVENT_FINAL_LAST_STATUSES:
+        return not (
+            detail.get("launchType") == STATUS_EVENT_SKIPPED_FINAL_LAUNCH_TYPE
+            and detail.get("stopCode") == STATUS_EVENT_SKIPPED_FINAL_STOP_CODE
+        )
+    return (
+        last_status in STATUS_EVENT_WARNING_LAST_STATUSES
+        and detail.get("desiredStatus") in STATUS_EVENT_DESIRED_STATUSES
     )
 
 

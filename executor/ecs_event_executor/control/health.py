@@ -26,7 +26,7 @@ RECONCILED_FINAL_AT = "reconciled_final_at"
 
 # A fact noted this recently by this process is not written again.
 NOTE_EVERY_SECONDS = 60.0
-# The ECS rule delivers only the events of a task on its way down (STOPPING, STOPPED, the Spot warning): a task
+# The ECS rule delivers only the events of a task on its way down (STOPPING, most STOPPED, the Spot warning): a task
 # can run for hours with no event, so a quiet status function says nothing. What does: the reconciler finishing a
 # task whose stop event never came (it looks at tasks unchanged for its stale-after time, 10 minutes by default),
 # with no event at all reaching the status function for this long before.

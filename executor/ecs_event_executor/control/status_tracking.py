@@ -4,10 +4,11 @@ The item is found from what the event itself carries (the launch id and attempt 
 environment), so an event that arrives before the launcher recorded the task ARN still lands. Events for tasks
 this control plane did not start are ignored.
 
-The stack's rule invokes the status function with STOPPING, STOPPED and a RUNNING whose desired status is STOPPED
-(see ``ecs_state``); the local runner sends every step. The final
-state lands when it is certain: at STOPPING when the Airflow container's exit code is there (ECS stops a task
-because its essential container exited), otherwise at STOPPED. Only events that can change our state are
+The stack's rule invokes the status function with STOPPING, STOPPED (not a Fargate task's after an essential
+container's exit: its STOPPING carried it) and a RUNNING whose desired status is STOPPED (see ``ecs_state``); the
+local runner's rule is the same. The final state lands when it is certain: at STOPPING when the Airflow container's
+exit code is there (ECS stops a task because its essential container exited), otherwise at STOPPED, or at the
+reconciler's next pass when no delivered event carries it (a Fargate task whose essential sidecar exited first). Only events that can change our state are
 written: a PENDING outcome (the launcher recorded PENDING when RunTask returned) and a RUNNING outcome while the
 task is on its way down without an exit code (DEACTIVATING, STOPPING, DEPROVISIONING) are skipped; the RUNNING
 event itself (also a Spot warning, which records the reason) and every terminal outcome are written. A STOPPED
