@@ -6,8 +6,9 @@ Each test drives the real handlers against moto (or reads the synthesized templa
   nothing runs, the reason is on the item and in the DLQ.
 - S2 forged relaunches through the project bus: not forwarded by the relaunch rule, or refused by the launcher.
 - S3 cross-team cancel, adopt and request overwrite: refused.
-- S4 a sidecar's environment binding a task's events to another launch: refused at queue time and ignored by
-  the status path; an event of another task never replaces an item's task.
+- S4 a sidecar's environment binding a task's events to another launch: refused at queue time, ignored by the
+  status path and by the launcher's look for a late launch's task; an event of another task never replaces an
+  item's task.
 - S5 the template: the queue and bus policies, the relaunch rule's pattern, the KMS option.
 """
 
@@ -397,6 +398,23 @@ def test_s4_a_sidecar_cannot_bind_events_to_another_launch(
         and victim_final is not None
         and victim_final.state is TaskState.PENDING
         and victim_final.task_arn == victim_task["taskArn"]
+    )
+
+    # The launcher's look for the task an earlier delivery started (a redelivery past its deadline) reads the
+    # Airflow container's marks too: a listed task whose sidecar override carries a late launch's marks (forged
+    # into DescribeTasks' answer, as if they had got through) is not taken for it.
+    late = launch_request("late", deadline_in=-1)
+    late_marks = [{"name": "AIRFLOW_ECS_EVENT_LAUNCH_ID", "value": late.launch_id}]
+
+    def forge(parsed: dict[str, Any], **_: Any) -> None:
+        for task in parsed.get("tasks", []):
+            task["overrides"]["containerOverrides"].append({"name": "sidecar", "environment": late_marks})
+
+    launcher_handler.launcher().ecs.meta.events.register("after-call.ecs.DescribeTasks", forge)
+    invoke(cp, [late.to_json()])
+    late_after = item(cp, late.launch_id)
+    refused["sidecar marks in a task the launcher looks for"] = (
+        late_after is not None and late_after.state is TaskState.EXPIRED and late_after.task_arn is None
     )
     assert refused == dict.fromkeys(refused, True), refused
     # The control: the victim's own task still drives its item.

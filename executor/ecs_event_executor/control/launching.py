@@ -22,6 +22,7 @@ from enum import StrEnum
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import ValidationError
 
 from ecs_event_executor.control import bus as bus_events
 from ecs_event_executor.control import environment as env_vars
@@ -35,7 +36,7 @@ from ecs_event_executor.control.aws_errors import (
     run_task_failure_is_retryable,
 )
 from ecs_event_executor.control.bus import ControlPlaneBus
-from ecs_event_executor.control.ecs_state import ATTEMPT_ENV, LAUNCH_ID_ENV, STARTED_BY
+from ecs_event_executor.control.ecs_state import ATTEMPT_ENV, LAUNCH_ID_ENV, STARTED_BY, TaskDetail
 from ecs_event_executor.control.environment import LambdaEnvironment
 from ecs_event_executor.control.executor_config import ExecutorConfigError, check_image, cost_tags
 from ecs_event_executor.control.health import HealthNotes
@@ -449,10 +450,13 @@ class Launcher:
         """Return the ECS task an earlier delivery started for this attempt, if ECS still lists it.
 
         Looks through the control plane's tasks (``startedBy``) on ``cluster`` (default: the default profile's),
-        running and recently stopped, for the launch marks in the container environment. Costs ListTasks and
-        DescribeTasks calls: only used past a deadline.
+        running and recently stopped, for the launch marks in the Airflow container's override environment (the
+        status path's and the reconciler's reading: a sidecar's environment comes from a task's executor_config
+        and must not bind another launch's task to this one). Costs ListTasks and DescribeTasks calls: only used
+        past a deadline.
         """
         cluster = cluster or self.settings.launch.cluster
+        container_name = self.settings.launch.container_name
         marks = {LAUNCH_ID_ENV: launch_id, ATTEMPT_ENV: str(attempt)}
         for desired in ("RUNNING", "STOPPED"):
             paginator = self.ecs.get_paginator("list_tasks")
@@ -461,7 +465,7 @@ class Launcher:
                 for start in range(0, len(arns), 100):
                     described = self.ecs.describe_tasks(cluster=cluster, tasks=arns[start : start + 100])
                     for task in described.get("tasks") or []:
-                        if marks.items() <= _container_environment(task).items():
+                        if marks.items() <= _airflow_environment(task, container_name).items():
                             return dict(task)
         return None
 
@@ -587,12 +591,12 @@ def conflicting_task(exc: BaseException) -> str | None:
     return str(resource_ids[0]) if resource_ids else None
 
 
-def _container_environment(task: Mapping[str, Any]) -> dict[str, str]:
-    return {
-        kv.get("name", ""): kv.get("value", "")
-        for override in (task.get("overrides") or {}).get("containerOverrides") or []
-        for kv in override.get("environment") or []
-    }
+def _airflow_environment(task: Mapping[str, Any], container_name: str) -> dict[str, str]:
+    """Return the override environment of a described task's Airflow container (empty if the task is unreadable)."""
+    try:
+        return TaskDetail.model_validate(task).environment(container_name)
+    except ValidationError:
+        return {}
 
 
 def _event_detail(item: TaskItem, **extra: Any) -> dict[str, Any]:
