@@ -8,12 +8,12 @@ The stack's rule invokes the status function with STOPPING, STOPPED (not a Farga
 container's exit: its STOPPING carried it) and a RUNNING whose desired status is STOPPED (see ``ecs_state``); the
 local runner's rule is the same. The final state lands when it is certain: at STOPPING when the Airflow container's
 exit code is there (ECS stops a task because its essential container exited), otherwise at STOPPED, or at the
-reconciler's next pass when no delivered event carries it (a Fargate task whose essential sidecar exited first). Only events that can change our state are
-written: a PENDING outcome (the launcher recorded PENDING when RunTask returned) and a RUNNING outcome while the
-task is on its way down without an exit code (DEACTIVATING, STOPPING, DEPROVISIONING) are skipped; the RUNNING
-event itself (also a Spot warning, which records the reason) and every terminal outcome are written. A STOPPED
-event whose task an earlier event already finished (the exit code at STOPPING) is dropped after an eventually
-consistent read, which costs a fraction of a failed conditional write.
+reconciler's next pass when no delivered event carries it (a Fargate task whose essential sidecar exited first).
+Only events that can change our state are written: a PENDING outcome (the launcher recorded PENDING when RunTask
+returned) and a RUNNING outcome while the task is on its way down without an exit code (DEACTIVATING, STOPPING,
+DEPROVISIONING) are skipped; the RUNNING event itself (also a Spot warning, which records the reason) and every
+terminal outcome are written. A STOPPED event whose task an earlier event already finished (the exit code at
+STOPPING) is dropped after an eventually consistent read, which costs a fraction of a failed conditional write.
 
 ``StatusTracker.handle`` raises only for failures worth retrying (AWS errors, a refused relaunch publish): the
 status Lambda raises, Lambda retries the invocation, then the reconciler replays it (``failed_events``).
