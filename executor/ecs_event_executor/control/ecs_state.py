@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ecs_event_executor.control.tasks.lifecycle import TaskState
 
@@ -142,6 +142,15 @@ class TaskDetail(_Lenient):
     def task_id(self) -> str:
         """Return the short ECS task id (the last part of the ARN), as awslogs uses it in stream names."""
         return self.task_arn.rsplit("/", 1)[-1]
+
+
+def airflow_environment(task: Mapping[str, Any], container_name: str) -> dict[str, str]:
+    """Return the override environment of the Airflow container of a task as DescribeTasks shows it (the launcher's
+    and the reconciler's reading of the marks, the status path's own rule); empty when the task cannot be read."""
+    try:
+        return TaskDetail.model_validate(task).environment(container_name)
+    except ValidationError:
+        return {}
 
 
 class TaskStateChange(_Lenient):

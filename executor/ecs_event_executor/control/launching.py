@@ -22,7 +22,6 @@ from enum import StrEnum
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import ValidationError
 
 from ecs_event_executor.control import bus as bus_events
 from ecs_event_executor.control import environment as env_vars
@@ -36,7 +35,7 @@ from ecs_event_executor.control.aws_errors import (
     run_task_failure_is_retryable,
 )
 from ecs_event_executor.control.bus import ControlPlaneBus
-from ecs_event_executor.control.ecs_state import ATTEMPT_ENV, LAUNCH_ID_ENV, STARTED_BY, TaskDetail
+from ecs_event_executor.control.ecs_state import ATTEMPT_ENV, LAUNCH_ID_ENV, STARTED_BY, airflow_environment
 from ecs_event_executor.control.environment import LambdaEnvironment
 from ecs_event_executor.control.executor_config import ExecutorConfigError, check_image, cost_tags
 from ecs_event_executor.control.health import HealthNotes
@@ -465,7 +464,7 @@ class Launcher:
                 for start in range(0, len(arns), 100):
                     described = self.ecs.describe_tasks(cluster=cluster, tasks=arns[start : start + 100])
                     for task in described.get("tasks") or []:
-                        if marks.items() <= _airflow_environment(task, container_name).items():
+                        if marks.items() <= airflow_environment(task, container_name).items():
                             return dict(task)
         return None
 
@@ -589,14 +588,6 @@ def conflicting_task(exc: BaseException) -> str | None:
         return None
     resource_ids = exc.response.get("resourceIds") or []
     return str(resource_ids[0]) if resource_ids else None
-
-
-def _airflow_environment(task: Mapping[str, Any], container_name: str) -> dict[str, str]:
-    """Return the override environment of a described task's Airflow container (empty if the task is unreadable)."""
-    try:
-        return TaskDetail.model_validate(task).environment(container_name)
-    except ValidationError:
-        return {}
 
 
 def _event_detail(item: TaskItem, **extra: Any) -> dict[str, Any]:

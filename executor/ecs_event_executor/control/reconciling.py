@@ -37,12 +37,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pydantic import ValidationError
-
 from ecs_event_executor.control import bus as bus_events
 from ecs_event_executor.control.aws_clients import lambda_client
 from ecs_event_executor.control.bus import ControlPlaneBus
-from ecs_event_executor.control.ecs_state import ATTEMPT_ENV, LAUNCH_ID_ENV, STARTED_BY, TaskDetail
+from ecs_event_executor.control.ecs_state import ATTEMPT_ENV, LAUNCH_ID_ENV, STARTED_BY, airflow_environment
 from ecs_event_executor.control.environment import LambdaEnvironment
 from ecs_event_executor.control.failed_events import FailedEvents
 from ecs_event_executor.control.health import HealthNotes
@@ -290,12 +288,8 @@ class Reconciler:
 
     def _marks(self, task: Mapping[str, Any]) -> tuple[str, int] | None:
         """Return the launch id and attempt the launcher set on a task's Airflow container, or None."""
-        try:
-            detail = TaskDetail.model_validate(task)
-        except ValidationError:
-            return None
         # The status path's own reading: the Airflow container's override environment only (not a sidecar's).
-        env = detail.environment(self.settings.status.container_name)
+        env = airflow_environment(task, self.settings.status.container_name)
         launch_id, attempt = env.get(LAUNCH_ID_ENV), env.get(ATTEMPT_ENV, "1")
         if launch_id and attempt.isdigit():
             return launch_id, int(attempt)
