@@ -240,15 +240,21 @@ def test_a_task_costs_six_write_units_and_writes_no_stale_index_entry(control_pl
     assert not {Attr.ACTIVE, Attr.CHECKED_AT} & raw_item(control_plane, launch_id).keys()
 
 
-def test_touch_is_not_a_change(control_plane: ControlPlane) -> None:
-    """The reconciler's touch (a relaunch it published, an item of the previous version) re-stamps the check time
-    only: the change feed does not show it again."""
+def relaunched_in_the_stale_index(cp: ControlPlane) -> LaunchRequest:
+    """Launch a task whose attempt 1 failed to start, so attempt 2 is scheduled: the item is in the stale index."""
     request = launch_request(max_attempts=2)
-    table = TaskTable(control_plane.table)
+    table = TaskTable(cp.table)
     table.create_for_launch(request, lease_seconds=60)
     table.record_launched(request.launch_id, 1, task_arn=ARN, cluster_arn=None)
     snap = EcsSnapshot(TaskState.FAILED, ARN, 3, "STOPPED", reason="CannotPullContainerError")
     assert table.schedule_relaunch(request.launch_id, 1, snap)[0]
+    return request
+
+
+def test_touch_is_not_a_change(control_plane: ControlPlane) -> None:
+    """The reconciler's touch (a relaunch it published, an item of the previous version) re-stamps the check time
+    only: the change feed does not show it again."""
+    request = relaunched_in_the_stale_index(control_plane)
     relaunched = raw_item(control_plane, request.launch_id)
     later = TaskTable(control_plane.table, clock=lambda: time.time() + 900)
     later.touch(request.launch_id, 2)
@@ -483,13 +489,8 @@ def test_a_touch_costs_three_write_units_which_running_tasks_no_longer_pay(
     """The previous design touched every active item unchanged for 10 minutes: the write re-stamps the stale
     index's sort key, so the item (1) plus the index entry's delete and put (2). At 50,000 tasks running for
     hours that is 50,000 x 6 an hour x 720 hours x 3 = 648M WRU a month (~$405): counted here per touch."""
-    request = launch_request(max_attempts=2)
-    table = TaskTable(control_plane.table)
-    table.create_for_launch(request, lease_seconds=60)
-    table.record_launched(request.launch_id, 1, task_arn=ARN, cluster_arn=None)
     # Only an item in the stale index is touched (a relaunch; items the previous version indexed).
-    snap = EcsSnapshot(TaskState.FAILED, ARN, 3, "STOPPED", reason="CannotPullContainerError")
-    assert table.schedule_relaunch(request.launch_id, 1, snap)[0]
+    request = relaunched_in_the_stale_index(control_plane)
     later = TaskTable(control_plane.table, clock=lambda: time.time() + 900)
     with WriteUnits().counting() as cost:
         later.touch(request.launch_id, 2)
