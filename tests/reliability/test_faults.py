@@ -579,28 +579,26 @@ def test_r7_status_errors_on_30_percent_of_invocations_lose_no_task(
     assert run.replayed == run.to_destination
 
 
-def test_r7_mutation_without_the_replay_tasks_are_left_wrong(
-    control_plane: ControlPlane, quiet_failures: None
+@pytest.mark.parametrize(
+    ("mutation", "reaches_the_queue", "why"),
+    [
+        # The failed-events queue is not replayed: its events wait forever.
+        ({"replay": False}, True, "the reconciler does not replay the failed events"),
+        # No on-failure destination: Lambda discards an event after its retries (the reason issue 13 moved to SQS).
+        ({"destination": False}, False, "failed invocations are discarded"),
+        # A failed event must raise: a handler that reports success is never retried nor kept.
+        ({"swallow_errors": True}, False, "the handler reports success for a failed event"),
+    ],
+    ids=["without-the-replay", "without-the-on-failure-destination", "a-handler-that-swallows-errors"],
+)
+def test_r7_mutations_leave_tasks_wrong(
+    control_plane: ControlPlane,
+    quiet_failures: None,
+    mutation: dict[str, bool],
+    reaches_the_queue: bool,
+    why: str,
 ) -> None:
-    """The guard R7 proves: the failed-events queue is replayed. Without it, its events wait forever."""
-    run = run_r7(control_plane, 50, replay=False)
-    assert run.to_destination > 0
-    assert run.wrong, "R7 must fail when the reconciler does not replay the failed events"
-
-
-def test_r7_mutation_without_the_on_failure_destination_tasks_are_left_wrong(
-    control_plane: ControlPlane, quiet_failures: None
-) -> None:
-    """Without the destination, Lambda discards an event after its retries (the reason issue 13 moved to SQS)."""
-    run = run_r7(control_plane, 50, destination=False)
-    assert run.to_destination == 0
-    assert run.wrong, "R7 must fail when failed invocations are discarded"
-
-
-def test_r7_mutation_a_handler_that_swallows_errors_loses_tasks(
-    control_plane: ControlPlane, quiet_failures: None
-) -> None:
-    """A failed event must raise: a handler that reports success is never retried nor kept."""
-    run = run_r7(control_plane, 50, swallow_errors=True)
-    assert run.to_destination == 0
-    assert run.wrong, "R7 must fail when the handler reports success for a failed event"
+    """The guards R7 proves, each removed in turn: R7's tasks end wrong."""
+    run = run_r7(control_plane, 50, **mutation)
+    assert (run.to_destination > 0) is reaches_the_queue
+    assert run.wrong, f"R7 must fail when {why}"
