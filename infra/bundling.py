@@ -10,6 +10,9 @@
   the platform and the Python version, so repeated synths cost a copy, not a download.
 - Each function's asset holds its handler folder at ``lambdas/<name>/`` (handler ``lambdas.<name>.handler.handler``),
   the same import path the tests use.
+- Both carry bytecode compiled by a Python of the runtime's version (``infra/bytecode.py``): Lambda's code is
+  read-only, and a module shipped without bytecode is compiled at every cold start (the status handler's import
+  took ~690 ms that way on the bench machine, ~245 ms from bytecode).
 
 Asset hashes are computed from the inputs (lock, platform, sources), so skipping bundling in unit tests
 (``aws:cdk:bundling-stacks``) keeps the template stable and needs no network.
@@ -30,6 +33,8 @@ from typing import Any
 import jsii
 from aws_cdk import AssetHashType, BundlingOptions, DockerImage, ILocalBundling
 from aws_cdk import aws_lambda as lambda_
+
+from infra.bytecode import bytecode_python, compile_bytecode
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCK_FILE = REPO_ROOT / "requirements" / "dev.lock"
@@ -150,8 +155,10 @@ def runtime_layer_code() -> lambda_.Code:
         (output / "python" / ".complete").unlink(missing_ok=True)
         _copy_tree(CONTRACT_PACKAGE, output / "python" / CONTRACT_PACKAGE.name)
         write_botocore_data(output / "python")
+        compile_bytecode(output / "python", python, PYTHON_VERSION)
 
-    digest = _tree_digest(CONTRACT_PACKAGE, extra=[dependencies_key()])
+    python = bytecode_python(PYTHON_VERSION)
+    digest = _tree_digest(CONTRACT_PACKAGE, extra=[dependencies_key(), _bytecode_key(python)])
     return lambda_.Code.from_asset(
         str(CONTRACT_PACKAGE),
         asset_hash=digest,
@@ -176,13 +183,21 @@ def handler_code(name: str) -> lambda_.Code:
 
     def build(output: Path) -> None:
         _copy_tree(source, output / "lambdas" / name)
+        compile_bytecode(output / "lambdas", python, PYTHON_VERSION)
 
+    python = bytecode_python(PYTHON_VERSION)
     return lambda_.Code.from_asset(
         str(source),
-        asset_hash=_tree_digest(source, extra=[name]),
+        asset_hash=_tree_digest(source, extra=[name, _bytecode_key(python)]),
         asset_hash_type=AssetHashType.CUSTOM,
         bundling=_bundling(build),
     )
+
+
+def _bytecode_key(python: str | None) -> str:
+    # An asset with bytecode differs from one without: a deploy from a machine that can compile it replaces one
+    # that could not.
+    return f"bytecode {PYTHON_VERSION} unchecked-hash" if python else "sources only"
 
 
 def handler_path(name: str) -> str:

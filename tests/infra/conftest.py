@@ -33,6 +33,7 @@ class CliSynth:
     template_path: Path
     template: dict[str, Any]
     seconds: float
+    stderr: str
 
     def asset_dir(self, logical_id_prefix: str) -> Path:
         """Return the staged asset directory of the first resource whose logical id starts with the prefix."""
@@ -79,7 +80,7 @@ def cli_synth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CliSynth]:
         f"cdk synth failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
     )
     template_path = outdir / f"{STACK_ID}.template.json"
-    yield CliSynth(outdir, template_path, json.loads(template_path.read_text()), seconds)
+    yield CliSynth(outdir, template_path, json.loads(template_path.read_text()), seconds, result.stderr)
 
 
 @dataclass(frozen=True)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 from aws_cdk import aws_logs as logs
 from ecs_event_executor.control.tasks.schema import CHANGE_INDEX
 
-from infra import bundling
+from infra import bundling, bytecode
 from infra.python_function import log_retention
 from infra.template import synthesize_template
 
@@ -60,3 +64,42 @@ def test_synthesize_template_returns_plain_definitions_for_the_local_mode() -> N
     assert names == {"local-launcher", "local-status", "local-reconciler"}
     launcher = next(r for r in resources if r["Properties"].get("FunctionName") == "local-launcher")
     assert launcher["Properties"]["MemorySize"] == 256
+
+
+def test_bytecode_python_is_one_that_reports_the_runtime_version(monkeypatch: Any) -> None:
+    running = f"{sys.version_info.major}.{sys.version_info.minor}"
+    monkeypatch.delenv(bytecode.BYTECODE_PYTHON_VARIABLE, raising=False)
+    assert bytecode.bytecode_python(running) == sys.executable
+    # A Python that is not of the version (and a name that does not run) is never taken.
+    monkeypatch.setenv(bytecode.BYTECODE_PYTHON_VARIABLE, "/nonexistent/python")
+    assert bytecode.bytecode_python("2.1") is None
+
+
+def test_compiled_bytecode_is_used_although_the_sources_times_change(tmp_path: Path) -> None:
+    """The asset zip keeps no source times: the bytecode must be trusted without them (unchecked-hash), or each
+    cold start compiles the module again. Proven by changing the source after compiling: the import still runs
+    the compiled module."""
+    running = f"{sys.version_info.major}.{sys.version_info.minor}"
+    package = tmp_path / "lambdas" / "probe"
+    package.mkdir(parents=True)
+    (package / "handler.py").write_text("ANSWER = 'compiled'\n")
+    assert bytecode.compile_bytecode(tmp_path / "lambdas", sys.executable, running)
+    (package / "handler.py").write_text("ANSWER = 'source'\n")
+    os.utime(package / "handler.py", (0, 0))
+    answer = subprocess.run(
+        [sys.executable, "-B", "-c", "import lambdas.probe.handler as h; print(h.ANSWER)"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert answer == "compiled"
+
+
+def test_without_a_python_of_the_runtime_version_nothing_is_compiled(tmp_path: Path, capsys: Any) -> None:
+    (tmp_path / "handler.py").write_text("ANSWER = 1\n")
+    assert not bytecode.compile_bytecode(tmp_path, None, "3.12")
+    assert not list(tmp_path.rglob("*.pyc"))
+    bytecode._warn_sources_only.cache_clear()
+    bytecode.compile_bytecode(tmp_path, None, "3.12")
+    assert bytecode.BYTECODE_PYTHON_VARIABLE in capsys.readouterr().err

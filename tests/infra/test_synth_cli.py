@@ -10,6 +10,7 @@ from pathlib import Path
 
 from cfnlint.api import ManualArgs, lint_file
 
+from infra import bundling, bytecode
 from infra.bundling import locked_version
 from tests.infra.conftest import CliSynth
 
@@ -46,7 +47,23 @@ def test_layer_holds_the_locked_powertools_and_the_contract_package_but_not_airf
     assert list((python / "pydantic_core").glob("_pydantic_core.cpython-312-aarch64-linux-gnu.so"))
     assert (python / "ecs_event_executor" / "control" / "tasks" / "table.py").is_file()
     assert not (python / "airflow").exists()
-    assert not list(python.rglob("__pycache__"))
+
+
+def test_assets_carry_bytecode_for_the_runtime_python_only_or_synth_says_why(cli_synth: CliSynth) -> None:
+    """Lambda's code is read-only: bytecode not shipped is compiled at every cold start. Only the runtime's
+    Python's bytecode is shipped (never this machine's), trusted without source times (unchecked-hash)."""
+    layer = cli_synth.asset_dir("RuntimeLayer") / "python"
+    handler = cli_synth.asset_dir("LauncherHandlerFunction")
+    compiled = [*layer.rglob("*.pyc"), *handler.rglob("*.pyc")]
+    tag = f"cpython-{bundling.PYTHON_VERSION.replace('.', '')}"
+    assert all(f".{tag}." in path.name for path in compiled), {p.name for p in compiled if tag not in p.name}
+    if bytecode.bytecode_python(bundling.PYTHON_VERSION) is None:
+        assert compiled == [] and bytecode.BYTECODE_PYTHON_VARIABLE in cli_synth.stderr
+        return
+    for source in (layer / "botocore" / "session.py", handler / "lambdas" / "launcher" / "handler.py"):
+        pyc = source.parent / "__pycache__" / f"{source.stem}.{tag}.pyc"
+        flags = int.from_bytes(pyc.read_bytes()[4:8], "little")
+        assert flags == 0b01, f"{pyc} is not unchecked-hash bytecode (flags {flags:#b})"
 
 
 def test_each_function_asset_holds_its_handler_at_the_handler_path(cli_synth: CliSynth) -> None:
