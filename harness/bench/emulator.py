@@ -424,6 +424,13 @@ class Emulator:
     def client(self, service: str) -> Any:
         return self.attach(boto3.client(service, region_name=REGION))
 
+    def lambda_client(self, service: str) -> Any:
+        """A client built as the Lambdas build theirs (``aws_clients.lambda_client``: botocore alone, standard
+        retries, no client-side validation of what the control plane built), answered here."""
+        from ecs_event_executor.control.aws_clients import lambda_client
+
+        return self.attach(lambda_client(service))
+
     def attach(self, client: Any) -> Any:
         """Answer ``client``'s requests here, and only here.
 
