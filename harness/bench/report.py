@@ -476,7 +476,8 @@ def _verdicts(
         f"10,000 ({p3_text}).",
         f"P4 {verdict(bool(p4_ok))}: state latency p50 and p99 below the reference's, p99 <= one loop + 1 s "
         f"(ours {_s(p50)} / {_s(p99)}, reference {_s(r50)} / {_s(r99)}; one loop {_s(loop)}).",
-        f"P5 {verdict(p5_ok)}: cold start (import + first invocation's deferred work) <= 150 ms per handler (launcher "
+        f"P5 {verdict(p5_ok)}: cold start (import as deployed, from bytecode, + first invocation's deferred work) <= "
+        f"150 ms per handler (launcher "
         f"{_ms(cold['launcher'])}, status "
         f"{_ms(cold['status'])}"
         + (f"; their libraries' import alone: {_ms(sum(libraries.values()))}" if libraries else "")
