@@ -17,24 +17,27 @@ import subprocess
 import sys
 from pathlib import Path
 
-# A Python of the runtime's version to compile with, when neither the one running synth nor ``python3.12`` on the
-# PATH is one.
+# A Python of the runtime's version to compile with, when the one running synth is not one and none is found on
+# the PATH or among pyenv's.
 BYTECODE_PYTHON_VARIABLE = "LAMBDA_BYTECODE_PYTHON"
 
 
 def bytecode_python(version: str) -> str | None:
     """Return a Python interpreter of ``version`` (``3.12``) to compile the assets' bytecode with, or None.
 
-    Tried in order: ``$LAMBDA_BYTECODE_PYTHON``, the interpreter running synth, ``python<version>`` on the PATH;
-    each is run to ask its version (a version manager's shim may name one it cannot run).
+    Tried in order: ``$LAMBDA_BYTECODE_PYTHON``, the interpreter running synth, ``python<version>`` on the PATH,
+    then the pyenv-installed ones of that version (pyenv's shim on the PATH runs only the versions a project or the
+    global setting selects); each is run to ask its version.
     """
-    return _find_python(version, os.environ.get(BYTECODE_PYTHON_VARIABLE))
+    return _find_python(version, os.environ.get(BYTECODE_PYTHON_VARIABLE), os.environ.get("PYENV_ROOT"))
 
 
 @functools.cache
-def _find_python(version: str, explicit: str | None) -> str | None:
+def _find_python(version: str, explicit: str | None, pyenv_root: str | None) -> str | None:
     # Once per synth: each asset asks.
-    for candidate in (explicit, sys.executable, shutil.which(f"python{version}")):
+    versions = Path(pyenv_root or Path.home() / ".pyenv") / "versions"
+    pyenv_installed = sorted(versions.glob(f"{version}.*/bin/python{version}"), reverse=True)
+    for candidate in (explicit, sys.executable, shutil.which(f"python{version}"), *pyenv_installed):
         if not candidate:
             continue
         try:
@@ -48,7 +51,7 @@ def _find_python(version: str, explicit: str | None) -> str | None:
         except OSError:
             continue
         if answer.returncode == 0 and answer.stdout.strip() == version:
-            return candidate
+            return str(candidate)
     return None
 
 

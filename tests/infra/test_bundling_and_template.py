@@ -75,6 +75,19 @@ def test_bytecode_python_is_one_that_reports_the_runtime_version(monkeypatch: An
     assert bytecode.bytecode_python("2.1") is None
 
 
+def test_bytecode_python_is_found_among_pyenv_versions(tmp_path: Path, monkeypatch: Any) -> None:
+    """pyenv's shim on the PATH runs only the selected versions: an installed one is found under its root."""
+    interpreter = tmp_path / "versions" / "9.9.1" / "bin" / "python9.9"
+    interpreter.parent.mkdir(parents=True)
+    interpreter.write_text("#!/bin/sh\necho 9.9\n")  # answers the version question as a Python 9.9 would
+    interpreter.chmod(0o755)
+    monkeypatch.delenv(bytecode.BYTECODE_PYTHON_VARIABLE, raising=False)
+    monkeypatch.setenv("PYENV_ROOT", str(tmp_path))
+    assert bytecode.bytecode_python("9.9") == str(interpreter)
+    monkeypatch.setenv("PYENV_ROOT", str(tmp_path / "elsewhere"))
+    assert bytecode.bytecode_python("9.9") is None
+
+
 def test_compiled_bytecode_is_used_although_the_sources_times_change(tmp_path: Path) -> None:
     """The asset zip keeps no source times: the bytecode must be trusted without them (unchecked-hash), or each
     cold start compiles the module again. Proven by changing the source after compiling: the import still runs
