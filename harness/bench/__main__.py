@@ -38,6 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--scale-size", type=int, default=50_000, help="the scale run's steady state")
     parser.add_argument("--scale-burst", type=int, default=10_000, help="the scale run's burst")
+    parser.add_argument(
+        "--import-runs",
+        type=int,
+        default=None,
+        help="fresh interpreters per cold-import figure, the fastest kept (default: scenarios.IMPORT_RUNS)",
+    )
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
@@ -83,6 +89,7 @@ def _run(args: argparse.Namespace, scenarios: Any, report: Any, model: Any, tqdm
                 churn_seconds=args.churn_seconds,
                 scale_sizes=scale_sizes,
                 scale_bursts=scale_bursts,
+                import_runs=args.import_runs or scenarios.IMPORT_RUNS,
             )
     results["extra_queued"] = args.extra_queued
     results["churn_seconds"] = args.churn_seconds

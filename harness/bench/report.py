@@ -200,6 +200,7 @@ def render(
         "",
     ]
     imports = results["imports"]
+    import_runs = results.get("import_runs", IMPORT_RUNS)
     c_ours, c_ref = cost_per_million(ours, model, imports), cost_per_million(ref, model)
     results["cost"] = c_ours
     lines += [
@@ -244,11 +245,11 @@ def render(
     lines += [
         "| cold import as deployed: the handler and its packages laid out as the asset and the layer, their "
         "bytecode compiled as bundling does (`-X importtime`, the handler module's cumulative, read-only: `-S -B`, "
-        f"fastest of {IMPORT_RUNS}) | {_ms(imports['launcher'][0])} | {_ms(imports['status'][0])} |",
+        f"fastest of {import_runs}) | {_ms(imports['launcher'][0])} | {_ms(imports['status'][0])} |",
         "| the same from sources only (what the assets shipped before bytecode, and ship from a machine without "
         f"a Python of the runtime's version) | {_ms(imports['launcher'][1])} | {_ms(imports['status'][1])} |",
         "| the first invocation's deferred work: its AWS clients (botocore loads their trimmed service models and "
-        f"endpoint rules) and the launcher's RunTask model (fastest of {IMPORT_RUNS}) "
+        f"endpoint rules) and the launcher's RunTask model (fastest of {import_runs}) "
         f"| {_ms(imports['launcher'][2])} | {_ms(imports['status'][2])} |",
         f"| **cold start: the import + the first invocation's deferred work** | {_ms(imports['launcher'][0] + imports['launcher'][2])} | "
         f"{_ms(imports['status'][0] + imports['status'][2])} |",
@@ -260,7 +261,7 @@ def render(
     if libraries:
         parts = ", ".join(f"{name} {_ms(seconds)}" for name, seconds in libraries.items())
         lines += [
-            f"The libraries both handlers import, alone, as deployed (`-X importtime`, fastest of {IMPORT_RUNS}; pydantic "
+            f"The libraries both handlers import, alone, as deployed (`-X importtime`, fastest of {import_runs}; pydantic "
             f"with its model machinery, Powertools with its Logger and Metrics): "
             f"{parts}; together {_ms(sum(libraries.values()))}, the floor of a cold start that keeps them.",
             "",

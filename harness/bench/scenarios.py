@@ -569,6 +569,7 @@ def run_all(
     churn_seconds: float = 60.0,
     scale_sizes: tuple[int, ...] = (),
     scale_bursts: tuple[int, ...] = (),
+    import_runs: int = IMPORT_RUNS,
 ) -> dict[str, Any]:
     """Run every scenario; the scale run (ours only) goes in a second process alongside the others.
 
@@ -605,9 +606,10 @@ def run_all(
         for _ in range(len(scale_sizes) + len(scale_bursts) - 1):
             progress("scale: done")
     progress("handler import times")
-    imports = {name: cold_start(name) for name in ("launcher", "status")}
-    libraries = library_import_times()
+    imports = {name: cold_start(name, import_runs) for name in ("launcher", "status")}
+    libraries = library_import_times(import_runs)
     return {
+        "import_runs": import_runs,
         "libraries": libraries,
         "steady": steady,
         "lifecycle": life,

@@ -85,6 +85,8 @@ def test_bench_runs_both_executors_and_writes_the_report(
             "25",
             "--out",
             str(tmp_path),
+            "--import-runs",
+            "1",
             "--no-progress",
         ]
     )
