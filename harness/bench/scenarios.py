@@ -401,28 +401,29 @@ IMPORT_RUNS = 7
 def deployed_import_times(name: str, runs: int = IMPORT_RUNS) -> tuple[float, float]:
     """Return a handler's cold import as deployed, in seconds: (from the assets' bytecode, from sources only).
 
-    The handler and every package it imports from outside the standard library are copied as the layer and its
-    asset lay them out (one directory, packages at the top) without this machine's bytecode caches, then imported
-    by fresh interpreters that see no site-packages (``-S``) and write no bytecode (``-B``: Lambda's code is
-    read-only): first from sources only (what the assets ship without a Python of the runtime's version), then
-    after ``infra.bytecode.compile_bytecode`` (what bundling ships). The fastest of ``runs`` each (the machine's
-    other load only ever adds time). This interpreter's version stands in for the runtime's.
+    Imported from ``deployed_layout``: first from sources only (what the assets ship without a Python of the
+    runtime's version), then after ``infra.bytecode.compile_bytecode`` (what bundling ships); the fastest of
+    ``runs`` each (the machine's other load only ever adds time).
     """
-    from infra.bytecode import compile_bytecode
-
     module = f"lambdas.{name}.handler"
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        _lay_out_as_deployed(name, root)
-        sources = min(_import_from(root, module) for _ in range(runs))
-        compile_bytecode(root, sys.executable, f"{sys.version_info.major}.{sys.version_info.minor}")
-        compiled = min(_import_from(root, module) for _ in range(runs))
+
+    def cumulative(root: Path) -> float:
+        return next(
+            t for t, depth, m in _import_times(root, f"import {module}") if m == module and depth == 1
+        )
+
+    with deployed_layout(name) as root:
+        sources = min(cumulative(root) for _ in range(runs))
+        _compile_bytecode(root)
+        compiled = min(cumulative(root) for _ in range(runs))
     return compiled, sources
 
 
-def _lay_out_as_deployed(name: str, root: Path) -> None:
-    """Copy ``lambdas/<name>/`` (the function's asset) and what it imports from outside the standard library (the
-    layer's packages) into ``root``."""
+@contextlib.contextmanager
+def deployed_layout(name: str) -> Iterator[Path]:
+    """Yield a directory holding ``lambdas/<name>/`` (the function's asset) and every package it imports from outside
+    the standard library (the layer's), as they are deployed: one directory, packages at the top, without this
+    machine's bytecode caches. ``_import_times`` imports from it alone, read-only."""
     probe = (
         "import json, sys\n"
         "before = set(sys.modules)\n"
@@ -435,30 +436,43 @@ def _lay_out_as_deployed(name: str, root: Path) -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO_ROOT, check=True
     ).stdout
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for top, file in json.loads(out).items():
-        path = Path(file)
-        if path.name == "__init__.py":
-            shutil.copytree(path.parent, root / top, ignore=ignore)
-        else:
-            shutil.copy2(path, root / path.name)
-    shutil.copytree(REPO_ROOT / "lambdas" / name, root / "lambdas" / name, ignore=ignore)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for top, file in json.loads(out).items():
+            path = Path(file)
+            if path.name == "__init__.py":
+                shutil.copytree(path.parent, root / top, ignore=ignore)
+            else:
+                shutil.copy2(path, root / path.name)
+        shutil.copytree(REPO_ROOT / "lambdas" / name, root / "lambdas" / name, ignore=ignore)
+        yield root
 
 
-def _import_from(root: Path, module: str) -> float:
-    """Return ``module``'s cumulative import time (seconds) in a fresh interpreter that sees only ``root``."""
+def _compile_bytecode(root: Path) -> None:
+    """Compile ``root`` as bundling does, with this interpreter standing in for the runtime's."""
+    from infra.bytecode import compile_bytecode
+
+    compile_bytecode(root, sys.executable, f"{sys.version_info.major}.{sys.version_info.minor}")
+
+
+def _import_times(root: Path, code: str) -> list[tuple[float, int, str]]:
+    """Run ``code`` in a fresh interpreter that sees only ``root`` (``-S``: no site-packages) and writes no
+    bytecode (``-B``: Lambda's code is read-only); return ``-X importtime``'s lines as (cumulative seconds, depth,
+    module)."""
     proc = subprocess.run(
-        [sys.executable, "-S", "-B", "-X", "importtime", "-c", f"import {module}"],
+        [sys.executable, "-S", "-B", "-X", "importtime", "-c", code],
         capture_output=True,
         text=True,
         cwd=root,
         env={**os.environ, "PYTHONPATH": str(root)},
         check=True,
     )
+    lines = []
     for line in proc.stderr.splitlines():
-        match = re.match(r"import time:\s+\d+ \|\s+(\d+) \|\s*(\S+)", line)
-        if match and match.group(2) == module:
-            return int(match.group(1)) / 1e6
-    raise RuntimeError(f"{module} was not imported:\n{proc.stderr[-2000:]}")
+        match = re.match(r"import time:\s+\d+ \|\s+(\d+) \|( *)(\S+)", line)
+        if match:
+            lines.append((int(match.group(1)) / 1e6, len(match.group(2)), match.group(3)))
+    return lines
 
 
 # The libraries every handler imports (its AWS clients, its message and settings models, its logger and metrics):
@@ -474,31 +488,18 @@ HANDLER_LIBRARIES = {
 
 def library_import_times(runs: int = IMPORT_RUNS) -> dict[str, float]:
     """Return each of ``HANDLER_LIBRARIES``' import time (seconds) as deployed (the status handler's layout, from
-    bytecode, read-only: ``deployed_import_times``), imported one after another as a handler does (what one pulls
-    in is not counted again for the next): fastest of ``runs``, compared by their sum."""
-    from infra.bytecode import compile_bytecode
-
+    bytecode), imported one after another as a handler does (what one pulls in is not counted again for the
+    next): fastest of ``runs``, compared by their sum."""
     library_of = {module: name for name, modules in HANDLER_LIBRARIES.items() for module in modules}
     code = "; ".join(f"import {m}" for m in library_of)
     best: dict[str, float] | None = None
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        _lay_out_as_deployed("status", root)
-        compile_bytecode(root, sys.executable, f"{sys.version_info.major}.{sys.version_info.minor}")
+    with deployed_layout("status") as root:
+        _compile_bytecode(root)
         for _ in range(runs):
-            proc = subprocess.run(
-                [sys.executable, "-S", "-B", "-X", "importtime", "-c", code],
-                capture_output=True,
-                text=True,
-                cwd=root,
-                env={**os.environ, "PYTHONPATH": str(root)},
-                check=True,
-            )
             run = dict.fromkeys(HANDLER_LIBRARIES, 0.0)
-            for line in proc.stderr.splitlines():
-                match = re.match(r"import time:\s+\d+ \|\s+(\d+) \|(\s*)(\S+)", line)
-                if match and match.group(3) in library_of and len(match.group(2)) == 1:
-                    run[library_of[match.group(3)]] += int(match.group(1)) / 1e6
+            for seconds, depth, module in _import_times(root, code):
+                if module in library_of and depth == 1:
+                    run[library_of[module]] += seconds
             if best is None or sum(run.values()) < sum(best.values()):
                 best = run
     assert best is not None

@@ -236,28 +236,28 @@ def test_the_ecs_model_lists_tasks_by_started_by_and_desired_status_100_a_page()
     assert stopped not in listed and [p["taskArns"] for p in stopped_pages] == [[stopped]]
 
 
-def test_the_deployed_layout_imports_the_handler_from_its_copies_alone(tmp_path: Path) -> None:
+def test_the_deployed_layout_imports_the_handler_from_its_copies_alone() -> None:
     """P5's cold import is measured on the handler laid out as deployed: an interpreter that sees no site-packages
-    imports it, and everything it loads outside the standard library, from the copies."""
+    imports it, and everything it loads outside the standard library, from the copies, which hold no bytecode
+    of this machine's."""
     import subprocess
     import sys
 
-    from harness.bench.scenarios import _lay_out_as_deployed
+    from harness.bench.scenarios import deployed_layout
 
-    _lay_out_as_deployed("status", tmp_path)
-    probe = (
-        "import sys, lambdas.status.handler\n"
-        "outside = sorted(m for m, mod in sys.modules.items() if m.split('.')[0] not in sys.stdlib_module_names\n"
-        f"    and getattr(mod, '__file__', None) and not mod.__file__.startswith({str(tmp_path)!r}))\n"
-        "print(outside)"
-    )
-    result = subprocess.run(
-        [sys.executable, "-S", "-B", "-c", probe],
-        cwd=tmp_path,
-        env={"PYTHONPATH": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert result.stdout.strip() == "[]"
-    assert not list(tmp_path.rglob("*.pyc"))
+    with deployed_layout("status") as root:
+        probe = (
+            "import sys, lambdas.status.handler\n"
+            "print(sorted(m for m, mod in sys.modules.items() if m.split('.')[0] not in sys.stdlib_module_names\n"
+            f"    and getattr(mod, '__file__', None) and not mod.__file__.startswith({str(root)!r})))"
+        )
+        result = subprocess.run(
+            [sys.executable, "-S", "-B", "-c", probe],
+            cwd=root,
+            env={"PYTHONPATH": str(root)},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert result.stdout.strip() == "[]"
+        assert not list(root.rglob("*.pyc"))
