@@ -11,7 +11,7 @@ from ecs_event_executor.control.reconciling import ECS_MEMORY_SECONDS, STOPPED_O
 from ecs_event_executor.control.tasks.schema import STALE_SHARDS
 
 from harness.bench.model import AwsModel
-from harness.bench.scenarios import IMPORT_RUNS, LifecycleResult, SteadyResult, burst_token_lifetime
+from harness.bench.scenarios import LifecycleResult, SteadyResult, burst_token_lifetime
 
 
 @dataclass
@@ -200,7 +200,7 @@ def render(
         "",
     ]
     imports = results["imports"]
-    import_runs = results.get("import_runs", IMPORT_RUNS)
+    import_runs = results["import_runs"]
     c_ours, c_ref = cost_per_million(ours, model, imports), cost_per_million(ref, model)
     results["cost"] = c_ours
     lines += [
